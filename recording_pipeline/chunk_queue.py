@@ -1,0 +1,81 @@
+"""ChunkQueue: the Storage queue of RecordingChunk jobs and its poison queue.
+
+Messages are base64-encoded text, which is what the Functions queue trigger
+decodes by default (host.json ``extensions.queues.messageEncoding``); a test
+reads host.json to keep the two in step.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import Iterable
+from typing import Any
+
+from azure.core.exceptions import ResourceExistsError
+from azure.storage.queue import QueueMessage, TextBase64DecodePolicy, TextBase64EncodePolicy
+from azure.storage.queue.aio import QueueClient, QueueServiceClient
+
+from .jobs import RecordingChunk, encode_job
+
+MESSAGE_ENCODING = "base64"
+_SEND_CONCURRENCY = 64
+
+
+class ChunkQueue:
+    def __init__(self, service: QueueServiceClient, name: str) -> None:
+        self._service = service
+        self.name = name
+        self.poison_name = f"{name}-poison"
+        self.jobs = self._client(name)
+        self.poison = self._client(self.poison_name)
+
+    def _client(self, name: str) -> QueueClient:
+        return self._service.get_queue_client(
+            name, message_encode_policy=TextBase64EncodePolicy(), message_decode_policy=TextBase64DecodePolicy()
+        )
+
+    async def ensure(self) -> None:
+        for client in (self.jobs, self.poison):
+            with contextlib.suppress(ResourceExistsError):
+                await client.create_queue()
+
+    async def close(self) -> None:
+        await self._service.close()
+
+    async def enqueue(self, jobs: Iterable[RecordingChunk]) -> int:
+        """Put every job on the queue; raises if any send fails (the caller answers 5xx)."""
+        texts = [encode_job(job) for job in jobs]
+        slots = asyncio.Semaphore(_SEND_CONCURRENCY)
+
+        async def send(text: str) -> None:
+            async with slots:
+                await self.jobs.send_message(text)
+
+        await asyncio.gather(*(send(t) for t in texts))
+        return len(texts)
+
+    async def send_poison(self, original: str, error: str, attempts: int, job: dict[str, Any] | None) -> None:
+        """Quarantine a job with its last error, for ``replay --poison``."""
+        await self.poison.send_message(
+            json.dumps({"error": error, "attempts": attempts, "job": job, "original": None if job else original})
+        )
+
+    async def receive(self, max_messages: int, visibility_timeout: int) -> list[QueueMessage]:
+        batch: list[QueueMessage] = []
+        async for message in self.jobs.receive_messages(
+            messages_per_page=max_messages, max_messages=max_messages, visibility_timeout=visibility_timeout
+        ):
+            batch.append(message)
+        return batch
+
+    async def hide(self, message: QueueMessage, seconds: int) -> QueueMessage:
+        """Extend (or set) how long ``message`` stays invisible; returns it with its new pop receipt."""
+        updated = await self.jobs.update_message(message, visibility_timeout=seconds)
+        message.pop_receipt = updated.pop_receipt
+        message.next_visible_on = updated.next_visible_on
+        return message
+
+    async def delete(self, message: QueueMessage) -> None:
+        await self.jobs.delete_message(message)

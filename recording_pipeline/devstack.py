@@ -1,0 +1,120 @@
+"""Azurite on free loopback ports, for the demo, the tests and the benchmark.
+
+Not used in Azure. Azurite comes from the repo's package.json (``npm ci``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+# Azurite's published development account (a well-known, public test credential).
+DEV_ACCOUNT = "devstoreaccount1"
+DEV_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+REPO = Path(__file__).resolve().parent.parent
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for_port(host: str, port: int, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as sock:
+            sock.settimeout(0.5)
+            if sock.connect_ex((host, port)) == 0:
+                return
+        time.sleep(0.1)
+    raise TimeoutError(f"nothing listening on {host}:{port} after {timeout:.0f}s")
+
+
+def azurite_binary() -> str:
+    local = REPO / "node_modules" / ".bin" / "azurite"
+    if local.exists():
+        return str(local)
+    found = shutil.which("azurite")
+    if found:
+        return found
+    raise FileNotFoundError("azurite not found: run `npm ci` in the repository (make setup does)")
+
+
+@dataclass
+class Azurite:
+    """One Azurite process (blob + queue); ``restart()`` keeps its data."""
+
+    host: str = "127.0.0.1"
+    blob_port: int = 0
+    queue_port: int = 0
+    location: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="azurite-")))
+    process: subprocess.Popen[bytes] | None = None
+    log_path: Path | None = None
+
+    def start(self) -> Azurite:
+        self.blob_port = self.blob_port or free_port(self.host)
+        self.queue_port = self.queue_port or free_port(self.host)
+        self.location.mkdir(parents=True, exist_ok=True)
+        self.log_path = self.location / "azurite.log"
+        log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child process
+        self.process = subprocess.Popen(
+            [
+                azurite_binary(),
+                "--silent",
+                "--skipApiVersionCheck",
+                "--loose",
+                "--location",
+                str(self.location),
+                "--blobHost",
+                self.host,
+                "--blobPort",
+                str(self.blob_port),
+                "--queueHost",
+                self.host,
+                "--queuePort",
+                str(self.queue_port),
+                "--tableHost",
+                self.host,
+                "--tablePort",
+                str(free_port(self.host)),
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        log.close()
+        wait_for_port(self.host, self.blob_port)
+        wait_for_port(self.host, self.queue_port)
+        return self
+
+    def stop(self) -> None:
+        if self.process is None:
+            return
+        try:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            self.process.wait(timeout=10)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGKILL)
+        self.process = None
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    @property
+    def connection_string(self) -> str:
+        return (
+            f"DefaultEndpointsProtocol=http;AccountName={DEV_ACCOUNT};AccountKey={DEV_KEY};"
+            f"BlobEndpoint=http://{self.host}:{self.blob_port}/{DEV_ACCOUNT};"
+            f"QueueEndpoint=http://{self.host}:{self.queue_port}/{DEV_ACCOUNT};"
+        )

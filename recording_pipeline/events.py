@@ -1,0 +1,192 @@
+"""Typed models of what Event Grid delivers, in either schema.
+
+Envelopes are read with the Azure SDK's own event classes (azure-eventgrid's
+EventGridEvent, azure-core's CloudEvent) — plain data classes, no I/O — and the
+``data`` of a recording event is validated strictly with pydantic, unknown
+fields tolerated. Every failure becomes an InvalidEventError whose message says
+which field is wrong, so a rejected event can be understood from the log alone.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from azure.core.messaging import CloudEvent
+from azure.eventgrid import EventGridEvent
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from .errors import InvalidEventError
+
+VALIDATION_EVENT_TYPE = "Microsoft.EventGrid.SubscriptionValidationEvent"
+RECORDING_EVENT_TYPE = "Microsoft.Communication.RecordingFileStatusUpdated"
+
+Schema = Literal["eventgrid", "cloudevents"]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="allow", populate_by_name=True, frozen=True, str_strip_whitespace=True)
+
+
+class RecordingChunkInfo(_Model):
+    document_id: str = Field(alias="documentId", min_length=1)
+    index: int = Field(default=0, ge=0, le=100_000)
+    end_reason: str | None = Field(default=None, alias="endReason")
+    content_location: str | None = Field(default=None, alias="contentLocation")
+    metadata_location: str | None = Field(default=None, alias="metadataLocation")
+    delete_location: str | None = Field(default=None, alias="deleteLocation")
+
+
+class RecordingStorageInfo(_Model):
+    recording_chunks: list[RecordingChunkInfo] = Field(alias="recordingChunks", min_length=1, max_length=1000)
+
+    @field_validator("recording_chunks")
+    @classmethod
+    def _distinct_indexes(cls, chunks: list[RecordingChunkInfo]) -> list[RecordingChunkInfo]:
+        if len({c.index for c in chunks}) != len(chunks):
+            raise ValueError("two chunks share one index")
+        return chunks
+
+
+class RecordingFileStatusUpdatedData(_Model):
+    recording_storage_info: RecordingStorageInfo = Field(alias="recordingStorageInfo")
+    recording_start_time: datetime | None = Field(default=None, alias="recordingStartTime")
+    recording_duration_ms: int | None = Field(default=None, alias="recordingDurationMs", ge=0)
+    session_end_reason: str | None = Field(default=None, alias="sessionEndReason")
+    storage_type: str | None = Field(default=None, alias="storageType")
+    recording_id: str | None = Field(default=None, alias="recordingId")
+    recording_content_type: str | None = Field(default=None, alias="recordingContentType")
+    recording_channel_type: str | None = Field(default=None, alias="recordingChannelType")
+    recording_format_type: str | None = Field(default=None, alias="recordingFormatType")
+
+
+@dataclass(frozen=True)
+class Envelope:
+    """The schema-independent part of one delivered event."""
+
+    schema: Schema
+    id: str
+    type: str
+    topic: str | None
+    subject: str | None
+    time: datetime | None
+    data: Any
+
+
+@dataclass(frozen=True)
+class RecordingIdentity:
+    call_id: str
+    server_call_id: str | None = None
+    recording_id: str | None = None
+
+
+@dataclass(frozen=True)
+class RecordingEvent:
+    envelope: Envelope
+    identity: RecordingIdentity
+    data: RecordingFileStatusUpdatedData
+
+    @property
+    def event_time(self) -> datetime:
+        return self.envelope.time or datetime.now(UTC)
+
+
+_SUBJECT = re.compile(
+    r"^/recording/call/(?P<call>[^/]+)"
+    r"(?:/serverCallId/(?P<server>[^/]+))?"
+    r"(?:/recordingId/(?P<recording>[^/]+))?/?$"
+)
+
+
+def parse_subject(subject: str | None) -> RecordingIdentity:
+    """All three documented subject shapes, oldest (``/recording/call/{callId}``) included."""
+    match = _SUBJECT.match(subject or "")
+    if not match:
+        raise InvalidEventError(f"subject is not /recording/call/{{callId}}/...: {_clip(subject)}")
+    return RecordingIdentity(match["call"], match["server"], match["recording"])
+
+
+def split_body(body: bytes, content_type: str | None) -> tuple[list[Any], Schema]:
+    """The JSON body of a POST → its raw events and their schema. Raises InvalidEventError."""
+    try:
+        payload = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidEventError(f"body is not JSON: {exc}") from None
+    media_type = (content_type or "").split(";")[0].strip().lower()
+    events = payload if isinstance(payload, list) else [payload]
+    if not events:
+        raise InvalidEventError("body is an empty event array")
+    if not all(isinstance(e, dict) for e in events):
+        raise InvalidEventError("body must be an event object or an array of event objects")
+    cloud = media_type.startswith("application/cloudevents") or "specversion" in events[0]
+    return events, ("cloudevents" if cloud else "eventgrid")
+
+
+def read_envelope(raw: Any, schema: Schema) -> Envelope:
+    """One raw event → Envelope, with the SDK's envelope classes and our required-field checks."""
+    if not isinstance(raw, dict):
+        raise InvalidEventError("an event must be a JSON object")
+    try:
+        if schema == "cloudevents":
+            _require(raw, ("id", "source", "type", "specversion"))
+            cloud: CloudEvent[Any] = CloudEvent.from_dict(raw)
+            return Envelope(
+                schema, str(raw["id"]), cloud.type, cloud.source, cloud.subject, _aware(cloud.time), cloud.data
+            )
+        _require(raw, ("id", "eventType", "subject", "eventTime", "dataVersion"))
+        grid = EventGridEvent.from_dict(raw)
+        return Envelope(
+            schema, str(raw["id"]), grid.event_type, grid.topic, grid.subject, _aware(grid.event_time), grid.data
+        )
+    except InvalidEventError:
+        raise
+    except Exception as exc:  # the SDK raises ValueError, DeserializationError, ...
+        raise InvalidEventError(f"malformed {schema} envelope: {_clip(str(exc))}") from None
+
+
+def parse_recording_event(envelope: Envelope) -> RecordingEvent:
+    """Validate a RecordingFileStatusUpdated envelope's subject and data."""
+    identity = parse_subject(envelope.subject)
+    try:
+        data = RecordingFileStatusUpdatedData.model_validate(envelope.data)
+    except ValidationError as exc:
+        raise InvalidEventError(f"event {_clip(envelope.id)}: invalid data: {_describe(exc)}") from None
+    if data.recording_id and not identity.recording_id:
+        identity = RecordingIdentity(identity.call_id, identity.server_call_id, data.recording_id)
+    return RecordingEvent(envelope, identity, data)
+
+
+def validation_code(envelope: Envelope) -> str:
+    data = envelope.data if isinstance(envelope.data, dict) else {}
+    code = data.get("validationCode")
+    if not isinstance(code, str) or not code or len(code) > 512:
+        raise InvalidEventError("subscription validation event without a validationCode")
+    return code
+
+
+def _require(raw: dict[str, Any], fields: tuple[str, ...]) -> None:
+    missing = [f for f in fields if not isinstance(raw.get(f), str) or not raw.get(f)]
+    if missing:
+        raise InvalidEventError(f"event envelope lacks string field(s): {', '.join(missing)}")
+
+
+def _aware(value: Any) -> datetime | None:
+    if value is None or not isinstance(value, datetime):
+        return None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def _describe(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors()[:5]:
+        loc = ".".join(str(p) for p in err["loc"]) or "data"
+        parts.append(f"{loc}: {err['msg']}")
+    return "; ".join(parts)
+
+
+def _clip(text: str | None, limit: int = 200) -> str:
+    text = "" if text is None else str(text)
+    return text if len(text) <= limit else text[:limit] + "…"

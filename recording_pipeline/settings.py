@@ -1,0 +1,193 @@
+"""Environment (Functions app settings) → one frozen, validated Settings object.
+
+Read once per process and passed to the clients, so a bad setting fails at
+start-up with a clear message instead of on the first recording.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+from .errors import ConfigurationError
+
+DEFAULT_ALLOWED_HOSTS = (".asm.skype.com", ".asyncgw.teams.microsoft.com", ".ams.gov.teams.microsoft.us")
+DEFAULT_QUEUE_NAME = "recording-chunks"
+DEFAULT_CONTAINER = "recordings"
+MIB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class AcsCredentials:
+    """Where ACS is and how to sign for it. ``access_key`` None means Entra ID."""
+
+    endpoint: str
+    access_key: str | None = field(default=None, repr=False)
+
+    @property
+    def endpoint_host(self) -> str:
+        """The host the HMAC signature covers (sent as ``x-ms-host``)."""
+        return urlsplit(self.endpoint).netloc
+
+
+@dataclass(frozen=True)
+class StorageTarget:
+    """A storage account reached by connection string or by account URL + identity."""
+
+    connection_string: str | None = field(default=None, repr=False)
+    account_url: str | None = None
+
+
+@dataclass(frozen=True)
+class Settings:
+    acs: AcsCredentials
+    archive: StorageTarget
+    archive_container: str
+    queue: StorageTarget
+    chunk_queue_name: str
+    allowed_hosts: tuple[str, ...]
+    allow_http: bool
+    retention_hours: float
+    webhook_key: str | None = field(default=None, repr=False)
+    acs_resource_id: str | None = None
+    block_size: int = 8 * MIB
+    transfer_concurrency: int = 4
+    max_dequeue_count: int = 5
+    retry_delay_seconds: float = 30.0
+    worker_concurrency: int = 4
+    max_body_bytes: int = 4 * MIB
+    max_events: int = 1000
+
+    @property
+    def poison_queue_name(self) -> str:
+        return f"{self.chunk_queue_name}-poison"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Build Settings from a mapping (default ``os.environ``); raise ConfigurationError."""
+        env = os.environ if env is None else env
+        return cls(
+            acs=_acs_credentials(env),
+            archive=_storage_target(
+                env, "ARCHIVE_STORAGE_CONNECTION_STRING", "ARCHIVE_STORAGE_ACCOUNT_URL", "the archive"
+            ),
+            archive_container=_name(env, "ARCHIVE_CONTAINER", DEFAULT_CONTAINER),
+            queue=_queue_target(env),
+            chunk_queue_name=_name(env, "CHUNK_QUEUE_NAME", DEFAULT_QUEUE_NAME),
+            allowed_hosts=_allowed_hosts(env.get("RECORDING_ALLOWED_HOSTS", "")),
+            allow_http=_bool(env, "RECORDING_ALLOW_HTTP", False),
+            retention_hours=_positive_float(env, "RECORDING_RETENTION_HOURS", 24.0),
+            webhook_key=env.get("WEBHOOK_KEY") or None,
+            acs_resource_id=(env.get("ACS_RESOURCE_ID") or "").strip() or None,
+            block_size=int(_positive_float(env, "TRANSFER_BLOCK_SIZE_MIB", 8) * MIB),
+            transfer_concurrency=int(_positive_float(env, "TRANSFER_CONCURRENCY", 4)),
+            max_dequeue_count=int(_positive_float(env, "QUEUE_MAX_DEQUEUE_COUNT", 5)),
+            retry_delay_seconds=_positive_float(env, "QUEUE_RETRY_DELAY_SECONDS", 30.0),
+            worker_concurrency=int(_positive_float(env, "WORKER_CONCURRENCY", 4)),
+            max_body_bytes=int(_positive_float(env, "WEBHOOK_MAX_BODY_BYTES", 4 * MIB)),
+            max_events=int(_positive_float(env, "WEBHOOK_MAX_EVENTS", 1000)),
+        )
+
+
+def parse_acs_connection_string(value: str) -> AcsCredentials:
+    """``endpoint=https://NAME.communication.azure.com/;accesskey=BASE64`` → credentials."""
+    parts: dict[str, str] = {}
+    for piece in value.split(";"):
+        if not piece.strip():
+            continue
+        name, sep, val = piece.partition("=")
+        if not sep:
+            raise ConfigurationError("ACS_CONNECTION_STRING must be 'endpoint=...;accesskey=...'")
+        parts[name.strip().lower()] = val.strip()
+    endpoint, key = parts.get("endpoint"), parts.get("accesskey")
+    if not endpoint or not key:
+        raise ConfigurationError("ACS_CONNECTION_STRING needs both endpoint= and accesskey=")
+    try:
+        base64.b64decode(key, validate=True)
+    except ValueError:
+        raise ConfigurationError("ACS_CONNECTION_STRING: accesskey is not base64") from None
+    return AcsCredentials(endpoint=_endpoint(endpoint, "ACS_CONNECTION_STRING"), access_key=key)
+
+
+def _acs_credentials(env: Mapping[str, str]) -> AcsCredentials:
+    conn = env.get("ACS_CONNECTION_STRING")
+    if conn:
+        return parse_acs_connection_string(conn)
+    endpoint = env.get("ACS_ENDPOINT")
+    if endpoint:
+        return AcsCredentials(endpoint=_endpoint(endpoint, "ACS_ENDPOINT"))
+    raise ConfigurationError("set ACS_CONNECTION_STRING (access key) or ACS_ENDPOINT (Entra ID)")
+
+
+def _endpoint(value: str, name: str) -> str:
+    parts = urlsplit(value.strip())
+    if parts.scheme not in ("https", "http") or not parts.netloc:
+        raise ConfigurationError(f"{name}: the ACS endpoint must be an absolute URL")
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def _storage_target(env: Mapping[str, str], conn_name: str, url_name: str, what: str) -> StorageTarget:
+    conn, url = env.get(conn_name), env.get(url_name)
+    if conn:
+        return StorageTarget(connection_string=conn)
+    if url:
+        return StorageTarget(account_url=url.rstrip("/"))
+    raise ConfigurationError(f"set {conn_name} or {url_name} for {what}")
+
+
+def _queue_target(env: Mapping[str, str]) -> StorageTarget:
+    """The Functions host's own storage: ``AzureWebJobsStorage`` or its identity-based form."""
+    conn = env.get("AzureWebJobsStorage")
+    if conn:
+        return StorageTarget(connection_string=conn)
+    url = env.get("AzureWebJobsStorage__queueServiceUri")
+    if url:
+        return StorageTarget(account_url=url.rstrip("/"))
+    account = env.get("AzureWebJobsStorage__accountName")
+    if account:
+        return StorageTarget(account_url=f"https://{account}.queue.core.windows.net")
+    raise ConfigurationError("set AzureWebJobsStorage (or AzureWebJobsStorage__accountName) for the chunk queue")
+
+
+def _allowed_hosts(raw: str) -> tuple[str, ...]:
+    entries = tuple(h.strip().lower() for h in raw.split(",") if h.strip())
+    for entry in entries:
+        bare = entry.removeprefix(".")
+        if not bare or "/" in bare or "@" in bare or bare.startswith("."):
+            raise ConfigurationError(f"RECORDING_ALLOWED_HOSTS: '{entry}' is not a host or .suffix")
+    return entries or DEFAULT_ALLOWED_HOSTS
+
+
+def _name(env: Mapping[str, str], key: str, default: str) -> str:
+    value = (env.get(key) or default).strip()
+    if not (3 <= len(value) <= 63) or not all(c.isalnum() or c == "-" for c in value) or value != value.lower():
+        raise ConfigurationError(f"{key}: '{value}' is not a valid storage container/queue name")
+    return value
+
+
+def _bool(env: Mapping[str, str], key: str, default: bool) -> bool:
+    raw = env.get(key)
+    if raw is None or raw.strip() == "":
+        return default
+    value = raw.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ConfigurationError(f"{key}: expected true or false, got '{raw}'")
+
+
+def _positive_float(env: Mapping[str, str], key: str, default: float) -> float:
+    raw = env.get(key)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigurationError(f"{key}: expected a number, got '{raw}'") from None
+    if value <= 0:
+        raise ConfigurationError(f"{key}: must be positive, got '{raw}'")
+    return value

@@ -1,0 +1,350 @@
+"""archive_chunk: the per-chunk state machine, and the queue-message entry point.
+
+    metadata (archive, else ACS) → lease → media (resume staged blocks) →
+    commit (only if absent) → verify (blocks, size, sha256) → manifest →
+    participant index → DELETE from ACS
+
+Each step first looks at what the archive already holds, so any number of
+attempts, duplicates or crashes converge on one verified copy; the DELETE
+comes last and only after verification.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from azure.storage.blob.aio import BlobLeaseClient
+
+from .acs import AcsRecordingClient
+from .archive import ArchiveStore, BlobInfo
+from .chunk_queue import ChunkQueue
+from .errors import AcsAuthError, AcsTransientError, ArchiveIntegrityError, InvalidEventError, RecordingGoneError
+from .jobs import RecordingChunk, decode_job
+from .manifest import record_chunk
+from .naming import lost_name, manifest_name, media_format, media_name, metadata_name, participant_entry
+from .telemetry import log_context
+from .transfer import TransferResult, copy_to_blocks
+
+log = logging.getLogger(__name__)
+
+LEASE_SECONDS = 60
+MAX_PARTICIPANTS = 200
+
+
+class Outcome(StrEnum):
+    ARCHIVED = "archived"
+    ALREADY_ARCHIVED = "already-archived"
+    IN_PROGRESS_ELSEWHERE = "in-progress-elsewhere"
+    LOST = "lost"
+
+
+@dataclass
+class ChunkWorker:
+    """What archive_chunk needs; built once per process."""
+
+    acs: AcsRecordingClient
+    store: ArchiveStore
+    queue: ChunkQueue
+    block_size: int
+    concurrency: int
+    max_attempts: int
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+
+
+async def handle_chunk_message(text: str, dequeue_count: int, worker: ChunkWorker) -> Outcome | None:
+    """Entry point for one queue message, shared by the Functions trigger and ``serve``.
+
+    Returns normally when the message may be deleted: done, or quarantined in
+    the poison queue with its error. Raises to have the queue try again later.
+    """
+    try:
+        job = decode_job(text)
+    except InvalidEventError as exc:
+        log.error("rejected queue message: %s", exc)
+        await worker.queue.send_poison(text, str(exc), dequeue_count, None)
+        return None
+    with log_context(
+        event_id=job.event_id,
+        call_id=job.call_id,
+        recording_id=job.recording_id,
+        chunk_index=job.chunk_index,
+        document_id=job.document_id,
+    ):
+        try:
+            return await archive_chunk(job, worker)
+        except Exception as exc:
+            final = dequeue_count >= worker.max_attempts or isinstance(exc, InvalidEventError)
+            if not final:
+                log.warning(
+                    "attempt %d of %d failed: %s: %s", dequeue_count, worker.max_attempts, type(exc).__name__, exc
+                )
+                raise
+            log.error(
+                "recording chunk failed after %d attempts, moved to %s: %s: %s",
+                dequeue_count,
+                worker.queue.poison_name,
+                type(exc).__name__,
+                exc,
+            )
+            await _quarantine(job, exc, dequeue_count, worker)
+            return None
+
+
+async def archive_chunk(job: RecordingChunk, worker: ChunkWorker) -> Outcome:
+    store, now = worker.store, worker.clock()
+    left = job.seconds_left(now)
+    if left < 0:
+        log.warning("chunk is %.0f s past its retention deadline; trying anyway", -left)
+    meta_blob = metadata_name(job.stem)
+    try:
+        metadata_bytes = await _metadata(job, worker, meta_blob)
+    except RecordingGoneError as exc:
+        return await _record_lost(job, worker, exc)
+    metadata = _parse_metadata(metadata_bytes)
+    extension, content_type = media_format(_format_of(metadata), job.format_hint)
+    media_blob = media_name(job.stem, extension)
+
+    info = await store.info(media_blob)
+    outcome = Outcome.ALREADY_ARCHIVED
+    started = worker.clock()
+    result: TransferResult | None = None
+    if not _verified(info):
+        async with _lease(store, meta_blob) as lease:
+            if lease is None:
+                log.info("another worker holds this chunk; leaving it to that worker")
+                return Outcome.IN_PROGRESS_ELSEWHERE
+            info = await store.info(media_blob)
+            if info is None:
+                try:
+                    result = await copy_to_blocks(
+                        worker.acs, store, job.content_url, media_blob, worker.block_size, worker.concurrency
+                    )
+                except RecordingGoneError as exc:
+                    return await _record_lost(job, worker, exc)
+                await store.commit_new(media_blob, result.block_ids, content_type, _blob_metadata(job, result))
+                info = await store.info(media_blob)
+            if not _verified(info):
+                info = await _verify(store, media_blob, info, result, lease)
+            outcome = Outcome.ARCHIVED
+    assert info is not None
+    finished = worker.clock()
+    left = job.seconds_left(finished)
+    await _update_manifest(
+        job,
+        worker,
+        "archived",
+        mediaBlob=media_blob,
+        metadataBlob=meta_blob,
+        contentType=content_type,
+        size=info.size,
+        sha256=info.metadata.get("sha256"),
+        archivedAt=finished.isoformat(),
+        secondsLeftAtArchive=round(left),
+        transferSeconds=round((finished - started).total_seconds(), 3) if result else None,
+        resumedFromByte=result.resumed_from if result and result.resumed_from else None,
+    )
+    await _index_participants(job, worker, metadata)
+    if outcome is Outcome.ARCHIVED:
+        log.info(
+            "recording chunk archived: %d bytes to %s, %.1f h before the deadline",
+            info.size,
+            media_blob,
+            left / 3600,
+            extra={"bytes": info.size, "seconds_left": round(left), "blob": media_blob},
+        )
+    await _delete_from_acs(job, worker)
+    return outcome
+
+
+async def _metadata(job: RecordingChunk, worker: ChunkWorker, meta_blob: str) -> bytes:
+    archived = await worker.store.read_bytes(meta_blob)
+    if archived is not None:
+        return archived[0]
+    body = await worker.acs.fetch_metadata(job.metadata_url)
+    _parse_metadata(body)  # not JSON → transient: ACS sometimes serves a half-ready file
+    digest = hashlib.sha256(body).hexdigest()
+    await worker.store.create(
+        meta_blob,
+        body,
+        "application/json",
+        {"sha256": digest, "source_size": str(len(body)), "document_id": job.document_id},
+    )
+    stored = await worker.store.read_bytes(meta_blob)
+    if stored is None or hashlib.sha256(stored[0]).hexdigest() != digest:
+        raise ArchiveIntegrityError(f"{meta_blob}: archived metadata differs from what ACS served")
+    return stored[0]
+
+
+def _parse_metadata(body: bytes) -> dict[str, Any]:
+    try:
+        doc = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise AcsTransientError("metadata is not JSON") from None
+    if not isinstance(doc, dict):
+        raise AcsTransientError("metadata is not a JSON object")
+    return doc
+
+
+def _format_of(metadata: dict[str, Any]) -> str | None:
+    info = metadata.get("recordingInfo")
+    value = info.get("format") if isinstance(info, dict) else None
+    return value if isinstance(value, str) else None
+
+
+def _blob_metadata(job: RecordingChunk, result: TransferResult) -> dict[str, str]:
+    meta = {
+        "source_size": str(result.size),
+        "call_id": job.call_id,
+        "recording_key": job.recording_key,
+        "chunk_index": str(job.chunk_index),
+        "document_id": job.document_id,
+    }
+    if result.sha256:
+        meta["sha256"] = result.sha256
+    return meta
+
+
+def _verified(info: BlobInfo | None) -> bool:
+    if info is None:
+        return False
+    meta = info.metadata
+    return bool(meta.get("verified_at")) and bool(meta.get("sha256")) and meta.get("source_size") == str(info.size)
+
+
+async def _verify(
+    store: ArchiveStore,
+    media_blob: str,
+    info: BlobInfo | None,
+    result: TransferResult | None,
+    lease: BlobLeaseClient,
+) -> BlobInfo:
+    """Prove the committed blob is the file ACS served; only then may the source be deleted."""
+    if info is None:
+        raise ArchiveIntegrityError(f"{media_blob}: not found after commit")
+    source_size = info.metadata.get("source_size")
+    if source_size != str(info.size):
+        raise ArchiveIntegrityError(f"{media_blob}: {info.size} bytes archived, ACS served {source_size}")
+    committed = await store.committed_blocks(media_blob)
+    if sum(b.size for b in committed) != info.size:
+        raise ArchiveIntegrityError(f"{media_blob}: committed blocks do not add up to the blob's size")
+    if result is not None and [b.block_id for b in committed] != result.block_ids:
+        raise ArchiveIntegrityError(f"{media_blob}: committed block list is not the one staged")
+    sha256 = info.metadata.get("sha256")
+    if not sha256 or result is None:
+        # Resumed (or committed by an attempt that died before recording its hash): hash what is archived.
+        hasher = hashlib.sha256()
+        size = 0
+        async for piece in store.stream(media_blob):
+            size += len(piece)
+            await asyncio.to_thread(hasher.update, piece)
+        if size != info.size:
+            raise ArchiveIntegrityError(f"{media_blob}: read back {size} bytes of {info.size}")
+        if sha256 and sha256 != hasher.hexdigest():
+            raise ArchiveIntegrityError(f"{media_blob}: sha256 of the archive differs from the recorded one")
+        sha256 = hasher.hexdigest()
+    metadata = {**info.metadata, "sha256": sha256, "verified_at": datetime.now(UTC).isoformat()}
+    await store.set_metadata(media_blob, metadata)
+    return BlobInfo(info.name, info.size, info.etag, metadata)
+
+
+async def _delete_from_acs(job: RecordingChunk, worker: ChunkWorker) -> None:
+    if not job.delete_url:
+        return
+    try:
+        deleted = await worker.acs.delete(job.delete_url)
+    except AcsAuthError:
+        log.error("ACS refused the DELETE of an archived chunk: check the credentials' rights")
+        raise
+    now = worker.clock()
+    await _update_manifest(job, worker, "archived", sourceDeletedAt=now.isoformat())
+    log.info("deleted from ACS after verification" if deleted else "already gone from ACS (counts as deleted)")
+
+
+async def _record_lost(job: RecordingChunk, worker: ChunkWorker, exc: RecordingGoneError) -> Outcome:
+    now = worker.clock()
+    record = {
+        "job": json.loads(job.model_dump_json()),
+        "reason": str(exc),
+        "detectedAt": now.isoformat(),
+        "secondsPastDeadline": round(-job.seconds_left(now)),
+    }
+    await worker.store.create(lost_name(job.stem), json.dumps(record, indent=1).encode(), "application/json")
+    await _update_manifest(job, worker, "lost", lostAt=now.isoformat(), lastError=str(exc))
+    log.error(
+        "recording chunk lost: ACS no longer has it and it was never archived (%s)", exc, extra={"outcome": "lost"}
+    )
+    return Outcome.LOST
+
+
+async def _quarantine(job: RecordingChunk, exc: Exception, attempts: int, worker: ChunkWorker) -> None:
+    error = f"{type(exc).__name__}: {exc}"
+    await worker.queue.send_poison("", error, attempts, json.loads(job.model_dump_json()))
+    try:
+        await _update_manifest(job, worker, "failed", lastError=error, failedAt=worker.clock().isoformat())
+    except Exception:  # the poison message is the record that matters; the manifest is a view
+        log.exception("could not record the failure in the manifest")
+
+
+async def _update_manifest(job: RecordingChunk, worker: ChunkWorker, state: str, **fields: Any) -> None:
+    now = worker.clock()
+    await worker.store.update_json(
+        manifest_name(job.call_id, job.recording_key), lambda doc: record_chunk(doc, job, now, state, **fields)
+    )
+
+
+async def _index_participants(job: RecordingChunk, worker: ChunkWorker, metadata: dict[str, Any]) -> None:
+    """One small blob per (participant, recording): a prefix listing answers "which recordings"."""
+    participants = metadata.get("participants")
+    if not isinstance(participants, list):
+        return
+    ids = {p.get("participantId") for p in participants[:MAX_PARTICIPANTS] if isinstance(p, dict)}
+    entry = json.dumps(
+        {
+            "callId": job.call_id,
+            "recordingId": job.recording_id,
+            "recordingKey": job.recording_key,
+            "recordingStartTime": job.recording_start_time.isoformat() if job.recording_start_time else None,
+            "manifest": manifest_name(job.call_id, job.recording_key),
+        }
+    ).encode()
+    await asyncio.gather(
+        *(
+            worker.store.create(participant_entry(pid, job.call_id, job.recording_key), entry, "application/json")
+            for pid in ids
+            if isinstance(pid, str) and pid
+        )
+    )
+
+
+@asynccontextmanager
+async def _lease(store: ArchiveStore, blob: str) -> AsyncIterator[BlobLeaseClient | None]:
+    """Hold a renewed lease on ``blob`` for the duration; None if another worker holds it."""
+    lease = await store.try_lease(blob, LEASE_SECONDS)
+    if lease is None:
+        yield None
+        return
+
+    async def renew() -> None:
+        while True:
+            await asyncio.sleep(LEASE_SECONDS / 3)
+            await lease.renew()
+
+    renewer = asyncio.create_task(renew())
+    try:
+        yield lease
+    finally:
+        renewer.cancel()
+        await asyncio.gather(renewer, return_exceptions=True)
+        try:
+            await lease.release()
+        except Exception:  # an unreleased lease simply expires in LEASE_SECONDS
+            log.warning("could not release the lease on %s", blob)
