@@ -12,15 +12,13 @@ import asyncio
 import hashlib
 import os
 import secrets
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import aiohttp
 from azure.storage.blob.aio import BlobServiceClient
 
-from .devstack import REPO, Azurite, free_port, wait_for_port
+from .devstack import REPO, Azurite, ServeProcess
 from .manifest import chunk_key
 from .naming import manifest_name, recording_key
 from .simulator import RecordingSimulator
@@ -32,7 +30,6 @@ async def run_demo(size_mib: int = 24, timeout: float = 300.0) -> int:
     azurite = Azurite(location=Path(workdir / f"azurite-{int(time.time())}")).start()
     simulator = RecordingSimulator()
     await simulator.start()
-    port = free_port()
     key = secrets.token_urlsafe(24)
     env = {
         **os.environ,
@@ -46,15 +43,8 @@ async def run_demo(size_mib: int = 24, timeout: float = 300.0) -> int:
         "WEBHOOK_KEY": key,
         "QUEUE_RETRY_DELAY_SECONDS": "2",
     }
-    server = subprocess.Popen(
-        [sys.executable, "-m", "recording_pipeline", "serve", "--port", str(port)],
-        env=env,
-        cwd=REPO,
-        stdout=open(workdir / "serve.log", "wb"),
-        stderr=subprocess.STDOUT,
-    )
+    server = ServeProcess(env, workdir / "serve.log").start()
     try:
-        wait_for_port("127.0.0.1", port)
         call_id = "11111111-2222-3333-4444-555555555555"
         recording_id = "eyJQbGF0Zm9ybUVuZHBvaW50SWQiOiJkZW1vIn0"
         chunks = [
@@ -75,15 +65,17 @@ async def run_demo(size_mib: int = 24, timeout: float = 300.0) -> int:
         event = simulator.event(call_id, recording_id, chunks)
         print(
             f"demo: posting a RecordingFileStatusUpdated event with {len(chunks)} chunks "
-            f"({sum(c.size for c in chunks) / 2**20:.1f} MiB) to http://127.0.0.1:{port}/api/recording-events"
+            f"({sum(c.size for c in chunks) / 2**20:.1f} MiB) to http://127.0.0.1:{server.port}/api/recording-events"
         )
-        async with aiohttp.ClientSession() as session:
-            async with session.post(
-                f"http://127.0.0.1:{port}/api/recording-events", json=[event], headers={"x-functions-key": key}
-            ) as response:
-                print(f"demo: webhook answered {response.status} {await response.text()}")
-                if response.status != 200:
-                    return 1
+        async with (
+            aiohttp.ClientSession() as session,
+            session.post(
+                f"http://127.0.0.1:{server.port}/api/recording-events", json=[event], headers={"x-functions-key": key}
+            ) as response,
+        ):
+            print(f"demo: webhook answered {response.status} {await response.text()}")
+            if response.status != 200:
+                return 1
         rec_key = recording_key(recording_id, None)
         service = BlobServiceClient.from_connection_string(azurite.connection_string)
         async with service:
@@ -107,11 +99,7 @@ async def run_demo(size_mib: int = 24, timeout: float = 300.0) -> int:
             print("demo: archive verified" if ok else "demo: FAILED verification")
             return 0 if ok else 1
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            server.kill()
+        server.stop()
         await simulator.stop()
         azurite.stop()
 

@@ -11,6 +11,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -118,3 +119,57 @@ class Azurite:
             f"BlobEndpoint=http://{self.host}:{self.blob_port}/{DEV_ACCOUNT};"
             f"QueueEndpoint=http://{self.host}:{self.queue_port}/{DEV_ACCOUNT};"
         )
+
+
+class ServeProcess:
+    """``python -m recording_pipeline serve`` as a real subprocess on a free port."""
+
+    def __init__(self, env: dict[str, str], log_path: Path, workers: int = 4) -> None:
+        self.port = free_port()
+        self.env = {**os.environ, **env}
+        self.log_path = log_path
+        self.workers = workers
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/api/recording-events"
+
+    def start(self) -> ServeProcess:
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "recording_pipeline",
+                    "serve",
+                    "--port",
+                    str(self.port),
+                    "--workers",
+                    str(self.workers),
+                ],
+                env=self.env,
+                cwd=REPO,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        wait_for_port("127.0.0.1", self.port, timeout=30)
+        return self
+
+    def kill(self) -> None:
+        """SIGKILL: no clean-up, as when an instance is recycled mid-transfer."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")

@@ -136,7 +136,8 @@ def read_envelope(raw: Any, schema: Schema) -> Envelope:
             return Envelope(
                 schema, str(raw["id"]), cloud.type, cloud.source, cloud.subject, _aware(cloud.time), cloud.data
             )
-        _require(raw, ("id", "eventType", "subject", "eventTime", "dataVersion"))
+        _require(raw, ("id", "eventType", "eventTime"))
+        _require(raw, ("subject", "dataVersion"), may_be_empty=True)
         grid = EventGridEvent.from_dict(raw)
         return Envelope(
             schema, str(raw["id"]), grid.event_type, grid.topic, grid.subject, _aware(grid.event_time), grid.data
@@ -167,8 +168,8 @@ def validation_code(envelope: Envelope) -> str:
     return code
 
 
-def _require(raw: dict[str, Any], fields: tuple[str, ...]) -> None:
-    missing = [f for f in fields if not isinstance(raw.get(f), str) or not raw.get(f)]
+def _require(raw: dict[str, Any], fields: tuple[str, ...], may_be_empty: bool = False) -> None:
+    missing = [f for f in fields if not isinstance(raw.get(f), str) or not (may_be_empty or raw.get(f))]
     if missing:
         raise InvalidEventError(f"event envelope lacks string field(s): {', '.join(missing)}")
 

@@ -1,0 +1,132 @@
+"""Shared fixtures: real Azurite (one per session, free loopback ports), a real
+recording simulator per test, unique queue/container names per test, and a
+``serve`` subprocess when a test needs the whole local host."""
+
+from __future__ import annotations
+
+import secrets
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from azure.storage.blob.aio import BlobServiceClient, ContainerClient
+
+from recording_pipeline.devstack import Azurite, ServeProcess
+from recording_pipeline.retry import RetryPolicy
+from recording_pipeline.runtime import Runtime
+from recording_pipeline.settings import Settings
+from recording_pipeline.simulator import RecordingSimulator
+
+FAST_RETRY = RetryPolicy(attempts=6, initial_wait=0.05, max_wait=0.5, budget_seconds=20)
+
+
+@pytest.fixture(scope="session")
+def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Azurite]:
+    instance = Azurite(location=tmp_path_factory.mktemp("azurite")).start()
+    yield instance
+    instance.stop()
+
+
+@pytest.fixture
+async def simulator() -> AsyncIterator[RecordingSimulator]:
+    sim = RecordingSimulator()
+    await sim.start()
+    yield sim
+    await sim.stop()
+
+
+@dataclass
+class Stack:
+    """Everything one test needs: env for a pipeline process, clients to inspect the result."""
+
+    azurite: Azurite
+    simulator: RecordingSimulator
+    env: dict[str, str]
+    container: str
+    queue: str
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def settings(self, **overrides: str) -> Settings:
+        return Settings.from_env({**self.env, **overrides})
+
+    async def runtime(self, retry: RetryPolicy | None = FAST_RETRY, **overrides: str) -> Runtime:
+        return await Runtime.start(self.settings(**overrides), retry=retry)
+
+    def container_client(self, service: BlobServiceClient) -> ContainerClient:
+        return service.get_container_client(self.container)
+
+
+@pytest.fixture
+def stack(azurite: Azurite, simulator: RecordingSimulator) -> Stack:
+    suffix = uuid.uuid4().hex[:12]
+    container, queue = f"rec-{suffix}", f"chunks-{suffix}"
+    env = {
+        "ACS_CONNECTION_STRING": simulator.connection_string,
+        "ARCHIVE_STORAGE_CONNECTION_STRING": azurite.connection_string,
+        "AzureWebJobsStorage": azurite.connection_string,
+        "ARCHIVE_CONTAINER": container,
+        "CHUNK_QUEUE_NAME": queue,
+        "RECORDING_ALLOWED_HOSTS": "127.0.0.1",
+        "RECORDING_ALLOW_HTTP": "true",
+        "WEBHOOK_KEY": secrets.token_urlsafe(16),
+        "QUEUE_RETRY_DELAY_SECONDS": "1",
+        "TRANSFER_BLOCK_SIZE_MIB": "4",
+    }
+    return Stack(azurite, simulator, env, container, queue)
+
+
+@pytest.fixture
+async def blob_service(azurite: Azurite) -> AsyncIterator[BlobServiceClient]:
+    service = BlobServiceClient.from_connection_string(azurite.connection_string)
+    async with service:
+        yield service
+
+
+@pytest.fixture
+def serve_factory(tmp_path: Path) -> Iterator[Any]:
+    started: list[ServeProcess] = []
+
+    def make(env: dict[str, str], workers: int = 4) -> ServeProcess:
+        proc = ServeProcess(env, tmp_path / f"serve-{len(started)}.log", workers).start()
+        started.append(proc)
+        return proc
+
+    yield make
+    for proc in started:
+        proc.stop()
+
+
+async def post_events(
+    url: str, events: Any, key: str | None, content_type: str = "application/json", raw: bytes | None = None
+) -> tuple[int, Any]:
+    import json
+
+    headers = {"Content-Type": content_type}
+    if key is not None:
+        headers["x-functions-key"] = key
+    body = raw if raw is not None else json.dumps(events).encode()
+    async with aiohttp.ClientSession() as session, session.post(url, data=body, headers=headers) as response:
+        text = await response.text()
+        try:
+            return response.status, json.loads(text) if text else None
+        except ValueError:
+            return response.status, text
+
+
+async def wait_until(predicate: Any, timeout: float = 60.0, interval: float = 0.2) -> Any:
+    """Await ``predicate()`` until it returns something truthy."""
+    import asyncio
+
+    deadline = time.monotonic() + timeout
+    while True:
+        result = await predicate()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s")
+        await asyncio.sleep(interval)
