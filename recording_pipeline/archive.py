@@ -8,10 +8,9 @@ deterministic ids so a later attempt can see what an earlier one left.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -50,8 +49,7 @@ class ArchiveStore:
         return str(self._container.url)
 
     async def ensure_container(self) -> None:
-        with contextlib.suppress(ResourceExistsError):
-            await self._container.create_container()
+        await create_if_missing(self._container.create_container(), f"container {self.container_name}")
 
     async def close(self) -> None:
         await self._service.close()
@@ -196,3 +194,15 @@ class ArchiveStore:
                 return None
             raise
         return lease
+
+
+async def create_if_missing(create: Awaitable[Any], what: str) -> None:
+    """Create a container or queue unless it exists. 403 means least-privilege roles: the infra made it."""
+    try:
+        await create
+    except ResourceExistsError:
+        pass
+    except HttpResponseError as exc:
+        if exc.status_code != 403:
+            raise
+        log.info("no right to create %s; expecting the deployment to have created it", what)

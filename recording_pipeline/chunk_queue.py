@@ -8,15 +8,14 @@ reads host.json to keep the two in step.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 from collections.abc import Iterable
 from typing import Any
 
-from azure.core.exceptions import ResourceExistsError
 from azure.storage.queue import QueueMessage, TextBase64DecodePolicy, TextBase64EncodePolicy
 from azure.storage.queue.aio import QueueClient, QueueServiceClient
 
+from .archive import create_if_missing
 from .jobs import RecordingChunk, encode_job
 
 MESSAGE_ENCODING = "base64"
@@ -38,8 +37,7 @@ class ChunkQueue:
 
     async def ensure(self) -> None:
         for client in (self.jobs, self.poison):
-            with contextlib.suppress(ResourceExistsError):
-                await client.create_queue()
+            await create_if_missing(client.create_queue(), f"queue {client.queue_name}")
 
     async def close(self) -> None:
         await self._service.close()

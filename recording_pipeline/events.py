@@ -132,12 +132,14 @@ def read_envelope(raw: Any, schema: Schema) -> Envelope:
     try:
         if schema == "cloudevents":
             _require(raw, ("id", "source", "type", "specversion"))
+            _check_time(raw, "time")
             cloud: CloudEvent[Any] = CloudEvent.from_dict(raw)
             return Envelope(
                 schema, str(raw["id"]), cloud.type, cloud.source, cloud.subject, _aware(cloud.time), cloud.data
             )
         _require(raw, ("id", "eventType", "eventTime"))
         _require(raw, ("subject", "dataVersion"), may_be_empty=True)
+        _check_time(raw, "eventTime")
         grid = EventGridEvent.from_dict(raw)
         return Envelope(
             schema, str(raw["id"]), grid.event_type, grid.topic, grid.subject, _aware(grid.event_time), grid.data
@@ -172,6 +174,16 @@ def _require(raw: dict[str, Any], fields: tuple[str, ...], may_be_empty: bool = 
     missing = [f for f in fields if not isinstance(raw.get(f), str) or not (may_be_empty or raw.get(f))]
     if missing:
         raise InvalidEventError(f"event envelope lacks string field(s): {', '.join(missing)}")
+
+
+def _check_time(raw: dict[str, Any], field: str) -> None:
+    value = raw.get(field)
+    if value is None:
+        return
+    try:
+        datetime.fromisoformat(str(value))
+    except ValueError:
+        raise InvalidEventError(f"event envelope field {field} is not an ISO 8601 time: {_clip(str(value))}") from None
 
 
 def _aware(value: Any) -> datetime | None:

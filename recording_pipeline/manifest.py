@@ -63,7 +63,7 @@ def record_chunk(
         entry.update({k: v for k, v in fields.items() if v is not None})
     if job.is_last_chunk:
         doc["lastChunkIndex"] = job.chunk_index
-    if job.expires_at and (doc.get("expiresAt") is None or _iso(job.expires_at) < doc["expiresAt"]):
+    if job.expires_at and (doc.get("expiresAt") is None or job.expires_at < datetime.fromisoformat(doc["expiresAt"])):
         doc["expiresAt"] = _iso(job.expires_at)
     doc["state"] = recording_state(doc)
     doc["updatedAt"] = _iso(now)

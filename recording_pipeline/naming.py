@@ -38,7 +38,7 @@ def check_id(value: str | None, what: str) -> str:
         raise InvalidEventError(f"{what} is missing")
     if len(value) > MAX_ID_LENGTH:
         raise InvalidEventError(f"{what} is longer than {MAX_ID_LENGTH} characters")
-    if not _ID.match(value) or ".." in value:
+    if not _ID.fullmatch(value) or ".." in value:
         raise InvalidEventError(f"{what} has characters outside [A-Za-z0-9_=.:-]")
     return value
 

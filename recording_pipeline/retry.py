@@ -35,7 +35,7 @@ class RetryPolicy:
     budget_seconds: float = 600.0
 
     def retrying(self, what: str) -> AsyncRetrying:
-        backoff = wait_exponential_jitter(initial=self.initial_wait, max=self.max_wait)
+        backoff = wait_exponential_jitter(multiplier=self.initial_wait, max=self.max_wait)
 
         def wait(state: RetryCallState) -> float:
             exc = state.outcome.exception() if state.outcome else None

@@ -57,7 +57,9 @@ class Runtime:
         )
         policy = UrlPolicy(settings.allowed_hosts, settings.allow_http, settings.acs.endpoint_host)
         tokens = EntraTokenProvider(credential) if settings.acs.access_key is None else None
-        acs = AcsRecordingClient(session, settings.acs, policy, tokens, retry)
+        acs = AcsRecordingClient(
+            session, settings.acs, policy, tokens, retry, read_timeout=settings.acs_read_timeout_seconds
+        )
         store = ArchiveStore(_blob_service(settings, credential), settings.archive_container)
         queue = ChunkQueue(_queue_service(settings, credential), settings.chunk_queue_name)
         worker = ChunkWorker(

@@ -30,7 +30,6 @@ from .worker import ChunkWorker, handle_chunk_message
 log = logging.getLogger(__name__)
 
 WEBHOOK_ROUTE = "/api/recording-events"
-VISIBILITY_SECONDS = 60
 
 
 def build_app(runtime: Runtime, webhook_key: str) -> web.Application:
@@ -65,12 +64,19 @@ class QueueWorkers:
     """Poll the chunk queue and run up to ``concurrency`` chunks at once."""
 
     def __init__(
-        self, queue: ChunkQueue, worker: ChunkWorker, concurrency: int, retry_delay: float, poll_interval: float = 1.0
+        self,
+        queue: ChunkQueue,
+        worker: ChunkWorker,
+        concurrency: int,
+        retry_delay: float,
+        poll_interval: float = 1.0,
+        visibility: int = 60,
     ) -> None:
         self.queue, self.worker = queue, worker
         self.concurrency = concurrency
         self.retry_delay = retry_delay
         self.poll_interval = poll_interval
+        self.visibility = visibility
         self._running: set[asyncio.Task[None]] = set()
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -81,7 +87,7 @@ class QueueWorkers:
                 await asyncio.wait(self._running, return_when=asyncio.FIRST_COMPLETED)
                 continue
             try:
-                batch = await self.queue.receive(min(free, 32), VISIBILITY_SECONDS)
+                batch = await self.queue.receive(min(free, 32), self.visibility)
             except Exception as exc:
                 log.warning("could not read the chunk queue: %s", exc)
                 batch = []
@@ -123,9 +129,9 @@ class QueueWorkers:
 
     async def _keep_invisible(self, message: QueueMessage) -> None:
         while True:
-            await asyncio.sleep(VISIBILITY_SECONDS / 3)
+            await asyncio.sleep(self.visibility / 3)
             try:
-                await self.queue.hide(message, VISIBILITY_SECONDS)
+                await self.queue.hide(message, self.visibility)
             except Exception as exc:
                 log.warning("could not extend a message's invisibility: %s", exc)
 
@@ -152,7 +158,11 @@ async def serve(settings: Settings, host: str, port: int, workers: int | None = 
             settings.archive_container,
         )
         loop_workers = QueueWorkers(
-            runtime.queue, runtime.worker, workers or settings.worker_concurrency, settings.retry_delay_seconds
+            runtime.queue,
+            runtime.worker,
+            workers or settings.worker_concurrency,
+            settings.retry_delay_seconds,
+            visibility=settings.queue_visibility_seconds,
         )
         await loop_workers.run(stop)
     finally:

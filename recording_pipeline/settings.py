@@ -7,7 +7,9 @@ start-up with a clear message instead of on the first recording.
 from __future__ import annotations
 
 import base64
+import math
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
@@ -18,6 +20,8 @@ DEFAULT_ALLOWED_HOSTS = (".asm.skype.com", ".asyncgw.teams.microsoft.com", ".ams
 DEFAULT_QUEUE_NAME = "recording-chunks"
 DEFAULT_CONTAINER = "recordings"
 MIB = 1024 * 1024
+POISON_SUFFIX = "-poison"
+_STORAGE_NAME = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
 
 
 @dataclass(frozen=True)
@@ -58,12 +62,14 @@ class Settings:
     max_dequeue_count: int = 5
     retry_delay_seconds: float = 30.0
     worker_concurrency: int = 4
+    acs_read_timeout_seconds: float = 60.0
+    queue_visibility_seconds: int = 60
     max_body_bytes: int = 4 * MIB
     max_events: int = 1000
 
     @property
     def poison_queue_name(self) -> str:
-        return f"{self.chunk_queue_name}-poison"
+        return f"{self.chunk_queue_name}{POISON_SUFFIX}"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -76,19 +82,21 @@ class Settings:
             ),
             archive_container=_name(env, "ARCHIVE_CONTAINER", DEFAULT_CONTAINER),
             queue=_queue_target(env),
-            chunk_queue_name=_name(env, "CHUNK_QUEUE_NAME", DEFAULT_QUEUE_NAME),
+            chunk_queue_name=_name(env, "CHUNK_QUEUE_NAME", DEFAULT_QUEUE_NAME, 63 - len(POISON_SUFFIX)),
             allowed_hosts=_allowed_hosts(env.get("RECORDING_ALLOWED_HOSTS", "")),
             allow_http=_bool(env, "RECORDING_ALLOW_HTTP", False),
             retention_hours=_positive_float(env, "RECORDING_RETENTION_HOURS", 24.0),
             webhook_key=env.get("WEBHOOK_KEY") or None,
             acs_resource_id=(env.get("ACS_RESOURCE_ID") or "").strip() or None,
             block_size=int(_positive_float(env, "TRANSFER_BLOCK_SIZE_MIB", 8) * MIB),
-            transfer_concurrency=int(_positive_float(env, "TRANSFER_CONCURRENCY", 4)),
-            max_dequeue_count=int(_positive_float(env, "QUEUE_MAX_DEQUEUE_COUNT", 5)),
+            transfer_concurrency=_count(env, "TRANSFER_CONCURRENCY", 4),
+            max_dequeue_count=_count(env, "QUEUE_MAX_DEQUEUE_COUNT", 5),
             retry_delay_seconds=_positive_float(env, "QUEUE_RETRY_DELAY_SECONDS", 30.0),
-            worker_concurrency=int(_positive_float(env, "WORKER_CONCURRENCY", 4)),
-            max_body_bytes=int(_positive_float(env, "WEBHOOK_MAX_BODY_BYTES", 4 * MIB)),
-            max_events=int(_positive_float(env, "WEBHOOK_MAX_EVENTS", 1000)),
+            worker_concurrency=_count(env, "WORKER_CONCURRENCY", 4),
+            acs_read_timeout_seconds=_positive_float(env, "ACS_READ_TIMEOUT_SECONDS", 60.0),
+            queue_visibility_seconds=_count(env, "QUEUE_VISIBILITY_SECONDS", 60),
+            max_body_bytes=_count(env, "WEBHOOK_MAX_BODY_BYTES", 4 * MIB),
+            max_events=_count(env, "WEBHOOK_MAX_EVENTS", 1000),
         )
 
 
@@ -161,9 +169,9 @@ def _allowed_hosts(raw: str) -> tuple[str, ...]:
     return entries or DEFAULT_ALLOWED_HOSTS
 
 
-def _name(env: Mapping[str, str], key: str, default: str) -> str:
+def _name(env: Mapping[str, str], key: str, default: str, max_length: int = 63) -> str:
     value = (env.get(key) or default).strip()
-    if not (3 <= len(value) <= 63) or not all(c.isalnum() or c == "-" for c in value) or value != value.lower():
+    if not (3 <= len(value) <= max_length) or not _STORAGE_NAME.fullmatch(value):
         raise ConfigurationError(f"{key}: '{value}' is not a valid storage container/queue name")
     return value
 
@@ -188,6 +196,13 @@ def _positive_float(env: Mapping[str, str], key: str, default: float) -> float:
         value = float(raw)
     except ValueError:
         raise ConfigurationError(f"{key}: expected a number, got '{raw}'") from None
-    if value <= 0:
-        raise ConfigurationError(f"{key}: must be positive, got '{raw}'")
+    if not math.isfinite(value) or value <= 0:
+        raise ConfigurationError(f"{key}: must be a positive finite number, got '{raw}'")
     return value
+
+
+def _count(env: Mapping[str, str], key: str, default: float) -> int:
+    value = _positive_float(env, key, default)
+    if value < 1:
+        raise ConfigurationError(f"{key}: must be at least 1, got '{env.get(key)}'")
+    return int(value)

@@ -137,6 +137,7 @@ class RecordingSimulator:
         self.clock_skew = clock_skew
         self.recordings: dict[str, SimRecording] = {}
         self.deleted: set[str] = set()
+        self.bytes_served: dict[str, int] = {}
         self.requests: list[SeenRequest] = []
         self.faults: list[Fault] = []
         self.on_delete: Callable[[SimRecording], Awaitable[None]] | None = None
@@ -318,9 +319,11 @@ class RecordingSimulator:
         self._log(request, recording.document_id, "media", response)
         limit = start + fault.body_bytes if fault is not None and fault.action else end
         sent = start
+        served = self.bytes_served
         for piece in content_segments(recording.seed, start, min(end, limit)):
             await response.write(piece)
             sent += len(piece)
+            served[recording.document_id] = served.get(recording.document_id, 0) + len(piece)
         if sent < end and fault is not None:
             if fault.action == "stall":
                 await asyncio.sleep(fault.stall_seconds)

@@ -32,11 +32,35 @@ def log_context(**fields: Any) -> Iterator[None]:
 
 
 class ContextFilter(logging.Filter):
+    """Copies the current recording identity onto a record (for handlers that see foreign records)."""
+
     def filter(self, record: logging.LogRecord) -> bool:
-        for key, value in (_context.get() or {}).items():
-            if not hasattr(record, key):
-                setattr(record, key, value)
+        _stamp(record)
         return True
+
+
+def _stamp(record: logging.LogRecord) -> None:
+    for key, value in (_context.get() or {}).items():
+        if not hasattr(record, key):
+            setattr(record, key, value)
+
+
+def _install_record_factory() -> None:
+    """Every record created anywhere carries the identity, whatever handler receives it."""
+    previous = logging.getLogRecordFactory()
+    if getattr(previous, "_recording_context", False):
+        return
+
+    def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = previous(*args, **kwargs)
+        _stamp(record)
+        return record
+
+    factory._recording_context = True  # type: ignore[attr-defined]
+    logging.setLogRecordFactory(factory)
+
+
+_install_record_factory()
 
 
 _STANDARD = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime", "taskName"}

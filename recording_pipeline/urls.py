@@ -9,12 +9,14 @@ each request.
 from __future__ import annotations
 
 import ipaddress
+import re
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from .errors import UnsafeUrlError
 
 _DEFAULT_PORTS = {"https": 443, "http": 80}
+_DNS_NAME = re.compile(r"[a-z0-9-]+(?:\.[a-z0-9-]+)*")
 
 
 @dataclass(frozen=True)
@@ -46,6 +48,8 @@ class UrlPolicy:
         host = (parts.hostname or "").lower().rstrip(".")
         if not host:
             raise UnsafeUrlError(f"{what} has no host")
+        if not _DNS_NAME.fullmatch(host) and not _is_ip_literal(host):
+            raise UnsafeUrlError(f"{what} host has characters a DNS name cannot have")
         if parts.fragment:
             raise UnsafeUrlError(f"{what} must not have a fragment")
         exact = self._listed_exactly(host)

@@ -36,7 +36,9 @@ from .transfer import TransferResult, copy_to_blocks
 
 log = logging.getLogger(__name__)
 
-LEASE_SECONDS = 60
+LEASE_SECONDS = 15  # the shortest the service allows: a dead worker's lease frees up soon
+LEASE_WAIT_SECONDS = 2 * LEASE_SECONDS + 5
+LEASE_POLL_SECONDS = 1.0
 MAX_PARTICIPANTS = 200
 
 
@@ -120,7 +122,7 @@ async def archive_chunk(job: RecordingChunk, worker: ChunkWorker) -> Outcome:
     if not _verified(info):
         async with _lease(store, meta_blob) as lease:
             if lease is None:
-                log.info("another worker holds this chunk; leaving it to that worker")
+                log.info("a live worker holds this chunk; leaving it to that worker")
                 return Outcome.IN_PROGRESS_ELSEWHERE
             info = await store.info(media_blob)
             if info is None:
@@ -327,16 +329,34 @@ async def _index_participants(job: RecordingChunk, worker: ChunkWorker, metadata
 
 @asynccontextmanager
 async def _lease(store: ArchiveStore, blob: str) -> AsyncIterator[BlobLeaseClient | None]:
-    """Hold a renewed lease on ``blob`` for the duration; None if another worker holds it."""
+    """Hold a renewed lease on ``blob`` while the chunk is copied.
+
+    If another holder has it, wait: a lease nobody renews expires within
+    LEASE_SECONDS (a crashed worker, whose message is very likely the one we are
+    processing now), so only a lease held throughout LEASE_WAIT_SECONDS proves a
+    live worker, whose own queue message is in flight and will be retried if it
+    dies. Then, and only then, None: this duplicate may stop. The lease saves
+    work; correctness comes from deterministic blocks, commit-if-absent and
+    verification, so two writers at once would still converge on one copy.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + LEASE_WAIT_SECONDS
     lease = await store.try_lease(blob, LEASE_SECONDS)
+    while lease is None and loop.time() < deadline:
+        await asyncio.sleep(LEASE_POLL_SECONDS)
+        lease = await store.try_lease(blob, LEASE_SECONDS)
     if lease is None:
         yield None
         return
+    held = lease
 
     async def renew() -> None:
         while True:
             await asyncio.sleep(LEASE_SECONDS / 3)
-            await lease.renew()
+            try:
+                await held.renew()
+            except Exception as exc:  # losing the lease costs efficiency, never correctness
+                log.warning("could not renew the lease on %s: %s", blob, exc)
 
     renewer = asyncio.create_task(renew())
     try:

@@ -26,7 +26,7 @@ HOST = json.loads((ROOT / "host.json").read_text())
 def _functions() -> dict[str, list[Any]]:
     import function_app
 
-    return {f.get_function_name(): f.get_bindings() for f in function_app.app.get_functions()}
+    return {str(f.get_function_name()): f.get_bindings() for f in function_app.app.get_functions()}
 
 
 def test_http_trigger_on_recording_events_with_function_auth() -> None:

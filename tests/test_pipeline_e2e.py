@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from typing import Any
 
 from azure.storage.blob.aio import BlobServiceClient
 
@@ -29,7 +30,7 @@ async def _sha256(service: BlobServiceClient, container: str, name: str) -> tupl
 
 
 async def test_three_chunks_archived_byte_identical_and_deleted_only_after_verification(
-    stack: Stack, blob_service: BlobServiceClient, serve_factory
+    stack: Stack, blob_service: BlobServiceClient, serve_factory: Any
 ) -> None:
     sim = stack.simulator
     chunks = [

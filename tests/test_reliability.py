@@ -1,0 +1,333 @@
+"""Fault injection: what ACS, storage and the host do on a bad day, and proof
+that every chunk still ends as exactly one verified, byte-identical copy, with
+no DELETE before verification."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from azure.storage.blob.aio import BlobServiceClient, ContainerClient
+
+from recording_pipeline.manifest import chunk_key
+from recording_pipeline.naming import manifest_name, recording_key
+from recording_pipeline.runtime import Runtime
+from recording_pipeline.serve import QueueWorkers
+from recording_pipeline.simulator import Fault, SimRecording
+from recording_pipeline.webhook import WebhookRequest, handle_delivery
+
+from .conftest import Stack, wait_until
+
+MIB = 1024 * 1024
+CALL = "cccccccc-0000-0000-0000-000000000000"
+REC = "recFaults"
+
+
+@dataclass
+class Pipeline:
+    """The webhook handler and queue workers in this process, on real Azurite and the simulator."""
+
+    stack: Stack
+    runtime: Runtime
+    container: ContainerClient
+    violations: list[str]
+
+    async def deliver(self, events: list[dict[str, Any]]) -> dict[str, Any]:
+        response = await handle_delivery(
+            WebhookRequest("POST", {}, json.dumps(events).encode()),
+            self.runtime.webhook,
+            self.runtime.queue,
+            self.runtime.audit,
+        )
+        assert response.status == 200, response.body
+        assert response.body is not None
+        return response.body
+
+    async def manifest(self, rec_id: str = REC, call: str = CALL) -> dict[str, Any] | None:
+        client = self.container.get_blob_client(manifest_name(call, recording_key(rec_id, None)))
+        if not await client.exists():
+            return None
+        return json.loads(await (await client.download_blob()).readall())  # type: ignore[no-any-return]
+
+    async def wait_archived(
+        self, chunks: list[SimRecording], rec_id: str = REC, timeout: float = 120
+    ) -> dict[str, Any]:
+        async def done() -> dict[str, Any] | None:
+            manifest = await self.manifest(rec_id)
+            if manifest is None:
+                return None
+            entries = manifest["chunks"]
+            ok = all(entries.get(chunk_key(c.chunk_index), {}).get("sourceDeletedAt") for c in chunks)
+            return manifest if ok else None
+
+        return await wait_until(done, timeout=timeout)  # type: ignore[no-any-return]
+
+    async def assert_identical(self, manifest: dict[str, Any], chunks: list[SimRecording]) -> None:
+        for chunk in chunks:
+            entry = manifest["chunks"][chunk_key(chunk.chunk_index)]
+            hasher, size = hashlib.sha256(), 0
+            downloader = await self.container.get_blob_client(entry["mediaBlob"]).download_blob()
+            async for piece in downloader.chunks():
+                hasher.update(piece)
+                size += len(piece)
+            assert (hasher.hexdigest(), size) == (chunk.sha256, chunk.size), chunk.document_id
+            assert entry["sha256"] == chunk.sha256
+        names = [n async for n in self.container.list_blob_names(name_starts_with=f"{CALL}/")]
+        media = [n for n in names if n.endswith((".mp4", ".wav", ".mp3", ".bin"))]
+        assert len(media) == len(set(media)) == len({c.document_id for c in chunks}), "duplicate media blobs"
+        assert not self.violations, self.violations
+
+
+@pytest.fixture
+async def pipeline(
+    stack: Stack, blob_service: BlobServiceClient, request: pytest.FixtureRequest
+) -> AsyncIterator[Pipeline]:
+    overrides = getattr(request, "param", {})
+    runtime = await stack.runtime(**overrides)
+    container = blob_service.get_container_client(stack.container)
+    violations: list[str] = []
+
+    async def deletes_only_verified(recording: SimRecording) -> None:
+        names = [n async for n in container.list_blob_names(name_starts_with=f"{CALL}/")]
+        media = [n for n in names if recording.document_id in n and not n.endswith(".json")]
+        if not media:
+            violations.append(f"DELETE of {recording.document_id} before any archive")
+            return
+        props = await container.get_blob_client(media[0]).get_blob_properties()
+        if props.metadata.get("sha256") != recording.sha256 or not props.metadata.get("verified_at"):
+            violations.append(f"DELETE of {recording.document_id} before verification")
+
+    stack.simulator.on_delete = deletes_only_verified
+    stop = asyncio.Event()
+    workers = QueueWorkers(runtime.queue, runtime.worker, concurrency=4, retry_delay=0.2, poll_interval=0.1)
+    task = asyncio.create_task(workers.run(stop))
+    yield Pipeline(stack, runtime, container, violations)
+    stop.set()
+    await asyncio.wait_for(task, 60)
+    await runtime.close()
+
+
+def _chunks(stack: Stack, sizes: list[int], fmt: str = "mp4", prefix: str = "doc") -> list[SimRecording]:
+    return [
+        stack.simulator.add(f"{prefix}-{i}", size, fmt, chunk_index=i, call_id=CALL) for i, size in enumerate(sizes)
+    ]
+
+
+async def test_bursts_of_503_and_429_with_retry_after(pipeline: Pipeline) -> None:
+    sim = pipeline.stack.simulator
+    chunks = _chunks(pipeline.stack, [9 * MIB, 2 * MIB])
+    sim.faults += [
+        Fault(kind="metadata", status=503, times=3),
+        Fault(kind="media", status=429, retry_after=0.3, times=2),
+        Fault(kind="media", status=503, times=2),
+    ]
+    await pipeline.deliver([sim.event(CALL, REC, chunks)])
+    manifest = await pipeline.wait_archived(chunks)
+    await pipeline.assert_identical(manifest, chunks)
+    assert all(f.times == 0 for f in sim.faults)
+    assert sum(1 for r in sim.requests if r.status == 429) == 2
+
+
+async def test_connection_reset_mid_body_resumes_with_range(pipeline: Pipeline) -> None:
+    sim = pipeline.stack.simulator
+    block = pipeline.runtime.settings.block_size
+    chunks = _chunks(pipeline.stack, [6 * block + 1234])
+    sim.faults.append(Fault(kind="media", action="reset", body_bytes=3 * block + 500))
+    await pipeline.deliver([sim.event(CALL, REC, chunks)])
+    manifest = await pipeline.wait_archived(chunks)
+    await pipeline.assert_identical(manifest, chunks)
+    ranges = [r.range for r in sim.requests if r.kind == "media" and r.status in (200, 206)]
+    assert ranges[0] is None and ranges[1] is not None
+    resumed_from = int(ranges[1].split("=")[1].rstrip("-"))
+    assert resumed_from % block == 0 and resumed_from >= block  # whole blocks kept, not restarted from zero
+
+
+async def test_truncated_body_is_detected_and_repaired(pipeline: Pipeline) -> None:
+    sim = pipeline.stack.simulator
+    chunks = _chunks(pipeline.stack, [5 * MIB + 3])
+    sim.faults.append(Fault(kind="media", action="truncate", body_bytes=2 * MIB + 7))
+    await pipeline.deliver([sim.event(CALL, REC, chunks)])
+    manifest = await pipeline.wait_archived(chunks)
+    await pipeline.assert_identical(manifest, chunks)
+    assert sim.count("GET", "media") == 2
+
+
+@pytest.mark.parametrize("pipeline", [{"ACS_READ_TIMEOUT_SECONDS": "1"}], indirect=True)
+async def test_stalled_body_times_out_and_resumes(pipeline: Pipeline) -> None:
+    sim = pipeline.stack.simulator
+    chunks = _chunks(pipeline.stack, [5 * MIB])
+    sim.faults.append(Fault(kind="media", action="stall", body_bytes=MIB, stall_seconds=8))
+    await pipeline.deliver([sim.event(CALL, REC, chunks)])
+    manifest = await pipeline.wait_archived(chunks, timeout=60)
+    await pipeline.assert_identical(manifest, chunks)
+
+
+async def test_empty_body_right_after_the_event_is_retried(pipeline: Pipeline) -> None:
+    sim = pipeline.stack.simulator
+    chunks = _chunks(pipeline.stack, [MIB])
+    sim.faults.append(Fault(kind="media", action="empty", times=2))
+    await pipeline.deliver([sim.event(CALL, REC, chunks)])
+    manifest = await pipeline.wait_archived(chunks)
+    await pipeline.assert_identical(manifest, chunks)
+    assert manifest["chunks"]["00000"]["size"] == MIB
+
+
+async def test_html_400_is_not_parsed_and_the_job_is_tried_again(
+    pipeline: Pipeline, caplog: pytest.LogCaptureFixture
+) -> None:
+    sim = pipeline.stack.simulator
+    chunks = _chunks(pipeline.stack, [MIB])
+    sim.faults.append(Fault(kind="media", status=400, html_body=True))
+    await pipeline.deliver([sim.event(CALL, REC, chunks)])
+    manifest = await pipeline.wait_archived(chunks)
+    await pipeline.assert_identical(manifest, chunks)
+    assert any("400" in r.getMessage() and "attempt 1 of 5" in r.getMessage() for r in caplog.records)
+
+
+async def test_delete_failing_then_succeeding(pipeline: Pipeline) -> None:
+    sim = pipeline.stack.simulator
+    chunks = _chunks(pipeline.stack, [2 * MIB])
+    sim.faults.append(Fault(method="DELETE", kind="delete", status=503, times=3))
+    await pipeline.deliver([sim.event(CALL, REC, chunks)])
+    manifest = await pipeline.wait_archived(chunks)
+    await pipeline.assert_identical(manifest, chunks)
+    assert chunks[0].document_id in sim.deleted
+    assert sum(1 for r in sim.requests if r.method == "DELETE" and r.status == 200) == 1
+    assert sim.count("GET", "media") == 1  # DELETE retries never re-download
+
+
+async def test_same_event_ten_times_concurrently(pipeline: Pipeline) -> None:
+    sim = pipeline.stack.simulator
+    chunks = _chunks(pipeline.stack, [7 * MIB, 3 * MIB, MIB])
+    event = sim.event(CALL, REC, chunks)
+    await asyncio.gather(*(pipeline.deliver([event]) for _ in range(10)))
+    await pipeline.wait_archived(chunks)
+
+    async def queue_empty() -> bool:
+        props = await pipeline.runtime.queue.jobs.get_queue_properties()
+        return props.approximate_message_count == 0
+
+    await wait_until(queue_empty, timeout=120)
+    await asyncio.sleep(0.5)
+    manifest = await pipeline.manifest()
+    assert manifest is not None
+    await pipeline.assert_identical(manifest, chunks)
+    for chunk in chunks:
+        assert sim.count("GET", "media", chunk.document_id) == 1, "an archived chunk was downloaded again"
+        assert (
+            sum(
+                1
+                for r in sim.requests
+                if r.method == "DELETE" and r.document_id == chunk.document_id and r.status == 200
+            )
+            == 1
+        )
+
+
+async def test_chunks_in_separate_out_of_order_events(pipeline: Pipeline) -> None:
+    sim = pipeline.stack.simulator
+    chunks = _chunks(pipeline.stack, [2 * MIB, MIB, 3 * MIB])
+    for chunk in (chunks[2], chunks[0]):
+        await pipeline.deliver([sim.event(CALL, REC, [chunk], final_index=2)])
+    await pipeline.wait_archived([chunks[2], chunks[0]])
+    partial = await pipeline.manifest()
+    assert partial is not None and partial["state"] == "incomplete"
+    await pipeline.deliver([sim.event(CALL, REC, [chunks[1]], final_index=2)])
+    manifest = await pipeline.wait_archived(chunks)
+    assert manifest["state"] == "complete"
+    await pipeline.assert_identical(manifest, chunks)
+
+
+async def test_chunk_gone_from_acs_is_recorded_lost_not_retried(
+    pipeline: Pipeline, caplog: pytest.LogCaptureFixture
+) -> None:
+    sim = pipeline.stack.simulator
+    chunks = _chunks(pipeline.stack, [MIB, MIB])
+    event = sim.event(CALL, REC, chunks)
+    del sim.recordings[chunks[1].document_id]  # expired before we got to it
+    caplog.set_level(logging.INFO)
+    await pipeline.deliver([event])
+
+    async def lost() -> dict[str, Any] | None:
+        manifest = await pipeline.manifest()
+        return (
+            manifest
+            if manifest and manifest["state"] == "lost" and manifest["chunks"].get("00000", {}).get("sourceDeletedAt")
+            else None
+        )
+
+    manifest = await wait_until(lost)
+    assert manifest["chunks"]["00001"]["state"] == "lost"
+    record = [n async for n in pipeline.container.list_blob_names(name_starts_with="_lost/")]
+    assert record == [f"_lost/{CALL}/r-{REC}/00001-{chunks[1].document_id}.json"]
+    lost_logs = [r for r in caplog.records if "recording chunk lost" in r.getMessage()]
+    assert len(lost_logs) == 1 and lost_logs[0].levelno == logging.ERROR
+    assert getattr(lost_logs[0], "document_id", None) == chunks[1].document_id
+    assert sim.count("GET", "metadata", chunks[1].document_id, authorized_only=False) == 1  # not retried
+
+
+async def test_unauthorized_is_a_loud_configuration_error_not_a_retry_storm(
+    pipeline: Pipeline, caplog: pytest.LogCaptureFixture
+) -> None:
+    sim = pipeline.stack.simulator
+    chunks = _chunks(pipeline.stack, [MIB])
+    real_key = sim.access_key
+    sim.access_key = "d3Jvbmcga2V5IGZvciB0aGlzIHRlc3Q="
+    await pipeline.deliver([sim.event(CALL, REC, chunks)])
+
+    async def two_attempts() -> bool:
+        return sum(1 for r in sim.requests if r.status == 401) >= 2
+
+    await wait_until(two_attempts, timeout=30)
+    # One request per job attempt: 401 is not retried inside the attempt.
+    assert any("refused our credentials" in r.getMessage() for r in caplog.records)
+    sim.access_key = real_key
+    manifest = await pipeline.wait_archived(chunks)
+    await pipeline.assert_identical(manifest, chunks)
+    attempts = [r.getMessage() for r in caplog.records if "attempt" in r.getMessage() and "of 5" in r.getMessage()]
+    assert len(attempts) == sum(1 for r in sim.requests if r.status == 401)
+
+
+async def test_poison_after_the_last_attempt_then_replay(pipeline: Pipeline) -> None:
+    from recording_pipeline.replay import replay_poison
+
+    sim = pipeline.stack.simulator
+    chunks = _chunks(pipeline.stack, [MIB])
+    sim.faults.append(Fault(kind="metadata", status=500, times=10_000))
+    await pipeline.deliver([sim.event(CALL, REC, chunks)])
+    queue = pipeline.runtime.queue
+
+    async def poisoned() -> list[Any]:
+        return await queue.poison.peek_messages(max_messages=5)
+
+    [message] = await wait_until(poisoned, timeout=120)
+    body = json.loads(message.content)
+    assert body["attempts"] == 5 and "AcsTransientError" in body["error"] and body["job"]["document_id"] == "doc-0"
+    manifest = await pipeline.manifest()
+    assert manifest is not None and manifest["chunks"]["00000"]["state"] == "failed"
+    sim.faults.clear()
+    assert await replay_poison(queue) == (1, 0)
+    manifest = await pipeline.wait_archived(chunks)
+    await pipeline.assert_identical(manifest, chunks)
+    assert manifest["chunks"]["00000"]["state"] == "archived"
+
+
+async def test_azurite_restarted_mid_transfer(pipeline: Pipeline) -> None:
+    sim, azurite = pipeline.stack.simulator, pipeline.stack.azurite
+    chunks = _chunks(pipeline.stack, [24 * MIB])
+    sim.faults.append(Fault(kind="media", action="stall", body_bytes=10 * MIB, stall_seconds=3))
+    await pipeline.deliver([sim.event(CALL, REC, chunks)])
+
+    async def streaming() -> bool:
+        return sim.bytes_served.get(chunks[0].document_id, 0) >= 10 * MIB
+
+    await wait_until(streaming, timeout=30)
+    await asyncio.to_thread(azurite.restart)
+    manifest = await pipeline.wait_archived(chunks, timeout=240)
+    await pipeline.assert_identical(manifest, chunks)
