@@ -1,0 +1,155 @@
+// Action group + the three alerts the runbook in docs/DEPLOY.md refers to.
+
+@description('Name prefix for the alert rules.')
+param namePrefix string
+
+@description('Azure region of the log alert rules.')
+param location string
+
+@description('Tags applied to the resources.')
+param tags object = {}
+
+@description('Resource id of Application Insights (scope of the alerts).')
+param applicationInsightsId string
+
+@description('E-mail address that receives alerts; empty = action group without receivers.')
+param alertEmail string = ''
+
+@description('Name of the poison queue the Functions host moves failed chunk jobs to.')
+param poisonQueueName string
+
+@description('Failed function executions in 15 minutes that raise the failure alert.')
+@minValue(1)
+param failureThreshold int = 5
+
+resource actionGroup 'Microsoft.Insights/actionGroups@2023-01-01' = {
+  name: '${namePrefix}-ag'
+  location: 'global'
+  tags: tags
+  properties: {
+    groupShortName: 'recarchive'
+    enabled: true
+    emailReceivers: empty(alertEmail) ? [] : [
+      {
+        name: 'operator'
+        emailAddress: alertEmail
+        useCommonAlertSchema: true
+      }
+    ]
+  }
+}
+
+// Azure Monitor queue metrics are per account, not per queue, so "poison queue
+// length > 0" is detected from the host's own log line when it moves a message:
+// "Message has reached MaxDequeueCount of N. Moving message to queue '<q>-poison'."
+resource poisonAlert 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = {
+  name: '${namePrefix}-poison-queue'
+  location: location
+  tags: tags
+  properties: {
+    displayName: 'Recording chunk job moved to the poison queue'
+    description: 'A chunk job failed maxDequeueCount times and now sits in ${poisonQueueName}. Inspect it and re-queue it.'
+    severity: 1
+    enabled: true
+    scopes: [
+      applicationInsightsId
+    ]
+    evaluationFrequency: 'PT5M'
+    windowSize: 'PT5M'
+    criteria: {
+      allOf: [
+        {
+          query: 'traces | where message has "MaxDequeueCount" and message has "${poisonQueueName}"'
+          timeAggregation: 'Count'
+          operator: 'GreaterThan'
+          threshold: 0
+          failingPeriods: {
+            numberOfEvaluationPeriods: 1
+            minFailingPeriodsToAlert: 1
+          }
+        }
+      ]
+    }
+    autoMitigate: false
+    actions: {
+      actionGroups: [
+        actionGroup.id
+      ]
+    }
+  }
+}
+
+resource lostChunkAlert 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = {
+  name: '${namePrefix}-lost-chunk'
+  location: location
+  tags: tags
+  properties: {
+    displayName: 'Recording chunk lost'
+    description: 'A chunk was gone from ACS before it was archived; a _lost/ marker was written.'
+    severity: 0
+    enabled: true
+    scopes: [
+      applicationInsightsId
+    ]
+    evaluationFrequency: 'PT5M'
+    windowSize: 'PT5M'
+    criteria: {
+      allOf: [
+        {
+          query: 'traces | where message contains "recording chunk lost"'
+          timeAggregation: 'Count'
+          operator: 'GreaterThan'
+          threshold: 0
+          failingPeriods: {
+            numberOfEvaluationPeriods: 1
+            minFailingPeriodsToAlert: 1
+          }
+        }
+      ]
+    }
+    autoMitigate: false
+    actions: {
+      actionGroups: [
+        actionGroup.id
+      ]
+    }
+  }
+}
+
+resource failureAlert 'Microsoft.Insights/metricAlerts@2018-03-01' = {
+  name: '${namePrefix}-function-failures'
+  location: 'global'
+  tags: tags
+  properties: {
+    description: 'Function executions (webhook or chunk worker) are failing.'
+    severity: 2
+    enabled: true
+    scopes: [
+      applicationInsightsId
+    ]
+    evaluationFrequency: 'PT5M'
+    windowSize: 'PT15M'
+    criteria: {
+      'odata.type': 'Microsoft.Azure.Monitor.SingleResourceMultipleMetricCriteria'
+      allOf: [
+        {
+          criterionType: 'StaticThresholdCriterion'
+          name: 'failedRequests'
+          metricNamespace: 'microsoft.insights/components'
+          metricName: 'requests/failed'
+          timeAggregation: 'Count'
+          operator: 'GreaterThanOrEqual'
+          threshold: failureThreshold
+        }
+      ]
+    }
+    autoMitigate: true
+    actions: [
+      {
+        actionGroupId: actionGroup.id
+      }
+    ]
+  }
+}
+
+output actionGroupId string = actionGroup.id

@@ -1,0 +1,22 @@
+// User-assigned managed identity shared by the Function App (host, worker code,
+// Key Vault references and the deployment package download).
+
+@description('Name of the user-assigned managed identity.')
+param name string
+
+@description('Azure region.')
+param location string
+
+@description('Tags applied to the identity.')
+param tags object = {}
+
+resource identity 'Microsoft.ManagedIdentity/userAssignedIdentities@2023-01-31' = {
+  name: name
+  location: location
+  tags: tags
+}
+
+output id string = identity.id
+output name string = identity.name
+output principalId string = identity.properties.principalId
+output clientId string = identity.properties.clientId
