@@ -19,6 +19,7 @@ from .acs import AcsRecordingClient, EntraTokenProvider
 from .archive import ArchiveStore
 from .audit import ArchiveAudit
 from .chunk_queue import ChunkQueue
+from .delivery_auth import EntraDeliveryValidator
 from .retry import RetryPolicy
 from .settings import Settings
 from .urls import UrlPolicy
@@ -65,6 +66,10 @@ class Runtime:
         worker = ChunkWorker(
             acs, store, queue, settings.block_size, settings.transfer_concurrency, settings.max_dequeue_count
         )
+        entra = settings.entra_delivery
+        delivery_auth = (
+            EntraDeliveryValidator(session, entra.tenant_id, entra.audience, entra.jwks_url) if entra else None
+        )
         webhook = WebhookConfig(
             settings.acs.endpoint,
             settings.retention_hours,
@@ -72,6 +77,7 @@ class Runtime:
             settings.acs_resource_id,
             settings.max_body_bytes,
             settings.max_events,
+            delivery_auth,
         )
         runtime = cls(settings, session, store, queue, acs, worker, ArchiveAudit(store), webhook, credential)
         if ensure:

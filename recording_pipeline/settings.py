@@ -46,6 +46,15 @@ class StorageTarget:
 
 
 @dataclass(frozen=True)
+class EntraDelivery:
+    """Accept deliveries only with Event Grid's Entra ID token for this tenant and audience."""
+
+    tenant_id: str
+    audience: str
+    jwks_url: str | None = None
+
+
+@dataclass(frozen=True)
 class Settings:
     acs: AcsCredentials
     archive: StorageTarget
@@ -64,6 +73,7 @@ class Settings:
     worker_concurrency: int = 4
     acs_read_timeout_seconds: float = 60.0
     queue_visibility_seconds: int = 60
+    entra_delivery: EntraDelivery | None = None
     max_body_bytes: int = 4 * MIB
     max_events: int = 1000
 
@@ -97,6 +107,7 @@ class Settings:
             queue_visibility_seconds=_count(env, "QUEUE_VISIBILITY_SECONDS", 60),
             max_body_bytes=_count(env, "WEBHOOK_MAX_BODY_BYTES", 4 * MIB),
             max_events=_count(env, "WEBHOOK_MAX_EVENTS", 1000),
+            entra_delivery=_entra_delivery(env),
         )
 
 
@@ -118,6 +129,17 @@ def parse_acs_connection_string(value: str) -> AcsCredentials:
     except ValueError:
         raise ConfigurationError("ACS_CONNECTION_STRING: accesskey is not base64") from None
     return AcsCredentials(endpoint=_endpoint(endpoint, "ACS_CONNECTION_STRING"), access_key=key)
+
+
+def _entra_delivery(env: Mapping[str, str]) -> EntraDelivery | None:
+    tenant = (env.get("WEBHOOK_ENTRA_TENANT_ID") or "").strip()
+    audience = (env.get("WEBHOOK_ENTRA_AUDIENCE") or "").strip()
+    if not tenant and not audience:
+        return None
+    if not (tenant and audience):
+        raise ConfigurationError("set both WEBHOOK_ENTRA_TENANT_ID and WEBHOOK_ENTRA_AUDIENCE, or neither")
+    jwks = (env.get("WEBHOOK_ENTRA_JWKS_URL") or "").strip() or None
+    return EntraDelivery(tenant, audience, jwks)
 
 
 def _acs_credentials(env: Mapping[str, str]) -> AcsCredentials:

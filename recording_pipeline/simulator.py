@@ -58,7 +58,8 @@ class Fault:
 
     ``status``: answer with it (and ``retry_after``); ``body_bytes`` with ``action``
     ``reset``/``truncate``/``stall``: send that many body bytes, then reset the
-    connection, close early, or stall for ``stall_seconds``; ``empty``: 200 with no body.
+    connection, close early, or stall for ``stall_seconds``; ``empty``: 200 with no body;
+    ``redirect``: 307 to ``location``.
     """
 
     method: str = "GET"
@@ -70,6 +71,7 @@ class Fault:
     stall_seconds: float = 30.0
     times: int = 1
     html_body: bool = False
+    location: str | None = None  # with action "redirect": answer 307 to here
 
 
 @dataclass
@@ -280,6 +282,8 @@ class RecordingSimulator:
         fault = self._take_fault("GET", kind)
         if fault is not None and fault.status:
             return self._log(request, doc, kind, _error(fault))
+        if fault is not None and fault.action == "redirect" and fault.location:
+            return self._log(request, doc, kind, web.Response(status=307, headers={"Location": fault.location}))
         if kind == "metadata":
             body = recording.metadata()
             if fault is not None and fault.action == "empty":

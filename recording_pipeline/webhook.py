@@ -62,6 +62,10 @@ class WebhookResponse:
         return b"" if self.body is None else json.dumps(self.body).encode()
 
 
+class DeliveryAuthenticator(Protocol):
+    async def check(self, authorization: str | None) -> dict[str, Any]: ...
+
+
 class JobSink(Protocol):
     async def enqueue(self, jobs: list[RecordingChunk]) -> int: ...
 
@@ -79,6 +83,7 @@ class WebhookConfig:
     acs_resource_id: str | None = None
     max_body_bytes: int = 4 * 1024 * 1024
     max_events: int = 1000
+    delivery_auth: DeliveryAuthenticator | None = None
 
 
 async def handle_delivery(
@@ -91,6 +96,12 @@ async def handle_delivery(
         return WebhookResponse(
             405, {"error": "use POST (events) or OPTIONS (CloudEvents handshake)"}, {"Allow": "POST, OPTIONS"}
         )
+    if config.delivery_auth is not None:
+        try:
+            await config.delivery_auth.check(request.header("authorization"))
+        except Exception as exc:  # DeliveryAuthError: the reason is safe to say; nothing else is
+            log.warning("refused an unauthenticated delivery: %s", exc)
+            return WebhookResponse(401, {"error": f"unauthorized: {exc}"}, {"WWW-Authenticate": "Bearer"})
     if len(request.body) > config.max_body_bytes:
         return WebhookResponse(413, {"error": f"body larger than {config.max_body_bytes} bytes"})
     try:

@@ -78,9 +78,13 @@ async def test_three_chunks_archived_byte_identical_and_deleted_only_after_verif
 
     # Byte-identical media (re-hashed from Azurite, not from our own metadata) and metadata.
     rec_key = recording_key(RECORDING_ID, None)
-    manifest = json.loads(
-        await (await container.get_blob_client(manifest_name(CALL_ID, rec_key)).download_blob()).readall()
-    )
+    manifest_blob = container.get_blob_client(manifest_name(CALL_ID, rec_key))
+
+    async def recorded_deleted() -> dict[str, Any] | None:
+        doc = json.loads(await (await manifest_blob.download_blob()).readall())
+        return doc if all(c.get("sourceDeletedAt") for c in doc["chunks"].values()) else None
+
+    manifest = await wait_until(recorded_deleted, timeout=30)
     assert manifest["state"] == "complete"
     for chunk in chunks:
         entry = manifest["chunks"][chunk_key(chunk.chunk_index)]
