@@ -5,13 +5,14 @@ from __future__ import annotations
 import azure.functions as func
 
 from recording_pipeline.functions_host import RuntimeHolder
-from recording_pipeline.telemetry import install_context_filter
+from recording_pipeline.telemetry import configure_azure_monitor_if_set, install_context_filter
 from recording_pipeline.webhook import WebhookRequest, handle_delivery
 from recording_pipeline.worker import handle_chunk_message
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 _runtime = RuntimeHolder()
 install_context_filter()
+configure_azure_monitor_if_set()
 
 
 @app.route(route="recording-events", methods=["POST", "OPTIONS"], auth_level=func.AuthLevel.FUNCTION)

@@ -18,6 +18,8 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
+from opentelemetry import metrics, trace
+
 CONTEXT_FIELDS = ("event_id", "call_id", "recording_id", "chunk_index", "document_id")
 _context: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar("recording_context", default=None)
 
@@ -97,3 +99,36 @@ def configure_json_logging(level: int = logging.INFO) -> None:
     root.setLevel(level)
     for noisy in ("azure.core.pipeline.policies.http_logging_policy", "azure.identity", "aiohttp.access"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+# --- traces and metrics (OpenTelemetry API: no-ops until a provider is configured) -----------
+
+tracer = trace.get_tracer("recording_pipeline")
+_meter = metrics.get_meter("recording_pipeline")
+BYTES_ARCHIVED = _meter.create_counter("recording.bytes_archived", unit="By", description="media bytes archived")
+CHUNK_DURATION = _meter.create_histogram("recording.chunk.duration", unit="s", description="transfer to verified")
+CHUNK_THROUGHPUT = _meter.create_histogram(
+    "recording.chunk.throughput", unit="MBy/s", description="archived bytes per second of transfer"
+)
+SECONDS_LEFT = _meter.create_histogram(
+    "recording.chunk.seconds_left", unit="s", description="time left before ACS deletes the chunk, when it was archived"
+)
+OUTCOMES = _meter.create_counter("recording.chunk.outcomes", description="jobs by outcome")
+FAILURES = _meter.create_counter("recording.chunk.failures", description="failed attempts by kind")
+
+
+def span_attributes() -> dict[str, Any]:
+    """The current recording identity as span attributes."""
+    return {f"recording.{k}": v for k, v in (_context.get() or {}).items()}
+
+
+def configure_azure_monitor_if_set() -> bool:
+    """In Azure: export traces, metrics and this package's logs (with their fields) to Application Insights."""
+    import os
+
+    if not os.environ.get("APPLICATIONINSIGHTS_CONNECTION_STRING"):
+        return False
+    from azure.monitor.opentelemetry import configure_azure_monitor
+
+    configure_azure_monitor(logger_name="recording_pipeline")
+    return True

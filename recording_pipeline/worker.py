@@ -31,7 +31,17 @@ from .errors import AcsAuthError, AcsTransientError, ArchiveIntegrityError, Inva
 from .jobs import RecordingChunk, decode_job
 from .manifest import record_chunk
 from .naming import lost_name, manifest_name, media_format, media_name, metadata_name, participant_entry
-from .telemetry import log_context
+from .telemetry import (
+    BYTES_ARCHIVED,
+    CHUNK_DURATION,
+    CHUNK_THROUGHPUT,
+    FAILURES,
+    OUTCOMES,
+    SECONDS_LEFT,
+    log_context,
+    span_attributes,
+    tracer,
+)
 from .transfer import TransferResult, copy_to_blocks
 
 log = logging.getLogger(__name__)
@@ -82,8 +92,14 @@ async def handle_chunk_message(text: str, dequeue_count: int, worker: ChunkWorke
         document_id=job.document_id,
     ):
         try:
-            return await archive_chunk(job, worker)
+            with tracer.start_as_current_span("archive_chunk", attributes=span_attributes()) as span:
+                span.set_attribute("messaging.dequeue_count", dequeue_count)
+                outcome = await archive_chunk(job, worker)
+                span.set_attribute("recording.outcome", outcome.value)
+            OUTCOMES.add(1, {"outcome": outcome.value})
+            return outcome
         except Exception as exc:
+            FAILURES.add(1, {"kind": type(exc).__name__})
             final = dequeue_count >= worker.max_attempts or isinstance(exc, InvalidEventError)
             if not final:
                 log.warning(
@@ -98,6 +114,7 @@ async def handle_chunk_message(text: str, dequeue_count: int, worker: ChunkWorke
                 exc,
             )
             await _quarantine(job, exc, dequeue_count, worker)
+            OUTCOMES.add(1, {"outcome": "poisoned"})
             return None
 
 
@@ -127,15 +144,22 @@ async def archive_chunk(job: RecordingChunk, worker: ChunkWorker) -> Outcome:
             info = await store.info(media_blob)
             if info is None:
                 try:
-                    result = await copy_to_blocks(
-                        worker.acs, store, job.content_url, media_blob, worker.block_size, worker.concurrency
-                    )
+                    # Download and block upload overlap, so they share one span.
+                    with tracer.start_as_current_span("transfer", attributes=span_attributes()) as span:
+                        result = await copy_to_blocks(
+                            worker.acs, store, job.content_url, media_blob, worker.block_size, worker.concurrency
+                        )
+                        span.set_attributes(
+                            {"recording.bytes": result.size, "recording.resumed_from": result.resumed_from}
+                        )
                 except RecordingGoneError as exc:
                     return await _record_lost(job, worker, exc)
-                await store.commit_new(media_blob, result.block_ids, content_type, _blob_metadata(job, result))
-                info = await store.info(media_blob)
+                with tracer.start_as_current_span("archive.commit", attributes=span_attributes()):
+                    await store.commit_new(media_blob, result.block_ids, content_type, _blob_metadata(job, result))
+                    info = await store.info(media_blob)
             if not _verified(info):
-                info = await _verify(store, media_blob, info, result, lease)
+                with tracer.start_as_current_span("archive.verify", attributes=span_attributes()):
+                    info = await _verify(store, media_blob, info, result)
             outcome = Outcome.ARCHIVED
     assert info is not None
     finished = worker.clock()
@@ -156,6 +180,11 @@ async def archive_chunk(job: RecordingChunk, worker: ChunkWorker) -> Outcome:
     )
     await _index_participants(job, worker, metadata)
     if outcome is Outcome.ARCHIVED:
+        elapsed = max((finished - started).total_seconds(), 1e-6)
+        BYTES_ARCHIVED.add(info.size)
+        CHUNK_DURATION.record(elapsed)
+        CHUNK_THROUGHPUT.record(info.size / elapsed / 1e6)
+        SECONDS_LEFT.record(left)
         log.info(
             "recording chunk archived: %d bytes to %s, %.1f h before the deadline",
             info.size,
@@ -171,7 +200,8 @@ async def _metadata(job: RecordingChunk, worker: ChunkWorker, meta_blob: str) ->
     archived = await worker.store.read_bytes(meta_blob)
     if archived is not None:
         return archived[0]
-    body = await worker.acs.fetch_metadata(job.metadata_url)
+    with tracer.start_as_current_span("acs.download_metadata", attributes=span_attributes()):
+        body = await worker.acs.fetch_metadata(job.metadata_url)
     _parse_metadata(body)  # not JSON → transient: ACS sometimes serves a half-ready file
     digest = hashlib.sha256(body).hexdigest()
     await worker.store.create(
@@ -223,11 +253,7 @@ def _verified(info: BlobInfo | None) -> bool:
 
 
 async def _verify(
-    store: ArchiveStore,
-    media_blob: str,
-    info: BlobInfo | None,
-    result: TransferResult | None,
-    lease: BlobLeaseClient,
+    store: ArchiveStore, media_blob: str, info: BlobInfo | None, result: TransferResult | None
 ) -> BlobInfo:
     """Prove the committed blob is the file ACS served; only then may the source be deleted."""
     if info is None:
@@ -262,7 +288,8 @@ async def _delete_from_acs(job: RecordingChunk, worker: ChunkWorker) -> None:
     if not job.delete_url:
         return
     try:
-        deleted = await worker.acs.delete(job.delete_url)
+        with tracer.start_as_current_span("acs.delete", attributes=span_attributes()):
+            deleted = await worker.acs.delete(job.delete_url)
     except AcsAuthError:
         log.error("ACS refused the DELETE of an archived chunk: check the credentials' rights")
         raise
