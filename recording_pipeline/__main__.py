@@ -1,4 +1,4 @@
-"""Command line: ``python -m recording_pipeline {serve,replay,demo} ...``."""
+"""Command line: ``python -m recording_pipeline {serve,replay,demo,status,verify,participant} ...``."""
 
 from __future__ import annotations
 
@@ -6,11 +6,18 @@ import argparse
 import asyncio
 import logging
 import sys
+from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .errors import ConfigurationError
 from .settings import Settings
 from .telemetry import configure_json_logging
+
+if TYPE_CHECKING:
+    from .runtime import Runtime
+
+STATES = ("incomplete", "lost", "complete", "external", "failed")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -31,6 +38,28 @@ def main(argv: list[str] | None = None) -> int:
     p_demo = sub.add_parser("demo", help="Azurite + simulator + serve + a sample 3-chunk event, verified")
     p_demo.add_argument("--size-mib", type=int, default=24, help="size of the largest chunk")
 
+    p_status = sub.add_parser("status", help="recordings in the archive and their state, from their manifests")
+    p_status.add_argument(
+        "--since",
+        type=_date,
+        metavar="DATE",
+        help="only recordings started at or after DATE (ISO 8601, UTC if no offset)",
+    )
+    p_status.add_argument(
+        "--state", choices=STATES, help="only this recording state; 'failed': any chunk quarantined in the poison queue"
+    )
+    p_status.add_argument("--json", action="store_true", help="print a JSON array instead of a table")
+
+    p_verify = sub.add_parser("verify", help="re-hash archived media against the manifests (exit 1 on any mismatch)")
+    p_verify.add_argument(
+        "recordings", nargs="*", metavar="RECORDING", help="callId or callId/recordingKey (all if none)"
+    )
+    p_verify.add_argument("--json", action="store_true", help="print a JSON array instead of a report")
+
+    p_part = sub.add_parser("participant", help="every archived recording a participant was in (from the index)")
+    p_part.add_argument("participant_id", metavar="PARTICIPANT_ID", help="e.g. 8:acs:... or 4:+14255550123")
+    p_part.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
     args = parser.parse_args(argv)
     configure_json_logging()
     try:
@@ -46,6 +75,8 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.command == "replay":
             return asyncio.run(_replay(settings, args.files, args.poison))
+        if args.command in ("status", "verify", "participant"):
+            return asyncio.run(_operate(settings, args))
     except ConfigurationError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
         return 2
@@ -81,6 +112,74 @@ async def _replay(settings: Settings, files: list[Path], poison: bool) -> int:
         return 0 if summary.ok else 1
     finally:
         await runtime.close()
+
+
+def _date(value: str) -> datetime:
+    from .operations import as_utc
+
+    try:
+        return as_utc(datetime.fromisoformat(value))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an ISO 8601 date or time: {value!r}") from None
+
+
+async def _operate(settings: Settings, args: argparse.Namespace) -> int:
+    """The read-only operator commands. They never create the container (ensure=False)."""
+    from azure.core.exceptions import ResourceNotFoundError
+
+    from .operations import OperatorInputError
+    from .runtime import Runtime
+
+    runtime = await Runtime.start(settings, ensure=False)
+    try:
+        if args.command == "status":
+            return await _status(runtime, args)
+        if args.command == "verify":
+            return await _verify(runtime, args)
+        return await _participant(runtime, args)
+    except OperatorInputError as exc:
+        print(f"{args.command}: {exc}", file=sys.stderr)
+        return 2
+    except ResourceNotFoundError as exc:
+        if getattr(exc, "error_code", None) != "ContainerNotFound":
+            raise
+        print(f"{args.command}: archive container {settings.archive_container!r} does not exist", file=sys.stderr)
+        return 2
+    finally:
+        await runtime.close()
+
+
+async def _status(runtime: Runtime, args: argparse.Namespace) -> int:
+    from .cli_output import status_table, to_json
+    from .operations import recording_status
+
+    report = await recording_status(runtime.store, since=args.since, state=args.state)
+    print(to_json([r.to_dict() for r in report.recordings]) if args.json else status_table(report.recordings))
+    for line in report.unreadable:
+        print(f"unreadable manifest: {line}", file=sys.stderr)
+    return 0
+
+
+async def _verify(runtime: Runtime, args: argparse.Namespace) -> int:
+    from .cli_output import ProgressBar, to_json, verify_report
+    from .operations import verify_recordings
+
+    bar = ProgressBar("verifying", sys.stderr)
+    try:
+        checks = await verify_recordings(runtime.store, args.recordings, bar.update)
+    finally:
+        bar.close()
+    print(to_json([c.to_dict() for c in checks]) if args.json else verify_report(checks))
+    return 0 if all(c.ok for c in checks) else 1
+
+
+async def _participant(runtime: Runtime, args: argparse.Namespace) -> int:
+    from .cli_output import participant_table, to_json
+    from .operations import participant_recordings
+
+    report = await participant_recordings(runtime.store, args.participant_id)
+    print(to_json(report.to_dict()) if args.json else participant_table(report))
+    return 0
 
 
 if __name__ == "__main__":
