@@ -294,7 +294,7 @@ async def test_unauthorized_is_a_loud_configuration_error_not_a_retry_storm(
     assert len(attempts) == sum(1 for r in sim.requests if r.status == 401)
 
 
-async def test_poison_after_the_last_attempt_then_replay(pipeline: Pipeline) -> None:
+async def test_poison_after_the_last_attempt_then_replay(pipeline: Pipeline, caplog: pytest.LogCaptureFixture) -> None:
     from recording_pipeline.replay import replay_poison
 
     sim = pipeline.stack.simulator
@@ -309,6 +309,13 @@ async def test_poison_after_the_last_attempt_then_replay(pipeline: Pipeline) -> 
     [message] = await wait_until(poisoned, timeout=120)
     body = json.loads(message.content)
     assert body["attempts"] == 5 and "AcsTransientError" in body["error"] and body["job"]["document_id"] == "doc-0"
+    # What the poison-queue alert in infra/modules/alerts.bicep queries for.
+    assert any(
+        r.levelno == logging.ERROR
+        and "recording chunk failed after" in r.getMessage()
+        and queue.poison_name in r.getMessage()
+        for r in caplog.records
+    )
     manifest = await pipeline.manifest()
     assert manifest is not None and manifest["chunks"]["00000"]["state"] == "failed"
     sim.faults.clear()

@@ -59,7 +59,9 @@ resource poisonAlert 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = {
     criteria: {
       allOf: [
         {
-          query: 'traces | where message has "MaxDequeueCount" and message has "${poisonQueueName}"'
+          // The worker quarantines a job itself on its last attempt (with the error); the host moves it only
+          // when that attempt never finished (timeout, crash). Either way the message names the poison queue.
+          query: 'traces | where message has "${poisonQueueName}" and (message has "recording chunk failed after" or message has "MaxDequeueCount")'
           timeAggregation: 'Count'
           operator: 'GreaterThan'
           threshold: 0
