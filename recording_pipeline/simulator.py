@@ -407,6 +407,19 @@ class RecordingSimulator:
         return response
 
 
+def to_cloudevent(event: dict[str, Any]) -> dict[str, Any]:
+    """The same event in the CloudEvents 1.0 schema, as Event Grid delivers it to CloudEvents subscriptions."""
+    return {
+        "specversion": "1.0",
+        "id": event["id"],
+        "source": event["topic"],
+        "subject": event["subject"],
+        "type": event["eventType"],
+        "time": event["eventTime"],
+        "data": event["data"],
+    }
+
+
 def _error(fault: Fault) -> web.Response:
     status = fault.status or 500
     headers = {"Retry-After": str(fault.retry_after)} if fault.retry_after is not None else {}

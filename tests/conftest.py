@@ -15,8 +15,11 @@ from typing import Any
 import aiohttp
 import pytest
 from azure.storage.blob.aio import BlobServiceClient, ContainerClient
+from azure.storage.queue import TextBase64DecodePolicy
+from azure.storage.queue.aio import QueueClient
 
 from recording_pipeline.devstack import Azurite, ServeProcess
+from recording_pipeline.jobs import RecordingChunk, decode_job
 from recording_pipeline.retry import RetryPolicy
 from recording_pipeline.runtime import Runtime
 from recording_pipeline.settings import Settings
@@ -59,6 +62,14 @@ class Stack:
 
     def container_client(self, service: BlobServiceClient) -> ContainerClient:
         return service.get_container_client(self.container)
+
+    async def queued_jobs(self) -> list[RecordingChunk]:
+        """The jobs on the chunk queue, read raw and decoded the way the Functions host decodes them."""
+        client = QueueClient.from_connection_string(
+            self.azurite.connection_string, self.queue, message_decode_policy=TextBase64DecodePolicy()
+        )
+        async with client:
+            return [decode_job(str(m.content)) for m in await client.peek_messages(max_messages=32)]
 
 
 @pytest.fixture

@@ -8,35 +8,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from azure.storage.queue import TextBase64DecodePolicy
-from azure.storage.queue.aio import QueueClient
 
 from recording_pipeline.__main__ import main
-from recording_pipeline.jobs import decode_job
+from recording_pipeline.simulator import to_cloudevent
 
 from .conftest import Stack
 
 CALL = "abababab-0000-0000-0000-000000000000"
-
-
-def _cloud(event: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "specversion": "1.0",
-        "id": event["id"],
-        "source": event["topic"],
-        "subject": event["subject"],
-        "type": event["eventType"],
-        "time": event["eventTime"],
-        "data": event["data"],
-    }
-
-
-async def _queued(stack: Stack) -> list[Any]:
-    client = QueueClient.from_connection_string(
-        stack.azurite.connection_string, stack.queue, message_decode_policy=TextBase64DecodePolicy()
-    )
-    async with client:
-        return [decode_job(str(m.content)) for m in await client.peek_messages(max_messages=32)]
 
 
 async def test_replay_files_of_every_shape(
@@ -65,7 +43,7 @@ async def test_replay_files_of_every_shape(
         )
     )
     cloud = tmp_path / "cloud.json"
-    cloud.write_text(json.dumps([_cloud(event(2, 1))]))
+    cloud.write_text(json.dumps([to_cloudevent(event(2, 1))]))
     lines = tmp_path / "events.jsonl"
     lines.write_text("\n".join(json.dumps(e) for e in (event(3, 1), event(4, 3))) + "\n")
     bad = tmp_path / "bad.json"
@@ -77,7 +55,7 @@ async def test_replay_files_of_every_shape(
     assert code == 1  # the missing file
     assert "files: 5  enqueued: 7  ignored: 0  external: 0  rejected: 1  failed: 1" in out
     assert "bad.json" in out and "missing.json: cannot read" in out
-    jobs = await _queued(stack)
+    jobs = await stack.queued_jobs()
     assert sorted((j.recording_id, j.chunk_index) for j in jobs) == [
         ("rec1", 0),
         ("rec1", 1),

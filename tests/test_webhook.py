@@ -9,11 +9,9 @@ from typing import Any
 import aiohttp
 import pytest
 from azure.storage.blob.aio import BlobServiceClient
-from azure.storage.queue import TextBase64DecodePolicy
-from azure.storage.queue.aio import QueueClient
 
-from recording_pipeline.jobs import decode_job
 from recording_pipeline.runtime import Runtime
+from recording_pipeline.simulator import to_cloudevent
 from recording_pipeline.webhook import WebhookRequest, handle_delivery
 
 from .conftest import Stack, post_events
@@ -46,32 +44,12 @@ async def _deliver(
     return response.status, response.body, response.headers
 
 
-async def _queued(stack: Stack) -> list[Any]:
-    client = QueueClient.from_connection_string(
-        stack.azurite.connection_string, stack.queue, message_decode_policy=TextBase64DecodePolicy()
-    )
-    async with client:
-        return [decode_job(str(m.content)) for m in await client.peek_messages(max_messages=32)]
-
-
 def _event(stack: Stack, call: str = CALL, chunks: int = 1, **overrides: Any) -> dict[str, Any]:
     sim = stack.simulator
     recs = [sim.add(f"doc-{call[-4:]}-{i}", 1024, chunk_index=i) for i in range(chunks)]
     event = sim.event(call, "rec1", recs, topic=TOPIC)
     event.update(overrides)
     return event
-
-
-def _cloud(event: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "specversion": "1.0",
-        "id": event["id"],
-        "source": event["topic"],
-        "subject": event["subject"],
-        "type": event["eventType"],
-        "time": event["eventTime"],
-        "data": event["data"],
-    }
 
 
 async def test_subscription_validation_handshake(runtime: Runtime) -> None:
@@ -111,12 +89,12 @@ async def test_one_job_per_chunk_in_both_schemas(stack: Stack, runtime: Runtime)
     status, body, _ = await _deliver(runtime, [grid])
     assert (status, body["enqueued"]) == (200, 3)
     other = _event(stack, call="aaaaaaaa-0000-0000-0000-000000000002", chunks=2)
-    status, body, _ = await _deliver(runtime, _cloud(other), "application/cloudevents+json")
+    status, body, _ = await _deliver(runtime, to_cloudevent(other), "application/cloudevents+json")
     assert (status, body["enqueued"]) == (200, 2)
     third = _event(stack, call="aaaaaaaa-0000-0000-0000-000000000003", chunks=1)
-    status, body, _ = await _deliver(runtime, [_cloud(third)], "application/cloudevents-batch+json")
+    status, body, _ = await _deliver(runtime, [to_cloudevent(third)], "application/cloudevents-batch+json")
     assert (status, body["enqueued"]) == (200, 1)
-    jobs = await _queued(stack)
+    jobs = await stack.queued_jobs()
     assert sorted((j.call_id, j.chunk_index) for j in jobs) == sorted(
         [(CALL, i) for i in range(3)]
         + [("aaaaaaaa-0000-0000-0000-000000000002", i) for i in range(2)]
@@ -128,7 +106,7 @@ async def test_other_event_types_are_acknowledged_and_ignored(stack: Stack, runt
     event = _event(stack, eventType="Microsoft.Communication.CallStarted")
     status, body, _ = await _deliver(runtime, [event])
     assert (status, body["ignored"], body["enqueued"]) == (200, 1, 0)
-    assert await _queued(stack) == []
+    assert await stack.queued_jobs() == []
 
 
 @pytest.mark.parametrize(
@@ -138,7 +116,7 @@ async def test_other_event_types_are_acknowledged_and_ignored(stack: Stack, runt
 async def test_body_that_is_not_an_event_array_is_400(stack: Stack, runtime: Runtime, raw: bytes, needle: str) -> None:
     status, body, _ = await _deliver(runtime, raw)
     assert status == 400 and needle in body["error"]
-    assert await _queued(stack) == []
+    assert await stack.queued_jobs() == []
 
 
 async def test_batch_with_bad_events_keeps_them_and_processes_the_good(
@@ -190,7 +168,7 @@ async def test_limits_on_body_size_and_event_count(stack: Stack) -> None:
         assert status == 413 and "more than 2 events" in body["error"]
         status, body, _ = await _deliver(runtime, b"[" + b" " * 20001 + b"]")
         assert status == 413
-        assert await _queued(stack) == []
+        assert await stack.queued_jobs() == []
     finally:
         await runtime.close()
 
@@ -220,7 +198,7 @@ async def test_serve_demands_the_function_key(stack: Stack, serve_factory: Any) 
     for key in (None, "wrong-key"):
         status, body = await post_events(serve.url, [event], key)
         assert status == 401, body
-    assert await _queued(stack) == []
+    assert await stack.queued_jobs() == []
     status, body = await post_events(serve.url + f"?code={stack.env['WEBHOOK_KEY']}", [event], None)
     assert (status, body["enqueued"]) == (200, 1)
     async with aiohttp.ClientSession() as session, session.get(serve.url.replace("recording-events", "health")) as r:
