@@ -105,15 +105,18 @@ class AcsRecordingClient:
                 declared = response.content_length
                 if declared is not None and declared > MAX_METADATA_BYTES:
                     raise AcsPermanentError(f"metadata of {declared} bytes is larger than expected", response.status)
+                body = bytearray()
                 try:
-                    body = await response.content.read(MAX_METADATA_BYTES + 1)
+                    # content.read(n) returns only what is buffered: read to the end, bounded.
+                    async for piece in response.content.iter_any():
+                        body += piece
+                        if len(body) > MAX_METADATA_BYTES:
+                            raise AcsPermanentError("metadata is larger than expected", response.status)
                 except (TimeoutError, aiohttp.ClientPayloadError, aiohttp.ClientConnectionError) as exc:
                     raise AcsTransientError(f"metadata body broke off: {type(exc).__name__}") from None
-                if len(body) > MAX_METADATA_BYTES:
-                    raise AcsPermanentError("metadata is larger than expected", response.status)
                 if declared is not None and len(body) != declared:
                     raise AcsTransientError("metadata body shorter than its Content-Length", response.status)
-                return body
+                return bytes(body)
 
         return await self.retry.call(f"GET metadata {redact_url(url)}", once)
 

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 from typing import Literal
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from .errors import InvalidEventError
 from .events import RecordingEvent
@@ -42,6 +43,26 @@ class RecordingChunk(BaseModel):
     content_url: str
     metadata_url: str
     delete_url: str | None = None
+
+    @model_validator(mode="after")
+    def _safe(self) -> RecordingChunk:
+        """Checked again on every decode: whoever can write the queue is trusted no more than the webhook."""
+        check_id(self.call_id, "callId")
+        check_id(self.document_id, "documentId")
+        if self.server_call_id is not None:
+            check_id(self.server_call_id, "serverCallId")
+        if self.recording_id is not None:
+            check_id(self.recording_id, "recordingId")
+        if self.recording_key != recording_key(self.recording_id, self.server_call_id):
+            raise InvalidEventError("recording_key does not follow from recordingId/serverCallId")
+        for url, what in (
+            (self.content_url, "contentLocation"),
+            (self.metadata_url, "metadataLocation"),
+            (self.delete_url, "deleteLocation"),
+        ):
+            if url is not None:
+                require_document_in_url(url, self.document_id, what)
+        return self
 
     @property
     def stem(self) -> str:
@@ -118,6 +139,13 @@ def checked_identity(event: RecordingEvent) -> tuple[str, str | None, str | None
 def is_external_storage(event: RecordingEvent) -> bool:
     """ACS already wrote the files to the customer's own container: nothing to copy."""
     return (event.data.storage_type or "").strip().lower() == "blobstorage"
+
+
+def require_document_in_url(url: str, document_id: str, what: str) -> None:
+    """A chunk's URLs must name that chunk: a forged deleteLocation must not point at another recording."""
+    path = urlsplit(url).path
+    if document_id not in path.split("/"):
+        raise InvalidEventError(f"{what} does not name chunk {document_id}")
 
 
 def _chunk_urls(

@@ -202,7 +202,9 @@ async def _metadata(job: RecordingChunk, worker: ChunkWorker, meta_blob: str) ->
         return archived[0]
     with tracer.start_as_current_span("acs.download_metadata", attributes=span_attributes()):
         body = await worker.acs.fetch_metadata(job.metadata_url)
-    _parse_metadata(body)  # not JSON → transient: ACS sometimes serves a half-ready file
+    named = _parse_metadata(body).get("chunkDocumentId")  # not JSON → transient: ACS sometimes serves it half-ready
+    if named is not None and named != job.document_id:
+        raise InvalidEventError(f"metadata at metadataLocation describes chunk {str(named)[:80]}, not this one")
     digest = hashlib.sha256(body).hexdigest()
     await worker.store.create(
         meta_blob,

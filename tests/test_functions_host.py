@@ -69,6 +69,7 @@ async def test_enqueued_messages_decode_the_way_host_json_says(stack: Stack) -> 
         event_time=now,
         expires_at=now + timedelta(hours=24),
         call_id="c1",
+        recording_id="x",
         recording_key="r-x",
         chunk_index=0,
         document_id="d1",

@@ -43,9 +43,9 @@ VALID = {
                     "documentId": "0-eus-d12-801b3f3fc462fe8a01e6810cbff729b8",
                     "index": 0,
                     "endReason": "SessionEnded",
-                    "contentLocation": "https://storage.asm.skype.com/v1/objects/0-eus-d12-801b/content/video",
-                    "metadataLocation": "https://storage.asm.skype.com/v1/objects/0-eus-d12-801b/content/acsmetadata",
-                    "deleteLocation": "https://us-storage.asm.skype.com/v1/objects/0-eus-d12-801b",
+                    "contentLocation": "https://storage.asm.skype.com/v1/objects/0-eus-d12-801b3f3fc462fe8a01e6810cbff729b8/content/video",
+                    "metadataLocation": "https://storage.asm.skype.com/v1/objects/0-eus-d12-801b3f3fc462fe8a01e6810cbff729b8/content/acsmetadata",
+                    "deleteLocation": "https://us-storage.asm.skype.com/v1/objects/0-eus-d12-801b3f3fc462fe8a01e6810cbff729b8",
                 }
             ]
         },

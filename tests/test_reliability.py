@@ -338,3 +338,19 @@ async def test_azurite_restarted_mid_transfer(pipeline: Pipeline) -> None:
     await asyncio.to_thread(azurite.restart)
     manifest = await pipeline.wait_archived(chunks, timeout=240)
     await pipeline.assert_identical(manifest, chunks)
+
+
+async def test_large_metadata_arrives_in_many_reads(pipeline: Pipeline) -> None:
+    """A big call's metadata (thousands of participants) spans many network reads; none may be cut off."""
+    sim = pipeline.stack.simulator
+    participants = [f"8:acs:{i:08d}-aaaa-bbbb-cccc-{i:012d}" for i in range(3000)]
+    [chunk] = [sim.add("doc-big-meta", MIB, "mp4", chunk_index=0, call_id=CALL, participants=participants)]
+    assert len(chunk.metadata()) > 150_000
+    await pipeline.deliver([sim.event(CALL, REC, [chunk])])
+    manifest = await pipeline.wait_archived([chunk])
+    await pipeline.assert_identical(manifest, [chunk])
+    stored = await (
+        await pipeline.container.get_blob_client(manifest["chunks"]["00000"]["metadataBlob"]).download_blob()
+    ).readall()
+    assert stored == chunk.metadata()
+    assert sim.count("GET", "metadata") == 1

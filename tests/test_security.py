@@ -18,7 +18,6 @@ import pytest
 from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from recording_pipeline.jobs import RecordingChunk, encode_job
 from recording_pipeline.runtime import Runtime
 from recording_pipeline.simulator import Fault
 from recording_pipeline.webhook import WebhookRequest, handle_delivery
@@ -114,37 +113,67 @@ async def test_no_request_reaches_an_unlisted_host_through_the_webhook(
     assert evil.seen == []
 
 
+def _forged_job(stack: Stack, **changes: Any) -> str:
+    """A job as raw queue text, written by someone who bypassed the webhook."""
+    sim = stack.simulator
+    chunk = sim.recordings.get("doc-forged") or sim.add("doc-forged", MIB, call_id=CALL)
+    urls = sim.chunk_urls(chunk)
+    now = datetime.now(UTC)
+    job = {
+        "version": 1,
+        "event_id": "forged",
+        "event_time": now.isoformat(),
+        "expires_at": (now + timedelta(hours=1)).isoformat(),
+        "call_id": CALL,
+        "recording_id": "forged",
+        "recording_key": "r-forged",
+        "chunk_index": 0,
+        "document_id": "doc-forged",
+        "content_url": urls["contentLocation"],
+        "metadata_url": urls["metadataLocation"],
+        "delete_url": urls["deleteLocation"],
+        **changes,
+    }
+    return json.dumps(job)
+
+
 @pytest.mark.parametrize("url_field", ["content_url", "metadata_url", "delete_url"])
 async def test_a_forged_queue_job_sends_nothing_off_the_list(
     stack: Stack, runtime: Runtime, evil: Listener, url_field: str
 ) -> None:
     """Someone with write access to the queue is still not able to aim our credentials."""
-    sim = stack.simulator
-    chunk = sim.add("doc-forged", MIB, call_id=CALL)
-    now = datetime.now(UTC)
-    urls = {
-        "content_url": sim.chunk_urls(chunk)["contentLocation"],
-        "metadata_url": sim.chunk_urls(chunk)["metadataLocation"],
-        "delete_url": sim.chunk_urls(chunk)["deleteLocation"],
-    }
-    urls[url_field] = f"{evil.base_url}/steal"
-    job = RecordingChunk(
-        event_id="forged",
-        event_time=now,
-        expires_at=now + timedelta(hours=1),
-        call_id=CALL,
-        recording_key="r-forged",
-        chunk_index=0,
-        document_id="doc-forged",
-        content_url=urls["content_url"],
-        metadata_url=urls["metadata_url"],
-        delete_url=urls["delete_url"],
-    )
-    await handle_chunk_message(encode_job(job), 1, runtime.worker)
+    forged = _forged_job(stack, **{url_field: f"{evil.base_url}/v1/objects/doc-forged/content/video"})
+    await handle_chunk_message(forged, 1, runtime.worker)
     assert evil.seen == []
     [poisoned] = await runtime.queue.poison.peek_messages(max_messages=1)
     assert "UnsafeUrlError" in json.loads(poisoned.content)["error"]
-    assert "doc-forged" not in sim.deleted
+    assert "doc-forged" not in stack.simulator.deleted
+
+
+@pytest.mark.parametrize(
+    ("changes", "reason"),
+    [
+        ({"call_id": "../../other-call"}, "callId"),
+        ({"document_id": "doc-forged/../x"}, "documentId"),
+        ({"recording_key": "r-someone-else"}, "recording_key"),
+        ({"delete_url": "PLACEHOLDER"}, "deleteLocation does not name chunk"),
+    ],
+)
+async def test_a_forged_queue_job_is_quarantined_before_any_request(
+    stack: Stack, runtime: Runtime, changes: dict[str, str], reason: str
+) -> None:
+    """Ids are checked on every decode, and a job may only delete the chunk it copies."""
+    victim = stack.simulator.add("doc-victim", MIB, call_id=CALL)
+    if changes.get("delete_url") == "PLACEHOLDER":
+        changes = {"delete_url": stack.simulator.chunk_urls(victim)["deleteLocation"]}
+    before = len(stack.simulator.requests)
+    await handle_chunk_message(_forged_job(stack, **changes), 1, runtime.worker)
+    assert len(stack.simulator.requests) == before  # not even the metadata was fetched
+    [poisoned] = await runtime.queue.poison.peek_messages(max_messages=1)
+    assert reason in json.loads(poisoned.content)["error"]
+    assert stack.simulator.deleted == set()
+    names = [n async for n in runtime.store.list_names("")]
+    assert names == []  # nothing written anywhere in the archive
 
 
 async def test_a_redirect_off_the_list_is_not_followed(stack: Stack, runtime: Runtime, evil: Listener) -> None:

@@ -158,14 +158,14 @@ def test_default_allowed_hosts_are_accepted(url: str) -> None:
 
 
 def test_url_is_accepted_in_every_field() -> None:
-    url = "https://emea-storage.asyncgw.teams.microsoft.com/v1/objects/x"
+    url = f"https://emea-storage.asyncgw.teams.microsoft.com/v1/objects/{DOC}"
     (job,) = plan({"contentLocation": url, "metadataLocation": url + "/m", "deleteLocation": url})
     assert (job.content_url, job.metadata_url, job.delete_url) == (url, url + "/m", url)
 
 
 def test_exactly_listed_bare_host_allows_a_port_and_http_when_enabled() -> None:
     policy = UrlPolicy(("127.0.0.1",), allow_http=True)
-    url = "http://127.0.0.1:8080/v1/objects/x/content/video"
+    url = f"http://127.0.0.1:8080/v1/objects/{DOC}/content/video"
     assert policy.check(url) == url
     (job,) = plan({"contentLocation": url, "metadataLocation": url + "/m", "deleteLocation": url}, policy=policy)
     assert job.content_url == url
@@ -239,3 +239,13 @@ def test_redact_url_never_contains_the_query_values() -> None:
     out = redact_url("https://h.example.com/p?sig=TOPSECRET&skoid=abc")
     assert "TOPSECRET" not in out
     assert "skoid" not in out
+
+
+@pytest.mark.parametrize("field", ["contentLocation", "metadataLocation", "deleteLocation"])
+def test_every_url_must_name_its_own_chunk(field: str) -> None:
+    """A deleteLocation (or any URL) naming another documentId would delete a recording we never copied."""
+    other = GOOD[field].replace(DOC, "0-eus-d12-0ther0ther0ther0ther0ther0ther0ther0")
+    with pytest.raises(InvalidEventError, match=f"{field} does not name chunk {DOC}"):
+        plan({**GOOD, field: other})
+    with pytest.raises(InvalidEventError, match="does not name chunk"):
+        plan({**GOOD, field: GOOD[field].replace(DOC, DOC + "x")})  # a prefix is not the id
