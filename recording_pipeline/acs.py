@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 ENTRA_SCOPE = "https://communication.azure.com//.default"
 MAX_METADATA_BYTES = 4 * 1024 * 1024
 MAX_REDIRECTS = 3
-_RETRYABLE = {408, 429, 500, 502, 503, 504}
+_NOT_RETRYABLE_5XX = {501, 505}  # "not implemented", "HTTP version": asking again changes nothing
 _REDIRECTS = {301, 302, 303, 307, 308}
 _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
 
@@ -192,7 +192,7 @@ async def _error_for(method: str, url: str, response: aiohttp.ClientResponse) ->
     except Exception:  # an error body is a courtesy; its absence changes nothing
         snippet = "(no readable body)"
     where = f"{method} {redact_url(url)} -> {status}"
-    if status in _RETRYABLE:
+    if status in (408, 429) or (status >= 500 and status not in _NOT_RETRYABLE_5XX):
         return AcsTransientError(f"{where} {snippet}".strip(), status, _retry_after(response))
     if status in (401, 403):
         return AcsAuthError(

@@ -54,6 +54,10 @@ class ChunkQueue:
         await asyncio.gather(*(send(t) for t in texts))
         return len(texts)
 
+    async def enqueue_later(self, job: RecordingChunk, delay_seconds: int) -> None:
+        """Put ``job`` back on the queue, invisible for ``delay_seconds`` (at most 7 days)."""
+        await self.jobs.send_message(encode_job(job), visibility_timeout=max(0, min(delay_seconds, 7 * 86400)))
+
     async def send_poison(self, original: str, error: str, attempts: int, job: dict[str, Any] | None) -> None:
         """Quarantine a job with its last error, for ``replay --poison``."""
         await self.poison.send_message(

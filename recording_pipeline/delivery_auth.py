@@ -25,7 +25,14 @@ LEEWAY_SECONDS = 60
 
 
 class DeliveryAuthError(Exception):
-    """The request does not carry a token we accept. Never says more than the client needs."""
+    """The request does not carry a token we accept (401). Never says more than the client needs."""
+
+
+class DeliveryAuthUnavailable(DeliveryAuthError):
+    """We cannot check the token now (keys unreachable, or a refresh just happened): 503, so Event Grid retries.
+
+    Event Grid does not retry a 401; answering it for our own trouble would dead-letter real events.
+    """
 
 
 class EntraDeliveryValidator:
@@ -67,23 +74,30 @@ class EntraDeliveryValidator:
         return claims
 
     async def _key(self, kid: str) -> jwt.PyJWK:
+        """The signing key ``kid``. 401 only when the tenant's current key set, fetched now, lacks it."""
         if kid in self._keys:
             return self._keys[kid]
+        fetched_now = False
         async with self._lock:
             if kid not in self._keys and time.monotonic() - self._fetched_at > REFRESH_INTERVAL:
-                await self._refresh()
-        if kid not in self._keys:
+                fetched_now = await self._refresh()
+        if kid in self._keys:
+            return self._keys[kid]
+        if fetched_now:
             raise DeliveryAuthError("token signed with an unknown key")
-        return self._keys[kid]
+        # The keys could not be fetched, or were fetched moments ago (a key rollover may be under way).
+        raise DeliveryAuthUnavailable("the tenant's signing keys cannot be checked right now")
 
-    async def _refresh(self) -> None:
+    async def _refresh(self) -> bool:
+        """Fetch the key set; False (keeping the keys we had) if that failed."""
         self._fetched_at = time.monotonic()
         try:
             async with self._session.get(self.jwks_url, timeout=aiohttp.ClientTimeout(total=10)) as response:
                 response.raise_for_status()
                 document = await response.json(content_type=None)
             keys = jwt.PyJWKSet.from_dict(document)
-        except Exception as exc:  # keep the keys we had; the token in hand is refused
+        except Exception as exc:
             log.warning("could not refresh the tenant's signing keys: %s", type(exc).__name__)
-            return
+            return False
         self._keys = {str(k.key_id): k for k in keys.keys if k.key_id}
+        return True

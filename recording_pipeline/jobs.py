@@ -43,6 +43,7 @@ class RecordingChunk(BaseModel):
     content_url: str
     metadata_url: str
     delete_url: str | None = None
+    requeues: int = Field(default=0, ge=0)  # how often the job came back after all its queue attempts failed
 
     @model_validator(mode="after")
     def _safe(self) -> RecordingChunk:

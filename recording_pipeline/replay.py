@@ -76,10 +76,10 @@ async def replay_files(
 
 
 def _unlimited(config: Any) -> Any:
-    """An operator's file is not bound by the webhook's per-request limits."""
+    """An operator's file is not bound by the webhook's per-request limits, nor does it carry a token."""
     from dataclasses import replace
 
-    return replace(config, max_body_bytes=1 << 40, max_events=1 << 30)
+    return replace(config, max_body_bytes=1 << 40, max_events=1 << 30, delivery_auth=None)
 
 
 async def replay_poison(queue: ChunkQueue, limit: int = 10_000) -> tuple[int, int]:

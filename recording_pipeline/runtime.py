@@ -64,7 +64,13 @@ class Runtime:
         store = ArchiveStore(_blob_service(settings, credential), settings.archive_container)
         queue = ChunkQueue(_queue_service(settings, credential), settings.chunk_queue_name)
         worker = ChunkWorker(
-            acs, store, queue, settings.block_size, settings.transfer_concurrency, settings.max_dequeue_count
+            acs,
+            store,
+            queue,
+            settings.block_size,
+            settings.transfer_concurrency,
+            settings.max_dequeue_count,
+            settings.requeue_delay_seconds,
         )
         entra = settings.entra_delivery
         delivery_auth = (

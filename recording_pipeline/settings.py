@@ -70,6 +70,7 @@ class Settings:
     transfer_concurrency: int = 4
     max_dequeue_count: int = 5
     retry_delay_seconds: float = 30.0
+    requeue_delay_seconds: int = 300
     worker_concurrency: int = 4
     acs_read_timeout_seconds: float = 60.0
     queue_visibility_seconds: int = 60
@@ -102,6 +103,7 @@ class Settings:
             transfer_concurrency=_count(env, "TRANSFER_CONCURRENCY", 4),
             max_dequeue_count=_count(env, "QUEUE_MAX_DEQUEUE_COUNT", 5),
             retry_delay_seconds=_positive_float(env, "QUEUE_RETRY_DELAY_SECONDS", 30.0),
+            requeue_delay_seconds=_count(env, "QUEUE_REQUEUE_DELAY_SECONDS", 300),
             worker_concurrency=_count(env, "WORKER_CONCURRENCY", 4),
             acs_read_timeout_seconds=_positive_float(env, "ACS_READ_TIMEOUT_SECONDS", 60.0),
             queue_visibility_seconds=_count(env, "QUEUE_VISIBILITY_SECONDS", 60),

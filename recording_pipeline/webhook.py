@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from .delivery_auth import DeliveryAuthError, DeliveryAuthUnavailable
 from .errors import InvalidEventError
 from .events import (
     RECORDING_EVENT_TYPE,
@@ -99,7 +100,10 @@ async def handle_delivery(
     if config.delivery_auth is not None:
         try:
             await config.delivery_auth.check(request.header("authorization"))
-        except Exception as exc:  # DeliveryAuthError: the reason is safe to say; nothing else is
+        except DeliveryAuthUnavailable as exc:
+            log.error("could not check a delivery's token; Event Grid will retry: %s", exc)
+            return WebhookResponse(503, {"error": f"cannot check the token now: {exc}"}, {"Retry-After": "60"})
+        except DeliveryAuthError as exc:  # its message is safe to say; nothing else is
             log.warning("refused an unauthenticated delivery: %s", exc)
             return WebhookResponse(401, {"error": f"unauthorized: {exc}"}, {"WWW-Authenticate": "Bearer"})
     if len(request.body) > config.max_body_bytes:
@@ -121,6 +125,8 @@ async def handle_delivery(
         try:
             envelope = read_envelope(raw, schema)
             if envelope.type == VALIDATION_EVENT_TYPE:
+                if len(raw_events) != 1:  # Event Grid sends it alone; answering it would drop the rest
+                    raise InvalidEventError("a subscription validation event must be delivered alone")
                 code = validation_code(envelope)
                 log.info("answered the Event Grid subscription validation handshake")
                 return WebhookResponse(200, {"validationResponse": code})

@@ -49,6 +49,7 @@ log = logging.getLogger(__name__)
 LEASE_SECONDS = 15  # the shortest the service allows: a dead worker's lease frees up soon
 LEASE_WAIT_SECONDS = 2 * LEASE_SECONDS + 5
 LEASE_POLL_SECONDS = 1.0
+REQUEUE_MARGIN_SECONDS = 1800  # leave an operator half an hour before ACS deletes the chunk
 MAX_PARTICIPANTS = 200
 
 
@@ -69,14 +70,16 @@ class ChunkWorker:
     block_size: int
     concurrency: int
     max_attempts: int
+    requeue_delay: int = 300
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
 
 
 async def handle_chunk_message(text: str, dequeue_count: int, worker: ChunkWorker) -> Outcome | None:
     """Entry point for one queue message, shared by the Functions trigger and ``serve``.
 
-    Returns normally when the message may be deleted: done, or quarantined in
-    the poison queue with its error. Raises to have the queue try again later.
+    Returns normally when the message may be deleted: done, put back on the
+    queue for later (the deadline is far), or quarantined in the poison queue
+    with its error. Raises to have the queue try again soon.
     """
     try:
         job = decode_job(text)
@@ -100,12 +103,13 @@ async def handle_chunk_message(text: str, dequeue_count: int, worker: ChunkWorke
             return outcome
         except Exception as exc:
             FAILURES.add(1, {"kind": type(exc).__name__})
-            final = dequeue_count >= worker.max_attempts or isinstance(exc, InvalidEventError)
-            if not final:
+            if dequeue_count < worker.max_attempts and not isinstance(exc, InvalidEventError):
                 log.warning(
                     "attempt %d of %d failed: %s: %s", dequeue_count, worker.max_attempts, type(exc).__name__, exc
                 )
                 raise
+            if not isinstance(exc, InvalidEventError) and await _requeue_before_deadline(job, exc, worker):
+                return None
             log.error(
                 "recording chunk failed after %d attempts, moved to %s: %s: %s",
                 dequeue_count,
@@ -139,7 +143,11 @@ async def archive_chunk(job: RecordingChunk, worker: ChunkWorker) -> Outcome:
     if not _verified(info):
         async with _lease(store, meta_blob) as lease:
             if lease is None:
-                log.info("a live worker holds this chunk; leaving it to that worker")
+                # That worker's message will be retried if it dies; but if it *is* this message (its
+                # invisibility lapsed), deleting ours would leave none. A delayed copy closes that gap:
+                # it finds the chunk archived and only repeats the idempotent DELETE.
+                await worker.queue.enqueue_later(job, worker.requeue_delay)
+                log.info("a live worker holds this chunk; leaving it to that worker, checking again later")
                 return Outcome.IN_PROGRESS_ELSEWHERE
             info = await store.info(media_blob)
             if info is None:
@@ -301,6 +309,11 @@ async def _delete_from_acs(job: RecordingChunk, worker: ChunkWorker) -> None:
 
 
 async def _record_lost(job: RecordingChunk, worker: ChunkWorker, exc: RecordingGoneError) -> Outcome:
+    """ACS answered 404. Lost, unless another attempt archived and deleted it meanwhile."""
+    archived = await _verified_copy(job, worker.store)
+    if archived is not None:
+        log.info("ACS no longer has the chunk, and the archive holds its verified copy %s", archived.name)
+        return Outcome.ALREADY_ARCHIVED
     now = worker.clock()
     record = {
         "job": json.loads(job.model_dump_json()),
@@ -314,6 +327,46 @@ async def _record_lost(job: RecordingChunk, worker: ChunkWorker, exc: RecordingG
         "recording chunk lost: ACS no longer has it and it was never archived (%s)", exc, extra={"outcome": "lost"}
     )
     return Outcome.LOST
+
+
+async def _verified_copy(job: RecordingChunk, store: ArchiveStore) -> BlobInfo | None:
+    async for name in store.list_names(f"{job.stem}."):
+        if not name.endswith(".json"):
+            info = await store.info(name)
+            if _verified(info):
+                return info
+    return None
+
+
+async def _requeue_before_deadline(job: RecordingChunk, exc: Exception, worker: ChunkWorker) -> bool:
+    """After the last queue attempt, try again later while the deadline is far; True if requeued.
+
+    ACS keeps a chunk 24 hours: an outage of ACS, storage or our credentials that
+    outlasts five attempts must not end in the poison queue while hours remain.
+    The delay doubles each time (from QUEUE_REQUEUE_DELAY_SECONDS, at most an
+    hour); the job is quarantined only when another wait would end too close to
+    the deadline for an operator to act.
+    """
+    delay = min(worker.requeue_delay * 2**job.requeues, 3600)
+    left = job.seconds_left(worker.clock())
+    if left - delay < REQUEUE_MARGIN_SECONDS:
+        return False
+    await worker.queue.enqueue_later(job.model_copy(update={"requeues": job.requeues + 1}), delay)
+    error = f"{type(exc).__name__}: {exc}"
+    log.error(
+        "recording chunk still failing after %d queue attempts (%s); trying again in %d min, %.1f h before the "
+        "deadline",
+        worker.max_attempts * (job.requeues + 1),
+        error,
+        delay // 60,
+        left / 3600,
+        extra={"requeues": job.requeues + 1, "seconds_left": round(left)},
+    )
+    try:
+        await _update_manifest(job, worker, "pending", lastError=error, requeues=job.requeues + 1)
+    except Exception:  # the requeued message is what matters
+        log.exception("could not record the failure in the manifest")
+    return True
 
 
 async def _quarantine(job: RecordingChunk, exc: Exception, attempts: int, worker: ChunkWorker) -> None:

@@ -86,6 +86,7 @@ def stack(azurite: Azurite, simulator: RecordingSimulator) -> Stack:
         "RECORDING_ALLOW_HTTP": "true",
         "WEBHOOK_KEY": secrets.token_urlsafe(16),
         "QUEUE_RETRY_DELAY_SECONDS": "1",
+        "QUEUE_REQUEUE_DELAY_SECONDS": "1",
         "TRANSFER_BLOCK_SIZE_MIB": "4",
     }
     return Stack(azurite, simulator, env, container, queue)

@@ -22,7 +22,7 @@ from recording_pipeline.__main__ import STATES, main
 from recording_pipeline.archive import ArchiveStore
 from recording_pipeline.jobs import RecordingChunk, encode_job
 from recording_pipeline.naming import participant_prefix
-from recording_pipeline.simulator import Fault, SimRecording
+from recording_pipeline.simulator import SimRecording
 from recording_pipeline.webhook import WebhookRequest, handle_delivery
 from recording_pipeline.worker import archive_chunk, handle_chunk_message
 
@@ -123,8 +123,9 @@ async def seeded(
             if job.call_id != CALL_D:
                 await archive_chunk(job, runtime.worker)
         [job_d] = [j for j in sink.jobs if j.call_id == CALL_D]
-        sim.faults.append(Fault(kind="metadata", status=400))  # the last attempt fails: quarantined, "failed"
-        assert await handle_chunk_message(encode_job(job_d), runtime.worker.max_attempts, runtime.worker) is None
+        # A permanent failure (ACS serves metadata of another chunk): quarantined at once, the chunk "failed".
+        sim.recordings[job_d.document_id].metadata_override = json.dumps({"chunkDocumentId": "another-chunk"}).encode()
+        assert await handle_chunk_message(encode_job(job_d), 1, runtime.worker) is None
     finally:
         await runtime.close()
     for name, value in stack.env.items():

@@ -15,12 +15,15 @@ from typing import Any
 import pytest
 from azure.storage.blob.aio import BlobServiceClient, ContainerClient
 
+from recording_pipeline.events import parse_recording_event, read_envelope
+from recording_pipeline.jobs import encode_job, plan_jobs
 from recording_pipeline.manifest import chunk_key
 from recording_pipeline.naming import manifest_name, recording_key
 from recording_pipeline.runtime import Runtime
 from recording_pipeline.serve import QueueWorkers
 from recording_pipeline.simulator import Fault, SimRecording
 from recording_pipeline.webhook import WebhookRequest, handle_delivery
+from recording_pipeline.worker import Outcome, handle_chunk_message
 
 from .conftest import Stack, wait_until
 
@@ -294,6 +297,7 @@ async def test_unauthorized_is_a_loud_configuration_error_not_a_retry_storm(
     assert len(attempts) == sum(1 for r in sim.requests if r.status == 401)
 
 
+@pytest.mark.parametrize("pipeline", [{"RECORDING_RETENTION_HOURS": "0.5"}], indirect=True)
 async def test_poison_after_the_last_attempt_then_replay(pipeline: Pipeline, caplog: pytest.LogCaptureFixture) -> None:
     from recording_pipeline.replay import replay_poison
 
@@ -354,3 +358,44 @@ async def test_large_metadata_arrives_in_many_reads(pipeline: Pipeline) -> None:
     ).readall()
     assert stored == chunk.metadata()
     assert sim.count("GET", "metadata") == 1
+
+
+async def test_an_outage_longer_than_five_attempts_is_waited_out_not_poisoned(
+    pipeline: Pipeline, caplog: pytest.LogCaptureFixture
+) -> None:
+    """With hours left before the deadline, a job that exhausted its attempts comes back later by itself."""
+    sim = pipeline.stack.simulator
+    chunks = _chunks(pipeline.stack, [MIB])
+    per_attempt = pipeline.runtime.acs.retry.attempts
+    outage = 5 * per_attempt + 2  # every try of all five queue attempts, and then some
+    sim.faults.append(Fault(kind="metadata", status=503, times=outage))
+    await pipeline.deliver([sim.event(CALL, REC, chunks)])
+    manifest = await pipeline.wait_archived(chunks, timeout=180)
+    await pipeline.assert_identical(manifest, chunks)
+    assert sim.faults[0].times == 0
+    assert manifest["chunks"]["00000"]["requeues"] == 1
+    assert await pipeline.runtime.queue.poison.peek_messages(max_messages=1) == []
+    assert any(
+        "still failing after 5 queue attempts" in r.getMessage() and r.levelno == logging.ERROR for r in caplog.records
+    )
+
+
+async def test_a_404_after_another_attempt_archived_and_deleted_it_is_not_lost(pipeline: Pipeline) -> None:
+    """A duplicate whose ACS reads were slow can meet the 404 the winner's DELETE caused: not a lost chunk."""
+    sim = pipeline.stack.simulator
+    chunks = _chunks(pipeline.stack, [MIB])
+    event = sim.event(CALL, REC, chunks)
+    await pipeline.deliver([event])
+    manifest = await pipeline.wait_archived(chunks)
+    # The duplicate's view: no archived metadata yet (as when it looked before the winner wrote it).
+    await pipeline.container.get_blob_client(manifest["chunks"]["00000"]["metadataBlob"]).delete_blob()
+    [job] = plan_jobs(
+        parse_recording_event(read_envelope(event, "eventgrid")),
+        pipeline.runtime.webhook.acs_endpoint,
+        24,
+        pipeline.runtime.webhook.url_policy,
+    )
+    assert await handle_chunk_message(encode_job(job), 1, pipeline.runtime.worker) is Outcome.ALREADY_ARCHIVED
+    assert [n async for n in pipeline.container.list_blob_names(name_starts_with="_lost/")] == []
+    after = await pipeline.manifest()
+    assert after is not None and after["state"] == "complete"

@@ -86,3 +86,21 @@ async def _run(argv: list[str]) -> int:
     import asyncio
 
     return await asyncio.to_thread(main, argv)
+
+
+async def test_replay_is_not_refused_by_delivery_auth(
+    stack: Stack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An operator's files carry no Event Grid token; Entra-protected delivery must not refuse them."""
+    for key, value in {
+        **stack.env,
+        "WEBHOOK_ENTRA_TENANT_ID": "t",
+        "WEBHOOK_ENTRA_AUDIENCE": "a",
+        "WEBHOOK_ENTRA_JWKS_URL": "http://127.0.0.1:9/none",
+    }.items():
+        monkeypatch.setenv(key, value)
+    sim = stack.simulator
+    saved = tmp_path / "saved.json"
+    saved.write_text(json.dumps(sim.event(CALL, "recAuth", [sim.add("doc-auth", 1024)])))
+    assert await _run(["replay", str(saved)]) == 0
+    assert "enqueued: 1" in capsys.readouterr().out

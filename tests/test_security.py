@@ -262,7 +262,6 @@ async def test_entra_protected_delivery(stack: Stack, tenant: Tenant) -> None:
         "wrong audience": f"Bearer {tenant.token(aud='api://someone-else')}",
         "wrong issuer": f"Bearer {tenant.token(iss='https://login.microsoftonline.com/other-tenant/v2.0')}",
         "expired": f"Bearer {tenant.token(iat=now - 7200, nbf=now - 7200, exp=now - 3600)}",
-        "unknown key": f"Bearer {tenant.token(kid='key-2')}",
         "forged signature": "Bearer "
         + jwt.encode(
             {"iss": f"https://login.microsoftonline.com/{TENANT}/v2.0", "aud": AUDIENCE, "iat": now, "exp": now + 3600},
@@ -283,6 +282,10 @@ async def test_entra_protected_delivery(stack: Stack, tenant: Tenant) -> None:
         props = await runtime.queue.jobs.get_queue_properties()
         assert props.approximate_message_count == 0
         assert len(tenant.jwks.seen) == 1, "forged tokens must not make us refetch the keys each time"
+        # An unknown key id moments after a fetch may be a key rollover: 503, Event Grid retries (a 401 it would
+        # dead-letter), and the keys are not fetched again.
+        status, body = await _post(runtime, [event], {"Authorization": f"Bearer {tenant.token(kid='key-2')}"})
+        assert status == 503 and len(tenant.jwks.seen) == 1
         status, body = await _post(runtime, [event], {"Authorization": f"Bearer {tenant.token()}"})
         assert (status, body["enqueued"]) == (200, 1)
         legacy_issuer = tenant.token(iss=f"https://sts.windows.net/{TENANT}/")
@@ -337,3 +340,32 @@ async def test_no_secret_reaches_the_logs(stack: Stack, caplog: pytest.LogCaptur
     assert leaked == []
     key = settings.acs.access_key
     assert key is not None and key not in repr(settings) and stack.env["WEBHOOK_KEY"] not in repr(settings)
+
+
+async def test_entra_keys_unknown_or_unreachable(stack: Stack, tenant: Tenant) -> None:
+    sim = stack.simulator
+    event = sim.event(CALL, "recK", [sim.add("doc-keys", MIB, call_id=CALL)])
+    # A freshly fetched key set that lacks the key id: the token is refused for good.
+    runtime = await stack.runtime(
+        WEBHOOK_ENTRA_TENANT_ID=TENANT,
+        WEBHOOK_ENTRA_AUDIENCE=AUDIENCE,
+        WEBHOOK_ENTRA_JWKS_URL=f"{tenant.jwks.base_url}/keys",
+    )
+    try:
+        status, _ = await _post(runtime, [event], {"Authorization": f"Bearer {tenant.token(kid='key-9')}"})
+        assert status == 401 and len(tenant.jwks.seen) == 1
+    finally:
+        await runtime.close()
+    # Keys that cannot be fetched are our problem, not the sender's: 503, nothing enqueued.
+    runtime = await stack.runtime(
+        WEBHOOK_ENTRA_TENANT_ID=TENANT,
+        WEBHOOK_ENTRA_AUDIENCE=AUDIENCE,
+        WEBHOOK_ENTRA_JWKS_URL="http://127.0.0.1:9/unreachable",
+    )
+    try:
+        status, body = await _post(runtime, [event], {"Authorization": f"Bearer {tenant.token()}"})
+        assert status == 503 and "cannot check" in body["error"]
+        props = await runtime.queue.jobs.get_queue_properties()
+        assert props.approximate_message_count == 0
+    finally:
+        await runtime.close()

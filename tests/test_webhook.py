@@ -73,6 +73,21 @@ async def test_subscription_validation_handshake(runtime: Runtime) -> None:
     assert (status, body) == (200, {"validationResponse": "512d38b6-c7b8-40c8-89fe-f46f9e9622b6"})
 
 
+async def test_a_validation_event_inside_a_batch_does_not_swallow_it(stack: Stack, runtime: Runtime) -> None:
+    validation = {
+        "id": "v2",
+        "topic": TOPIC,
+        "subject": "",
+        "eventType": "Microsoft.EventGrid.SubscriptionValidationEvent",
+        "eventTime": "2026-11-23T10:00:00Z",
+        "dataVersion": "1",
+        "data": {"validationCode": "abc"},
+    }
+    status, body, _ = await _deliver(runtime, [_event(stack, chunks=2), validation])
+    assert status == 200 and body["enqueued"] == 2 and "delivered alone" in body["rejected"][0]
+    assert "validationResponse" not in body
+
+
 async def test_cloudevents_abuse_protection(runtime: Runtime) -> None:
     status, _, headers = await _deliver(
         runtime, b"", method="OPTIONS", headers={"WebHook-Request-Origin": "eventgrid.azure.net"}

@@ -47,8 +47,8 @@ resource poisonAlert 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = {
   location: location
   tags: tags
   properties: {
-    displayName: 'Recording chunk job moved to the poison queue'
-    description: 'A chunk job failed maxDequeueCount times and now sits in ${poisonQueueName}. Inspect it and re-queue it.'
+    displayName: 'Recording chunk failing or moved to the poison queue'
+    description: 'A chunk job exhausted its attempts: it is retried later while the deadline is far, else it sits in ${poisonQueueName}. Find the cause; replay --poison.'
     severity: 1
     enabled: true
     scopes: [
@@ -61,7 +61,8 @@ resource poisonAlert 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = {
         {
           // The worker quarantines a job itself on its last attempt (with the error); the host moves it only
           // when that attempt never finished (timeout, crash). Either way the message names the poison queue.
-          query: 'traces | where message has "${poisonQueueName}" and (message has "recording chunk failed after" or message has "MaxDequeueCount")'
+          // Fires early: "still failing" is logged each time a job exhausts its attempts and is put back for later.
+          query: 'traces | where message has "recording chunk still failing after" or (message has "${poisonQueueName}" and (message has "recording chunk failed after" or message has "MaxDequeueCount"))'
           timeAggregation: 'Count'
           operator: 'GreaterThan'
           threshold: 0

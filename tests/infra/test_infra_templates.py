@@ -531,7 +531,11 @@ def test_alerts_cover_poison_queue_lost_chunks_and_failures() -> None:
     assert any('"recording chunk lost"' in q for q in queries)
     # Both the worker's own quarantine message and the host's move to the poison queue raise the alert.
     assert any(
-        "recording chunk failed after" in q and "MaxDequeueCount" in q and "${poisonQueueName}" in q for q in queries
+        "recording chunk failed after" in q
+        and "MaxDequeueCount" in q
+        and "${poisonQueueName}" in q
+        and "recording chunk still failing after" in q
+        for q in queries
     )
     metrics = [
         criterion["metricName"]
