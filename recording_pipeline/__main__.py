@@ -157,7 +157,24 @@ async def _status(runtime: Runtime, args: argparse.Namespace) -> int:
     print(to_json([r.to_dict() for r in report.recordings]) if args.json else status_table(report.recordings))
     for line in report.unreadable:
         print(f"unreadable manifest: {line}", file=sys.stderr)
+    waiting = await _poison_count(runtime)
+    if waiting:
+        # Not every way into the poison queue can mark a manifest (the host poisons a job whose last attempt died).
+        print(
+            f"{waiting} job(s) wait in {runtime.queue.poison_name}: python -m recording_pipeline replay --poison",
+            file=sys.stderr,
+        )
     return 0
+
+
+async def _poison_count(runtime: Runtime) -> int:
+    from azure.core.exceptions import ResourceNotFoundError
+
+    try:
+        props = await runtime.queue.poison.get_queue_properties()
+    except ResourceNotFoundError:
+        return 0
+    return int(props.approximate_message_count or 0)
 
 
 async def _verify(runtime: Runtime, args: argparse.Namespace) -> int:

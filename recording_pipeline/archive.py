@@ -82,7 +82,7 @@ class ArchiveStore:
 
     async def stream(self, name: str) -> AsyncIterator[bytes]:
         """The whole blob, piece by piece (re-hashing multi-GB media without holding it)."""
-        downloader = await self._container.get_blob_client(name).download_blob(max_concurrency=2)
+        downloader = await self._container.get_blob_client(name).download_blob()
         async for piece in downloader.chunks():
             yield piece
 
@@ -144,8 +144,8 @@ class ArchiveStore:
                 raise
         raise RuntimeError(f"{name}: gave up after {attempts} concurrent updates")
 
-    async def set_metadata(self, name: str, metadata: dict[str, str], lease: BlobLeaseClient | None = None) -> None:
-        await self._container.get_blob_client(name).set_blob_metadata(metadata, lease=lease)
+    async def set_metadata(self, name: str, metadata: dict[str, str]) -> None:
+        await self._container.get_blob_client(name).set_blob_metadata(metadata)
 
     # --- staged block uploads -------------------------------------------
 

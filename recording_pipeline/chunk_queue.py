@@ -17,6 +17,7 @@ from azure.storage.queue.aio import QueueClient, QueueServiceClient
 
 from .archive import create_if_missing
 from .jobs import RecordingChunk, encode_job
+from .settings import POISON_SUFFIX
 
 MESSAGE_ENCODING = "base64"
 _SEND_CONCURRENCY = 64
@@ -26,7 +27,7 @@ class ChunkQueue:
     def __init__(self, service: QueueServiceClient, name: str) -> None:
         self._service = service
         self.name = name
-        self.poison_name = f"{name}-poison"
+        self.poison_name = f"{name}{POISON_SUFFIX}"
         self.jobs = self._client(name)
         self.poison = self._client(self.poison_name)
 
@@ -43,15 +44,26 @@ class ChunkQueue:
         await self._service.close()
 
     async def enqueue(self, jobs: Iterable[RecordingChunk]) -> int:
-        """Put every job on the queue; raises if any send fails (the caller answers 5xx)."""
-        texts = [encode_job(job) for job in jobs]
-        slots = asyncio.Semaphore(_SEND_CONCURRENCY)
+        """Put every job on the queue; raises if any send fails (the caller answers 5xx).
 
-        async def send(text: str) -> None:
-            async with slots:
+        A fixed pool of senders drains the list (a task per sender, not per message), and the first failure
+        stops the others: the delivery is answered 503 and retried whole, so sending the rest would be waste.
+        """
+        texts = [encode_job(job) for job in jobs]
+        remaining = iter(texts)  # shared: each text is taken by exactly one sender
+
+        async def sender() -> None:
+            for text in remaining:
                 await self.jobs.send_message(text)
 
-        await asyncio.gather(*(send(t) for t in texts))
+        senders = [asyncio.create_task(sender()) for _ in range(min(_SEND_CONCURRENCY, len(texts)))]
+        try:
+            await asyncio.gather(*senders)
+        except BaseException:
+            for task in senders:
+                task.cancel()
+            await asyncio.gather(*senders, return_exceptions=True)
+            raise
         return len(texts)
 
     async def enqueue_later(self, job: RecordingChunk, delay_seconds: int) -> None:

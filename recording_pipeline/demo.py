@@ -27,7 +27,8 @@ from .simulator import RecordingSimulator
 async def run_demo(size_mib: int = 24, timeout: float = 300.0) -> int:
     workdir = REPO / ".demo"
     workdir.mkdir(exist_ok=True)
-    azurite = Azurite(location=Path(workdir / f"azurite-{int(time.time())}")).start()
+    # Both starts wait for a port: keep that off the event loop.
+    azurite = await asyncio.to_thread(Azurite(location=Path(workdir / f"azurite-{int(time.time())}")).start)
     simulator = RecordingSimulator()
     await simulator.start()
     key = secrets.token_urlsafe(24)
@@ -43,7 +44,7 @@ async def run_demo(size_mib: int = 24, timeout: float = 300.0) -> int:
         "WEBHOOK_KEY": key,
         "QUEUE_RETRY_DELAY_SECONDS": "2",
     }
-    server = ServeProcess(env, workdir / "serve.log").start()
+    server = await asyncio.to_thread(ServeProcess(env, workdir / "serve.log").start)
     try:
         call_id = "11111111-2222-3333-4444-555555555555"
         recording_id = "eyJQbGF0Zm9ybUVuZHBvaW50SWQiOiJkZW1vIn0"

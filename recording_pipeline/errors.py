@@ -51,7 +51,3 @@ class RecordingGoneError(AcsError):
 
 class ArchiveIntegrityError(PipelineError):
     """The committed blob does not match what was downloaded. Never delete after this."""
-
-
-class ArchiveConflictError(PipelineError):
-    """Another worker holds the chunk (lease taken); try again later."""

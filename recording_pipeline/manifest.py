@@ -15,7 +15,6 @@ from .jobs import RecordingChunk
 SCHEMA = 1
 # A chunk's state only moves up this ladder; a late duplicate cannot undo an archive.
 _RANK = {"pending": 0, "failed": 1, "lost": 2, "archived": 3}
-RECORDING_STATES = ("incomplete", "complete", "lost", "external")
 
 
 def chunk_key(index: int) -> str:

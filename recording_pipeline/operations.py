@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from azure.core.exceptions import ResourceNotFoundError
+from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 
 from .archive import ArchiveStore
 from .errors import InvalidEventError
@@ -174,6 +174,11 @@ async def read_manifests(
             found = await store.read_json(name)
         except ValueError as exc:
             unreadable.append(f"{name}: {exc}")
+            return name, None
+        except HttpResponseError as exc:  # e.g. 409 BlobArchived: the lifecycle rule moved it to the archive tier
+            archived = getattr(exc, "error_code", None) == "BlobArchived"
+            reason = "in the archive tier: rehydrate it to read" if archived else str(exc.reason)
+            unreadable.append(f"{name}: {reason}")
             return name, None
         if found is None:
             return name, None

@@ -129,10 +129,9 @@ async def archive_chunk(job: RecordingChunk, worker: ChunkWorker) -> Outcome:
         log.warning("chunk is %.0f s past its retention deadline; trying anyway", -left)
     meta_blob = metadata_name(job.stem)
     try:
-        metadata_bytes = await _metadata(job, worker, meta_blob)
+        metadata = await _metadata(job, worker, meta_blob)
     except RecordingGoneError as exc:
         return await _record_lost(job, worker, exc)
-    metadata = _parse_metadata(metadata_bytes)
     extension, content_type = media_format(_format_of(metadata), job.format_hint)
     media_blob = media_name(job.stem, extension)
 
@@ -204,13 +203,15 @@ async def archive_chunk(job: RecordingChunk, worker: ChunkWorker) -> Outcome:
     return outcome
 
 
-async def _metadata(job: RecordingChunk, worker: ChunkWorker, meta_blob: str) -> bytes:
+async def _metadata(job: RecordingChunk, worker: ChunkWorker, meta_blob: str) -> dict[str, Any]:
+    """The chunk's metadata document: the archived copy if there is one, else fetched from ACS and archived."""
     archived = await worker.store.read_bytes(meta_blob)
     if archived is not None:
-        return archived[0]
+        return _parse_metadata(archived[0])
     with tracer.start_as_current_span("acs.download_metadata", attributes=span_attributes()):
         body = await worker.acs.fetch_metadata(job.metadata_url)
-    named = _parse_metadata(body).get("chunkDocumentId")  # not JSON → transient: ACS sometimes serves it half-ready
+    document = _parse_metadata(body)  # not JSON → transient: ACS sometimes serves it half-ready
+    named = document.get("chunkDocumentId")
     if named is not None and named != job.document_id:
         raise InvalidEventError(f"metadata at metadataLocation describes chunk {str(named)[:80]}, not this one")
     digest = hashlib.sha256(body).hexdigest()
@@ -223,7 +224,7 @@ async def _metadata(job: RecordingChunk, worker: ChunkWorker, meta_blob: str) ->
     stored = await worker.store.read_bytes(meta_blob)
     if stored is None or hashlib.sha256(stored[0]).hexdigest() != digest:
         raise ArchiveIntegrityError(f"{meta_blob}: archived metadata differs from what ACS served")
-    return stored[0]
+    return document
 
 
 def _parse_metadata(body: bytes) -> dict[str, Any]:

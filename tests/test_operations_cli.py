@@ -156,7 +156,11 @@ def table(text: str) -> tuple[str, list[list[str]]]:
 
 async def test_status_table_shows_every_recording_aligned(seeded: Seeded, capsys: pytest.CaptureFixture[str]) -> None:
     assert await run_cli("status") == 0
-    out = capsys.readouterr().out
+    captured = capsys.readouterr()
+    out = captured.out
+    assert (
+        "1 job(s) wait in" in captured.err and "-poison: python -m recording_pipeline replay --poison" in captured.err
+    )
     header, rows = table(out)
     assert re.split(r"\s{2,}", header) == list(cli_output.STATUS_HEADERS)
     started = {call: seeded.started[call].strftime("%Y-%m-%d %H:%M:%SZ") for call in seeded.started}
@@ -434,3 +438,16 @@ def test_format_duration(seconds: float | None, text: str) -> None:
 )
 def test_format_bytes(count: int, text: str) -> None:
     assert cli_output.format_bytes(count) == text
+
+
+async def test_status_survives_a_manifest_moved_to_the_archive_tier(
+    seeded: Seeded, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The lifecycle rule may archive-tier old manifests; status reports them instead of failing."""
+    name = f"{CALL_A}/r-recA/manifest.json"
+    await seeded.container.get_blob_client(name).set_standard_blob_tier("Archive")
+    assert await run_cli("status") == 0
+    captured = capsys.readouterr()
+    _, rows = table(captured.out)
+    assert CALL_A not in [r[0] for r in rows] and CALL_B in [r[0] for r in rows]
+    assert f"unreadable manifest: {name}: in the archive tier: rehydrate it to read" in captured.err
