@@ -102,11 +102,11 @@ class Runtime:
 
 def _blob_service(settings: Settings, credential: Any) -> BlobServiceClient:
     if settings.archive.connection_string:
-        return BlobServiceClient.from_connection_string(settings.archive.connection_string)
-    return BlobServiceClient(str(settings.archive.account_url), credential=credential)
+        return BlobServiceClient.from_connection_string(settings.archive.connection_string, use_env_settings=False)
+    return BlobServiceClient(str(settings.archive.account_url), credential=credential, use_env_settings=False)
 
 
 def _queue_service(settings: Settings, credential: Any) -> QueueServiceClient:
     if settings.queue.connection_string:
-        return QueueServiceClient.from_connection_string(settings.queue.connection_string)
-    return QueueServiceClient(str(settings.queue.account_url), credential=credential)
+        return QueueServiceClient.from_connection_string(settings.queue.connection_string, use_env_settings=False)
+    return QueueServiceClient(str(settings.queue.account_url), credential=credential, use_env_settings=False)

@@ -66,7 +66,7 @@ class Settings:
     retention_hours: float
     webhook_key: str | None = field(default=None, repr=False)
     acs_resource_id: str | None = None
-    block_size: int = 8 * MIB
+    block_size: int = 4 * MIB
     transfer_concurrency: int = 4
     max_dequeue_count: int = 5
     retry_delay_seconds: float = 30.0
@@ -99,7 +99,7 @@ class Settings:
             retention_hours=_positive_float(env, "RECORDING_RETENTION_HOURS", 24.0),
             webhook_key=env.get("WEBHOOK_KEY") or None,
             acs_resource_id=(env.get("ACS_RESOURCE_ID") or "").strip() or None,
-            block_size=int(_positive_float(env, "TRANSFER_BLOCK_SIZE_MIB", 8) * MIB),
+            block_size=int(_positive_float(env, "TRANSFER_BLOCK_SIZE_MIB", 4) * MIB),
             transfer_concurrency=_count(env, "TRANSFER_CONCURRENCY", 4),
             max_dequeue_count=_count(env, "QUEUE_MAX_DEQUEUE_COUNT", 5),
             retry_delay_seconds=_positive_float(env, "QUEUE_RETRY_DELAY_SECONDS", 30.0),

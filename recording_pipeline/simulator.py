@@ -84,6 +84,7 @@ class SimRecording:
     chunk_index: int = 0
     call_id: str = "call"
     metadata_override: bytes | None = None
+    declare_size: bool = True  # False: no Content-Length (chunked), no total in Content-Range
 
     @property
     def sha256(self) -> str:
@@ -315,10 +316,11 @@ class RecordingSimulator:
             await response.prepare(request)
             self._log(request, recording.document_id, "media", response)
             return response
-        response.content_length = end - start
+        if recording.declare_size:
+            response.content_length = end - start
         response.headers["Accept-Ranges"] = "bytes"
         if status == 206:
-            response.headers["Content-Range"] = f"bytes {start}-{end - 1}/{size}"
+            response.headers["Content-Range"] = f"bytes {start}-{end - 1}/{size if recording.declare_size else '*'}"
         await response.prepare(request)
         self._log(request, recording.document_id, "media", response)
         limit = start + fault.body_bytes if fault is not None and fault.action else end

@@ -199,7 +199,7 @@ async def archive_chunk(job: RecordingChunk, worker: ChunkWorker) -> Outcome:
             left / 3600,
             extra={"bytes": info.size, "seconds_left": round(left), "blob": media_blob},
         )
-    await _delete_from_acs(job, worker)
+    await _delete_from_acs(job, worker, info)
     return outcome
 
 
@@ -245,6 +245,7 @@ def _format_of(metadata: dict[str, Any]) -> str | None:
 
 def _blob_metadata(job: RecordingChunk, result: TransferResult) -> dict[str, str]:
     meta = {
+        "source_size_declared": "true" if result.size_declared else "false",
         "source_size": str(result.size),
         "call_id": job.call_id,
         "recording_key": job.recording_key,
@@ -295,8 +296,14 @@ async def _verify(
     return BlobInfo(info.name, info.size, info.etag, metadata)
 
 
-async def _delete_from_acs(job: RecordingChunk, worker: ChunkWorker) -> None:
+async def _delete_from_acs(job: RecordingChunk, worker: ChunkWorker, info: BlobInfo) -> None:
     if not job.delete_url:
+        return
+    if info.metadata.get("source_size_declared") == "false":
+        # Without a size from ACS, a connection closed early looks like the end of the file: the copy
+        # cannot be proved whole, so the source stays (ACS removes it at its deadline).
+        log.warning("ACS never stated this file's size; leaving it in ACS rather than deleting an unproved copy")
+        await _update_manifest(job, worker, "archived", sourceKeptReason="ACS did not state the file's size")
         return
     try:
         with tracer.start_as_current_span("acs.delete", attributes=span_attributes()):

@@ -399,3 +399,42 @@ async def test_a_404_after_another_attempt_archived_and_deleted_it_is_not_lost(p
     assert [n async for n in pipeline.container.list_blob_names(name_starts_with="_lost/")] == []
     after = await pipeline.manifest()
     assert after is not None and after["state"] == "complete"
+
+
+async def test_a_copy_is_not_deleted_from_acs_when_acs_never_stated_its_size(pipeline: Pipeline) -> None:
+    """Without a size, a connection closed early is indistinguishable from the end: keep the source."""
+    sim = pipeline.stack.simulator
+    [chunk] = _chunks(pipeline.stack, [3 * MIB + 1])
+    chunk.declare_size = False
+    await pipeline.deliver([sim.event(CALL, REC, [chunk])])
+
+    async def archived() -> dict[str, Any] | None:
+        manifest = await pipeline.manifest()
+        entry = (manifest or {}).get("chunks", {}).get("00000", {})
+        return manifest if entry.get("sourceKeptReason") else None
+
+    manifest = await wait_until(archived)
+    await pipeline.assert_identical(manifest, [chunk])
+    assert chunk.document_id not in sim.deleted and sim.count("DELETE") == 0
+
+
+async def test_a_failed_block_upload_fails_the_transfer_instead_of_vanishing(stack: Stack) -> None:
+    """The first staging error is raised by copy_to_blocks itself, not discovered later as a bad block list."""
+    from recording_pipeline.archive import ArchiveStore
+    from recording_pipeline.transfer import copy_to_blocks
+
+    class FailingThirdBlock(ArchiveStore):
+        async def stage_block(self, name: str, block_id: str, data: bytes | memoryview) -> None:
+            if block_id.endswith("-00000002"):
+                raise OSError("storage refused block 2")
+            await super().stage_block(name, block_id, data)
+
+    sim = stack.simulator
+    [chunk] = [sim.add("doc-stage-fails", 6 * MIB, call_id=CALL)]
+    runtime = await stack.runtime(TRANSFER_BLOCK_SIZE_MIB="1")
+    try:
+        store = FailingThirdBlock(runtime.store._service, stack.container)
+        with pytest.raises(OSError, match="refused block 2"):
+            await copy_to_blocks(runtime.acs, store, sim.chunk_urls(chunk)["contentLocation"], "x.mp4", MIB, 2)
+    finally:
+        await runtime.close()

@@ -185,7 +185,7 @@ def test_defaults() -> None:
     assert settings.retention_hours == 24.0
     assert settings.webhook_key is None
     assert settings.acs_resource_id is None
-    assert settings.block_size == 8 * MIB
+    assert settings.block_size == 4 * MIB
     assert (settings.transfer_concurrency, settings.max_dequeue_count, settings.worker_concurrency) == (4, 5, 4)
     assert settings.retry_delay_seconds == 30.0
     assert (settings.max_body_bytes, settings.max_events) == (4 * MIB, 1000)
