@@ -72,7 +72,10 @@ async def test_sigkill_mid_transfer_resumes_at_the_first_unstaged_block(
     # Exactly what had been received but not yet staged when the process died: the blocks still uploading,
     # the one being filled, and what sat in socket buffers.
     assert downloaded_twice == served_before_kill - staged_prefix
-    assert downloaded_twice <= (concurrency + 2) * block
+    # At most the blocks the engine held (uploading, plus the one being filled) and what the kernel buffered
+    # between the two sockets; on loopback the receive buffer alone may grow to tcp_rmem's maximum.
+    held_by_engine = (concurrency + 1) * block
+    assert downloaded_twice <= held_by_engine + _socket_buffer_maxima() + MIB
     print(
         f"\nSIGKILL at {served_before_kill / MIB:.0f} MiB served; resumed at {staged_prefix / MIB:.0f} MiB; "
         f"downloaded twice: {downloaded_twice / MIB:.1f} MiB ({downloaded_twice / block:.2f} blocks)"
@@ -86,3 +89,16 @@ async def test_sigkill_mid_transfer_resumes_at_the_first_unstaged_block(
     props = await client.get_blob_properties()
     assert props.metadata["sha256"] == chunk.sha256 and props.metadata["verified_at"]
     assert sum(1 for r in sim.requests if r.method == "DELETE" and r.status == 200) == 1
+
+
+def _socket_buffer_maxima() -> int:
+    """The most the kernel may hold in flight on one TCP connection: the receiver's and the sender's buffers."""
+
+    def largest(path: str, default: int) -> int:
+        try:
+            with open(path) as file:
+                return int(file.read().split()[-1])
+        except (OSError, ValueError):
+            return default
+
+    return largest("/proc/sys/net/ipv4/tcp_rmem", 6 * MIB) + largest("/proc/sys/net/ipv4/tcp_wmem", 4 * MIB)
