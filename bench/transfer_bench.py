@@ -40,7 +40,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -148,6 +148,13 @@ class Measure:
         }
 
 
+async def measured_docs(cfg: ChildConfig, one: Callable[[str], Awaitable[int]]) -> dict[str, Any]:
+    """Run ``one`` for every document of ``cfg`` at once, measured; each returns the bytes it moved."""
+    measure = Measure()
+    total = sum(await asyncio.gather(*(one(doc) for doc in cfg.docs)))
+    return measure.result(total)
+
+
 async def child_source(cfg: ChildConfig) -> dict[str, Any]:
     """Raw source: GET the file from the simulator and throw it away."""
     async with aiohttp.ClientSession(auto_decompress=False) as session:
@@ -163,9 +170,7 @@ async def child_source(cfg: ChildConfig) -> dict[str, Any]:
                 raise RuntimeError(f"{doc}: received {received} of {cfg.size} bytes")
             return received
 
-        measure = Measure()
-        total = sum(await asyncio.gather(*(one(doc) for doc in cfg.docs)))
-        return measure.result(total)
+        return await measured_docs(cfg, one)
 
 
 def _pattern() -> bytes:
@@ -199,9 +204,7 @@ async def child_sink(cfg: ChildConfig) -> dict[str, Any]:
             await blob.commit_block_list([BlobBlock(block_id=f"{i:08d}") for i in range(len(sizes))])
             return cfg.size
 
-        measure = Measure()
-        total = sum(await asyncio.gather(*(one(doc) for doc in cfg.docs)))
-        result = measure.result(total)
+        result = await measured_docs(cfg, one)
         await _check_sizes(container, "sink", cfg)
         return result
 
@@ -237,9 +240,7 @@ async def child_sinksdk(cfg: ChildConfig) -> dict[str, Any]:
             )
             return cfg.size
 
-        measure = Measure()
-        total = sum(await asyncio.gather(*(one(doc) for doc in cfg.docs)))
-        result = measure.result(total)
+        result = await measured_docs(cfg, one)
         await _check_sizes(container, "sinksdk", cfg)
         return result
 
@@ -269,9 +270,7 @@ async def child_sample(cfg: ChildConfig) -> dict[str, Any]:
             await container.get_blob_client(f"sample/{doc}").upload_blob(body, overwrite=True)
             return len(body)
 
-        measure = Measure()
-        total = sum(await asyncio.gather(*(one(doc) for doc in cfg.docs)))
-        return measure.result(total)
+        return await measured_docs(cfg, one)
 
 
 async def child_worker(cfg: ChildConfig) -> dict[str, Any]:
