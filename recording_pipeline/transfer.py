@@ -235,6 +235,9 @@ class _Transfer:
         task = asyncio.create_task(self._stage(bid, block, hashed))
         self._uploads.add(task)
         task.add_done_callback(self._uploads.discard)
+        # Released when the task ends however it ends: a task cancelled before its first step never runs its
+        # own ``finally``, and its reservation would be held for the life of the process.
+        task.add_done_callback(lambda _task: self._release())
 
     async def _stage(self, bid: str, block: bytes, hashed: asyncio.Task[None] | None) -> None:
         try:
@@ -247,8 +250,6 @@ class _Transfer:
             if self._failure is None:
                 self._failure = exc
             raise
-        finally:
-            self._release()
 
     async def _raise_upload_failure(self) -> None:
         if self._failure is not None:
@@ -302,7 +303,8 @@ async def copy_to_blocks(
         log.info("resuming %s after %d staged blocks (%d bytes)", blob, resume, resume * block_size)
     transfer = _Transfer(acs, store, url, blob, block_size, concurrency, resume, budget)
     try:
-        await acs.retry.call(f"download {blob}", transfer.attempt)
+        # A try that staged whole blocks starts a new streak of the retry budget: long transfers resume in place.
+        await acs.retry.call(f"download {blob}", transfer.attempt, progress=lambda: transfer.offset)
         await transfer.finish()
     except BaseException:
         await transfer.abandon()
