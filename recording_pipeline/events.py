@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from azure.core.messaging import CloudEvent
@@ -61,6 +61,7 @@ class RecordingFileStatusUpdatedData(_Model):
     recording_content_type: str | None = Field(default=None, alias="recordingContentType")
     recording_channel_type: str | None = Field(default=None, alias="recordingChannelType")
     recording_format_type: str | None = Field(default=None, alias="recordingFormatType")
+    recording_expiration_time: datetime | None = Field(default=None, alias="recordingExpirationTime")
 
 
 @dataclass(frozen=True)
@@ -88,10 +89,30 @@ class RecordingEvent:
     envelope: Envelope
     identity: RecordingIdentity
     data: RecordingFileStatusUpdatedData
+    received: datetime  # when this app received it: a last resort for an event that gives no time
 
     @property
     def event_time(self) -> datetime:
-        return self.envelope.time or datetime.now(UTC)
+        return self.envelope.time or self.received
+
+    def deadline(self, retention_hours: float) -> datetime:
+        """The earliest moment ACS may delete the files, from everything the event says.
+
+        ``recordingExpirationTime`` is ACS's own deadline when present; the
+        retention counts from the recording's end (start + duration) or the
+        event's time, whichever is earlier. Receipt comes last: Event Grid may
+        deliver hours late, and a late clock must never move the deadline later.
+        """
+        retention = timedelta(hours=retention_hours)
+        data = self.data
+        candidates = [_aware(data.recording_expiration_time)]
+        if self.envelope.time is not None:
+            candidates.append(self.envelope.time + retention)
+        start = _aware(data.recording_start_time)
+        if start is not None and data.recording_duration_ms is not None:
+            candidates.append(start + timedelta(milliseconds=data.recording_duration_ms) + retention)
+        known = [c for c in candidates if c is not None]
+        return min(known) if known else self.received + retention
 
 
 _SUBJECT = re.compile(
@@ -150,8 +171,8 @@ def read_envelope(raw: Any, schema: Schema) -> Envelope:
         raise InvalidEventError(f"malformed {schema} envelope: {_clip(str(exc))}") from None
 
 
-def parse_recording_event(envelope: Envelope) -> RecordingEvent:
-    """Validate a RecordingFileStatusUpdated envelope's subject and data."""
+def parse_recording_event(envelope: Envelope, received: datetime | None = None) -> RecordingEvent:
+    """Validate a RecordingFileStatusUpdated envelope's subject and data (``received``: default now)."""
     identity = parse_subject(envelope.subject)
     try:
         data = RecordingFileStatusUpdatedData.model_validate(envelope.data)
@@ -159,7 +180,7 @@ def parse_recording_event(envelope: Envelope) -> RecordingEvent:
         raise InvalidEventError(f"event {_clip(envelope.id)}: invalid data: {_describe(exc)}") from None
     if data.recording_id and not identity.recording_id:
         identity = RecordingIdentity(identity.call_id, identity.server_call_id, data.recording_id)
-    return RecordingEvent(envelope, identity, data)
+    return RecordingEvent(envelope, identity, data, received or datetime.now(UTC))
 
 
 def validation_code(envelope: Envelope) -> str:

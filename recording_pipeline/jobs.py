@@ -7,7 +7,7 @@ responsible for the transport encoding the Functions host expects.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Literal
 from urllib.parse import urlsplit
 
@@ -94,7 +94,7 @@ def plan_jobs(
     if is_external_storage(event):
         return []
     call_id, server_call_id, recording_id, rec_key = checked_identity(event)
-    expires_at = event.event_time + timedelta(hours=retention_hours)
+    expires_at = event.deadline(retention_hours)
     jobs = []
     for chunk in event.data.recording_storage_info.recording_chunks:
         document_id = check_id(chunk.document_id, "documentId")

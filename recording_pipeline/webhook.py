@@ -135,7 +135,7 @@ async def handle_delivery(
                 ignored += 1
                 log.info("ignored event of type %s", envelope.type[:100])
                 continue
-            event = parse_recording_event(envelope)
+            event = parse_recording_event(envelope, received)
             if is_external_storage(event):
                 call_id, server_call_id, recording_id, rec_key = checked_identity(event)
                 external.append(

@@ -260,14 +260,53 @@ def test_subscription_validation_without_a_usable_code_is_rejected(data: Any) ->
 def test_event_time_without_offset_is_taken_as_utc() -> None:
     raw = current_event()
     raw["eventTime"] = "2024-05-14T10:33:02"
+    del raw["data"]["recordingStartTime"]  # the event time is then the only time the event gives
     jobs = plan_raw(raw)
     assert jobs[0].event_time == datetime(2024, 5, 14, 10, 33, 2, tzinfo=UTC)
     assert jobs[0].expires_at == datetime(2024, 5, 15, 10, 33, 2, tzinfo=UTC)
 
 
-def test_retention_sets_the_deadline_from_the_event_time() -> None:
+RECORDING_END = datetime(2024, 5, 14, 9, 12, 31, 204000, tzinfo=UTC) + timedelta(milliseconds=4_813_240)
+
+
+def test_retention_counts_from_the_earliest_time_the_event_gives() -> None:
+    """The sample's recording ended 18 s before the event was published: ACS's clock started then."""
+    assert RECORDING_END < EVENT_TIME
     jobs = plan_body(fixture_body("eventgrid_current.json"), retention=48)
-    assert {j.expires_at for j in jobs} == {EVENT_TIME + timedelta(hours=48)}
+    assert {j.expires_at for j in jobs} == {RECORDING_END + timedelta(hours=48)}
+
+
+def test_recording_expiration_time_is_the_deadline_when_it_is_earlier() -> None:
+    raw = current_event()
+    raw["data"]["recordingExpirationTime"] = "2024-05-14T22:00:00Z"
+    assert {j.expires_at for j in plan_raw(raw)} == {datetime(2024, 5, 14, 22, 0, tzinfo=UTC)}
+
+
+def test_a_recording_expiration_time_later_than_retention_does_not_extend_the_deadline() -> None:
+    raw = current_event()
+    raw["data"]["recordingExpirationTime"] = "2024-05-20T00:00:00Z"
+    assert {j.expires_at for j in plan_raw(raw)} == {RECORDING_END + timedelta(hours=24)}
+
+
+def test_a_cloudevent_without_time_takes_its_deadline_from_the_recording_not_from_receipt() -> None:
+    """Event Grid may deliver hours late; the time of receipt must not push the deadline past ACS's."""
+    raw = json.loads(fixture_body("cloudevents_single.json"))
+    del raw["time"]
+    received = datetime(2024, 5, 14, 18, 0, tzinfo=UTC)  # delivered hours after the recording ended
+    raw_events, schema = split_body(json.dumps(raw).encode(), "application/cloudevents+json")
+    event = parse_recording_event(read_envelope(raw_events[0], schema), received=received)
+    jobs = plan_jobs(event, ACS_ENDPOINT, 24, POLICY)
+    assert {j.expires_at for j in jobs} == {RECORDING_END + timedelta(hours=24)}
+    assert {j.event_time for j in jobs} == {received}
+
+
+def test_an_event_with_no_time_at_all_counts_from_receipt() -> None:
+    raw = json.loads(fixture_body("cloudevents_single.json"))
+    del raw["time"], raw["data"]["recordingStartTime"]
+    received = datetime(2024, 5, 14, 18, 0, tzinfo=UTC)
+    raw_events, schema = split_body(json.dumps(raw).encode(), "application/cloudevents+json")
+    event = parse_recording_event(read_envelope(raw_events[0], schema), received=received)
+    assert {j.expires_at for j in plan_jobs(event, ACS_ENDPOINT, 24, POLICY)} == {received + timedelta(hours=24)}
 
 
 # --- parse_subject ------------------------------------------------------------------------------
