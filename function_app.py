@@ -1,26 +1,30 @@
-"""Azure Functions bindings. Each trigger adapts its input and calls one handler."""
+"""Azure Functions bindings. Each trigger adapts its input and calls one handler.
+
+Configuration is read here, once, at import (see recording_pipeline.functions_host):
+with a configuration error the queue trigger is not declared at all, so no
+message is taken and no delivery is counted until it is fixed.
+"""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import azure.functions as func
 
-from recording_pipeline.functions_host import RuntimeHolder
+from recording_pipeline.functions_host import RuntimeHolder, archive_message, deliver, load_app_config
 from recording_pipeline.telemetry import configure_azure_monitor_if_set, install_context_filter
-from recording_pipeline.webhook import WebhookRequest, handle_delivery
-from recording_pipeline.worker import handle_chunk_message
+from recording_pipeline.webhook import WebhookRequest
 
-app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
-_runtime = RuntimeHolder()
 install_context_filter()
 configure_azure_monitor_if_set()
+app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
+config = load_app_config(Path(__file__).resolve().parent)
+runtime = config if isinstance(config, Exception) else RuntimeHolder(config)
 
 
 @app.route(route="recording-events", methods=["POST", "OPTIONS"], auth_level=func.AuthLevel.FUNCTION)
 async def recording_events(req: func.HttpRequest) -> func.HttpResponse:
-    runtime = await _runtime.get()
-    response = await handle_delivery(
-        WebhookRequest(req.method, dict(req.headers), req.get_body()), runtime.webhook, runtime.queue, runtime.audit
-    )
+    response = await deliver(runtime, WebhookRequest(req.method, dict(req.headers), req.get_body()))
     return func.HttpResponse(
         body=response.json_bytes(),
         status_code=response.status,
@@ -29,7 +33,10 @@ async def recording_events(req: func.HttpRequest) -> func.HttpResponse:
     )
 
 
-@app.queue_trigger(arg_name="msg", queue_name="%CHUNK_QUEUE_NAME%", connection="AzureWebJobsStorage")
-async def archive_recording_chunk(msg: func.QueueMessage) -> None:
-    runtime = await _runtime.get()
-    await handle_chunk_message(msg.get_body().decode("utf-8"), int(msg.dequeue_count or 1), runtime.worker)
+if isinstance(runtime, RuntimeHolder):
+    holder = runtime
+
+    @app.queue_trigger(arg_name="msg", queue_name="%CHUNK_QUEUE_NAME%", connection="AzureWebJobsStorage")
+    async def archive_recording_chunk(msg: func.QueueMessage) -> None:
+        # A body that is not UTF-8 still reaches the handler, which quarantines it with the reason.
+        await archive_message(holder, msg.get_body().decode("utf-8", "replace"), int(msg.dequeue_count or 1))

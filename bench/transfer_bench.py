@@ -597,7 +597,7 @@ async def _ingestion(bench: Bench, azurite: Azurite, batch_events: int, batch_ro
         "WEBHOOK_MAX_EVENTS": str(batch_events),
         "WEBHOOK_MAX_BODY_BYTES": str(max(len(b) for b in batches) * 2),
     }
-    serve = ServeProcess(env, bench.logs / "serve.log", workers=1).start()
+    serve = ServeProcess(env, bench.logs / "serve.log").start()
     headers = {"x-functions-key": key, "Content-Type": "application/json"}
     result: dict[str, Any] = {"events_per_batch": batch_events, "jobs_per_batch": batch_events * 3}
     try:

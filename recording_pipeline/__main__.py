@@ -26,10 +26,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p_serve = sub.add_parser("serve", help="run the webhook and the chunk workers locally (needs WEBHOOK_KEY)")
+    p_serve = sub.add_parser(
+        "serve", help="run function_app.py under a local Functions host with host.json's rules (needs WEBHOOK_KEY)"
+    )
     p_serve.add_argument("--host", default="127.0.0.1")
     p_serve.add_argument("--port", type=int, default=7071)
-    p_serve.add_argument("--workers", type=int, default=None, help="chunks archived at once (WORKER_CONCURRENCY)")
 
     p_replay = sub.add_parser("replay", help="feed saved or dead-lettered events through the webhook path")
     p_replay.add_argument("files", nargs="*", type=Path, help="Event Grid dead-letter blobs or saved deliveries")
@@ -67,12 +68,9 @@ def main(argv: list[str] | None = None) -> int:
             from .demo import run_demo
 
             return asyncio.run(run_demo(args.size_mib))
-        settings = Settings.from_env()
         if args.command == "serve":
-            from .serve import serve
-
-            asyncio.run(serve(settings, args.host, args.port, args.workers))
-            return 0
+            return _serve(args.host, args.port)
+        settings = Settings.from_env()
         if args.command == "replay":
             return asyncio.run(_replay(settings, args.files, args.poison))
         if args.command in ("status", "verify", "participant"):
@@ -81,6 +79,25 @@ def main(argv: list[str] | None = None) -> int:
         print(f"configuration error: {exc}", file=sys.stderr)
         return 2
     return 1
+
+
+def _serve(host: str, port: int) -> int:
+    """The local host is a development tool: it lives in the repository's devtools/, which is not deployed."""
+    import os
+    from pathlib import Path
+
+    try:
+        from devtools.local_host import serve
+    except ImportError:
+        print("serve: run it from a checkout of the repository (devtools/ is not deployed)", file=sys.stderr)
+        return 2
+    key = os.environ.get("WEBHOOK_KEY")
+    if not key:
+        raise ConfigurationError("serve needs WEBHOOK_KEY, the function key the webhook demands")
+    lease = float(os.environ.get("LOCAL_HOST_LEASE_SECONDS") or 600)
+    app_root = Path(__file__).resolve().parent.parent
+    asyncio.run(serve(app_root, dict(os.environ), host, port, key, lease))
+    return 0
 
 
 async def _replay(settings: Settings, files: list[Path], poison: bool) -> int:

@@ -8,18 +8,18 @@ reads host.json to keep the two in step.
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Iterable
-from typing import Any
 
 from azure.storage.queue import QueueMessage, TextBase64DecodePolicy, TextBase64EncodePolicy
 from azure.storage.queue.aio import QueueClient, QueueServiceClient
 
 from .archive import create_if_missing
 from .jobs import RecordingChunk, encode_job
+from .quarantine import QuarantineRecord
 from .settings import POISON_SUFFIX
 
 MESSAGE_ENCODING = "base64"
+NEVER_EXPIRES = -1  # time_to_live: Put Message's messagettl=-1
 _SEND_CONCURRENCY = 64
 
 
@@ -70,11 +70,10 @@ class ChunkQueue:
         """Put ``job`` back on the queue, invisible for ``delay_seconds`` (at most 7 days)."""
         await self.jobs.send_message(encode_job(job), visibility_timeout=max(0, min(delay_seconds, 7 * 86400)))
 
-    async def send_poison(self, original: str, error: str, attempts: int, job: dict[str, Any] | None) -> None:
-        """Quarantine a job with its last error, for ``replay --poison``."""
-        await self.poison.send_message(
-            json.dumps({"error": error, "attempts": attempts, "job": job, "original": None if job else original})
-        )
+    async def send_poison(self, record: QuarantineRecord) -> None:
+        """Quarantine a job with its last error, for ``replay --poison``. The message never expires: it is the
+        record an operator acts on (a queue's default time-to-live is 7 days)."""
+        await self.poison.send_message(record.to_json().decode(), time_to_live=NEVER_EXPIRES)
 
     async def receive(self, max_messages: int, visibility_timeout: int) -> list[QueueMessage]:
         batch: list[QueueMessage] = []

@@ -42,7 +42,6 @@ async def run_demo(size_mib: int = 24, timeout: float = 300.0) -> int:
         "RECORDING_ALLOWED_HOSTS": "127.0.0.1",
         "RECORDING_ALLOW_HTTP": "true",
         "WEBHOOK_KEY": key,
-        "QUEUE_RETRY_DELAY_SECONDS": "2",
     }
     server = await asyncio.to_thread(ServeProcess(env, workdir / "serve.log").start)
     try:

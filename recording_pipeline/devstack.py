@@ -122,13 +122,12 @@ class Azurite:
 
 
 class ServeProcess:
-    """``python -m recording_pipeline serve`` as a real subprocess on a free port."""
+    """``python -m recording_pipeline serve`` (the local Functions host) as a real subprocess on a free port."""
 
-    def __init__(self, env: dict[str, str], log_path: Path, workers: int = 4) -> None:
+    def __init__(self, env: dict[str, str], log_path: Path) -> None:
         self.port = free_port()
         self.env = {**os.environ, **env}
         self.log_path = log_path
-        self.workers = workers
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -138,38 +137,34 @@ class ServeProcess:
     def start(self) -> ServeProcess:
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "recording_pipeline",
-                    "serve",
-                    "--port",
-                    str(self.port),
-                    "--workers",
-                    str(self.workers),
-                ],
+                [sys.executable, "-m", "recording_pipeline", "serve", "--port", str(self.port)],
                 env=self.env,
                 cwd=REPO,
                 stdout=log,
                 stderr=subprocess.STDOUT,
+                start_new_session=True,  # its language worker is in the same group: a kill takes both
             )
-        wait_for_port("127.0.0.1", self.port, timeout=30)
+        wait_for_port("127.0.0.1", self.port, timeout=60)
         return self
 
     def kill(self) -> None:
-        """SIGKILL: no clean-up, as when an instance is recycled mid-transfer."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(timeout=10)
+        """SIGKILL to the host and its worker: no clean-up, as when an instance is recycled mid-transfer."""
+        self._signal(signal.SIGKILL)
 
     def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.terminate()  # the host alone: it lets running invocations end, then stops its worker
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.kill()
+
+    def _signal(self, sig: int) -> None:
         if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, sig)
+            self.process.wait(timeout=30)
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")

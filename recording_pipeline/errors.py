@@ -51,3 +51,11 @@ class RecordingGoneError(AcsError):
 
 class ArchiveIntegrityError(PipelineError):
     """The committed blob does not match what was downloaded. Never delete after this."""
+
+
+class AttemptTimeoutError(PipelineError):
+    """An attempt ended itself before the host's functionTimeout; its staged blocks stay for the next one."""
+
+
+class NoAnswerError(PipelineError):
+    """An earlier delivery of the message ended without an answer (the process was killed or timed out)."""

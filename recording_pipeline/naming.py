@@ -10,6 +10,8 @@ Layout (container ``ARCHIVE_CONTAINER``)::
     {callId}/{recordingKey}/{index:05d}-{documentId}.{mp4|mp3|wav|bin}
     {callId}/{recordingKey}/{index:05d}-{documentId}.metadata.json
     _lost/{callId}/{recordingKey}/{index:05d}-{documentId}.json
+    _quarantine/{callId}/{recordingKey}/{index:05d}-{documentId}.json
+    _quarantine/_invalid/{sha256 of the message}.json
     _rejected/{yyyy}/{mm}/{dd}/{sha256 of the raw event}.json
     _index/participants/{sha256(participantId)}/{callId}/{recordingKey}
 """
@@ -23,6 +25,7 @@ from datetime import datetime
 from .errors import InvalidEventError
 
 MAX_ID_LENGTH = 256
+QUARANTINE_PREFIX = "_quarantine/"
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_=.:-]*$")
 
 _FORMATS = {
@@ -79,6 +82,15 @@ def metadata_name(stem: str) -> str:
 
 def lost_name(stem: str) -> str:
     return f"_lost/{stem}.json"
+
+
+def quarantine_name(stem: str) -> str:
+    return f"{QUARANTINE_PREFIX}{stem}.json"
+
+
+def quarantine_invalid_name(message: str) -> str:
+    """A queue message that is not a job at all (it has no identity to name it by)."""
+    return f"{QUARANTINE_PREFIX}_invalid/{hashlib.sha256(message.encode()).hexdigest()}.json"
 
 
 def rejected_name(raw_event: bytes, received: datetime) -> str:

@@ -21,6 +21,35 @@ DEFAULT_QUEUE_NAME = "recording-chunks"
 DEFAULT_CONTAINER = "recordings"
 MIB = 1024 * 1024
 POISON_SUFFIX = "-poison"
+KEY_VAULT_REFERENCE = "@microsoft.keyvault("
+# Every app setting the app reads (besides AzureWebJobsStorage*), documented in README and local.settings.sample.json.
+SETTING_NAMES = (
+    "ACS_CONNECTION_STRING",
+    "ACS_ENDPOINT",
+    "ACS_RESOURCE_ID",
+    "ARCHIVE_STORAGE_CONNECTION_STRING",
+    "ARCHIVE_STORAGE_ACCOUNT_URL",
+    "ARCHIVE_CONTAINER",
+    "CHUNK_QUEUE_NAME",
+    "RECORDING_ALLOWED_HOSTS",
+    "RECORDING_ALLOW_HTTP",
+    "RECORDING_RETENTION_HOURS",
+    "WEBHOOK_KEY",
+    "WEBHOOK_ENTRA_TENANT_ID",
+    "WEBHOOK_ENTRA_AUDIENCE",
+    "WEBHOOK_ENTRA_JWKS_URL",
+    "WEBHOOK_MAX_BODY_BYTES",
+    "WEBHOOK_MAX_EVENTS",
+    "TRANSFER_BLOCK_SIZE_MIB",
+    "TRANSFER_CONCURRENCY",
+    "QUEUE_REQUEUE_DELAY_SECONDS",
+    "ACS_READ_TIMEOUT_SECONDS",
+    "ACS_RETRY_ATTEMPTS",
+    "ACS_RETRY_INITIAL_WAIT_SECONDS",
+    "ACS_RETRY_MAX_WAIT_SECONDS",
+    "ACS_RETRY_BUDGET_SECONDS",
+    "APPLICATIONINSIGHTS_CONNECTION_STRING",
+)
 _STORAGE_NAME = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
 
 
@@ -55,6 +84,16 @@ class EntraDelivery:
 
 
 @dataclass(frozen=True)
+class RetrySettings:
+    """Retries of one call to ACS within an attempt: tries and seconds per streak of failures."""
+
+    attempts: int = 8
+    initial_wait: float = 1.0
+    max_wait: float = 60.0
+    budget_seconds: float = 600.0
+
+
+@dataclass(frozen=True)
 class Settings:
     acs: AcsCredentials
     archive: StorageTarget
@@ -68,12 +107,9 @@ class Settings:
     acs_resource_id: str | None = None
     block_size: int = 4 * MIB
     transfer_concurrency: int = 4
-    max_dequeue_count: int = 5
-    retry_delay_seconds: float = 30.0
     requeue_delay_seconds: int = 300
-    worker_concurrency: int = 4
     acs_read_timeout_seconds: float = 60.0
-    queue_visibility_seconds: int = 60
+    acs_retry: RetrySettings = field(default_factory=lambda: RetrySettings())
     entra_delivery: EntraDelivery | None = None
     max_body_bytes: int = 4 * MIB
     max_events: int = 1000
@@ -86,6 +122,7 @@ class Settings:
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         """Build Settings from a mapping (default ``os.environ``); raise ConfigurationError."""
         env = os.environ if env is None else env
+        _check_resolved(env)
         return cls(
             acs=_acs_credentials(env),
             archive=_storage_target(
@@ -101,16 +138,33 @@ class Settings:
             acs_resource_id=(env.get("ACS_RESOURCE_ID") or "").strip() or None,
             block_size=int(_positive_float(env, "TRANSFER_BLOCK_SIZE_MIB", 4) * MIB),
             transfer_concurrency=_count(env, "TRANSFER_CONCURRENCY", 4),
-            max_dequeue_count=_count(env, "QUEUE_MAX_DEQUEUE_COUNT", 5),
-            retry_delay_seconds=_positive_float(env, "QUEUE_RETRY_DELAY_SECONDS", 30.0),
             requeue_delay_seconds=_count(env, "QUEUE_REQUEUE_DELAY_SECONDS", 300),
-            worker_concurrency=_count(env, "WORKER_CONCURRENCY", 4),
             acs_read_timeout_seconds=_positive_float(env, "ACS_READ_TIMEOUT_SECONDS", 60.0),
-            queue_visibility_seconds=_count(env, "QUEUE_VISIBILITY_SECONDS", 60),
+            acs_retry=RetrySettings(
+                attempts=_count(env, "ACS_RETRY_ATTEMPTS", 8),
+                initial_wait=_positive_float(env, "ACS_RETRY_INITIAL_WAIT_SECONDS", 1.0),
+                max_wait=_positive_float(env, "ACS_RETRY_MAX_WAIT_SECONDS", 60.0),
+                budget_seconds=_positive_float(env, "ACS_RETRY_BUDGET_SECONDS", 600.0),
+            ),
             max_body_bytes=_count(env, "WEBHOOK_MAX_BODY_BYTES", 4 * MIB),
             max_events=_count(env, "WEBHOOK_MAX_EVENTS", 1000),
             entra_delivery=_entra_delivery(env),
         )
+
+
+def _check_resolved(env: Mapping[str, str]) -> None:
+    """An app setting whose Key Vault reference the platform could not resolve reaches us as its literal text.
+
+    Named, not used: an unresolved reference usually means the app's identity has no role on the vault yet
+    (https://learn.microsoft.com/azure/app-service/app-service-key-vault-references).
+    """
+    for key, value in env.items():
+        ours = key in SETTING_NAMES or key.startswith("AzureWebJobsStorage")
+        if ours and isinstance(value, str) and value.lstrip().lower().startswith(KEY_VAULT_REFERENCE):
+            raise ConfigurationError(
+                f"{key} is an unresolved Key Vault reference: grant the app's identity 'Key Vault Secrets User' on "
+                "the vault, then restart the app or change any app setting (the platform fetches it again)"
+            )
 
 
 def parse_acs_connection_string(value: str) -> AcsCredentials:

@@ -201,6 +201,7 @@ class RecordingSimulator:
     ) -> dict[str, Any]:
         """A RecordingFileStatusUpdated event (Event Grid schema) for ``chunks`` of this simulator."""
         last = final_index if final_index is not None else max(c.chunk_index for c in chunks)
+        now = datetime.now(UTC)
         subject = f"/recording/call/{call_id}/serverCallId/{server_call_id}"
         if recording_id:
             subject += f"/recordingId/{recording_id}"
@@ -223,14 +224,15 @@ class RecordingSimulator:
                         for c in chunks
                     ]
                 },
-                "recordingStartTime": "2026-11-23T10:00:00.0000000Z",
+                # The recording ended a minute before the event, as ACS publishes it "a few minutes" after.
+                "recordingStartTime": (now - timedelta(minutes=1 + max(1, len(chunks)))).isoformat(),
                 "recordingDurationMs": 60_000 * max(1, len(chunks)),
                 "sessionEndReason": "CallEnded",
             },
             "eventType": "Microsoft.Communication.RecordingFileStatusUpdated",
             "dataVersion": "1.0",
             "metadataVersion": "1",
-            "eventTime": datetime.now(UTC).isoformat(),
+            "eventTime": now.isoformat(),
         }
 
     def count(

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 
 from .acs import AcsRecordingClient
 from .archive import ArchiveStore, StagedBlock
+from .attempts import AttemptProgress
 from .errors import AcsTransientError
 
 log = logging.getLogger(__name__)
@@ -145,6 +146,7 @@ class _Transfer:
         concurrency: int,
         resume_blocks: int,
         budget: BufferBudget,
+        progress: AttemptProgress,
     ) -> None:
         self.acs, self.store, self.url, self.blob = acs, store, url, blob
         self.block_size = block_size
@@ -155,6 +157,7 @@ class _Transfer:
         self.total: int | None = None
         self.hasher = hashlib.sha256() if resume_blocks == 0 else None
         self._budget = budget
+        self._progress = progress
         self._ticket = budget.ticket()
         self._slots = asyncio.Semaphore(concurrency + 1)  # blocks uploading + the one being filled
         self._uploads: set[asyncio.Task[None]] = set()
@@ -242,6 +245,7 @@ class _Transfer:
     async def _stage(self, bid: str, block: bytes, hashed: asyncio.Task[None] | None) -> None:
         try:
             await self.store.stage_block(self.blob, bid, block)
+            self._progress.staged_bytes += len(block)
             if hashed is not None:
                 await asyncio.shield(hashed)  # the buffer is free once it is both uploaded and hashed
         except Exception as exc:
@@ -288,6 +292,7 @@ async def copy_to_blocks(
     block_size: int,
     concurrency: int,
     budget: BufferBudget | None = None,
+    progress: AttemptProgress | None = None,
 ) -> TransferResult:
     """Stage the whole file at ``url`` as blocks of ``blob`` (uncommitted), resuming if possible."""
     budget = budget or process_budget()
@@ -301,7 +306,7 @@ async def copy_to_blocks(
     resume = resume_count(await store.uncommitted_blocks(blob), block_size)
     if resume:
         log.info("resuming %s after %d staged blocks (%d bytes)", blob, resume, resume * block_size)
-    transfer = _Transfer(acs, store, url, blob, block_size, concurrency, resume, budget)
+    transfer = _Transfer(acs, store, url, blob, block_size, concurrency, resume, budget, progress or AttemptProgress())
     try:
         # A try that staged whole blocks starts a new streak of the retry budget: long transfers resume in place.
         await acs.retry.call(f"download {blob}", transfer.attempt, progress=lambda: transfer.offset)

@@ -15,7 +15,7 @@ import asyncio
 import hashlib
 import json
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -26,11 +26,30 @@ from azure.storage.blob.aio import BlobLeaseClient
 
 from .acs import AcsRecordingClient
 from .archive import ArchiveStore, BlobInfo
+from .attempts import AttemptPolicy, AttemptProgress, Failure, Verdict
 from .chunk_queue import ChunkQueue
-from .errors import AcsAuthError, AcsTransientError, ArchiveIntegrityError, InvalidEventError, RecordingGoneError
+from .errors import (
+    AcsAuthError,
+    AcsTransientError,
+    ArchiveIntegrityError,
+    AttemptTimeoutError,
+    InvalidEventError,
+    NoAnswerError,
+    RecordingGoneError,
+)
 from .jobs import RecordingChunk, decode_job
 from .manifest import record_chunk
-from .naming import lost_name, manifest_name, media_format, media_name, metadata_name, participant_entry
+from .naming import (
+    lost_name,
+    manifest_name,
+    media_format,
+    media_name,
+    metadata_name,
+    participant_entry,
+    quarantine_invalid_name,
+    quarantine_name,
+)
+from .quarantine import QuarantineRecord
 from .telemetry import (
     BYTES_ARCHIVED,
     CHUNK_DURATION,
@@ -49,7 +68,6 @@ log = logging.getLogger(__name__)
 LEASE_SECONDS = 15  # the shortest the service allows: a dead worker's lease frees up soon
 LEASE_WAIT_SECONDS = 2 * LEASE_SECONDS + 5
 LEASE_POLL_SECONDS = 1.0
-REQUEUE_MARGIN_SECONDS = 1800  # leave an operator half an hour before ACS deletes the chunk
 MAX_PARTICIPANTS = 200
 
 
@@ -69,23 +87,25 @@ class ChunkWorker:
     queue: ChunkQueue
     block_size: int
     concurrency: int
-    max_attempts: int
-    requeue_delay: int = 300
+    policy: AttemptPolicy
+    attempt_seconds: float | None = None  # an attempt ends itself after this (inside the host's functionTimeout)
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+    ready: Callable[[], Awaitable[None]] | None = None  # once per process: the container and queues exist
 
 
 async def handle_chunk_message(text: str, dequeue_count: int, worker: ChunkWorker) -> Outcome | None:
-    """Entry point for one queue message, shared by the Functions trigger and ``serve``.
+    """Entry point for one queue message, shared by the Functions trigger and the local host.
 
-    Returns normally when the message may be deleted: done, put back on the
-    queue for later (the deadline is far), or quarantined in the poison queue
-    with its error. Raises to have the queue try again soon.
+    Returns normally when the message may be deleted: done, continued or put
+    back on the queue for later as a fresh message, or quarantined with its
+    error. Raises to have the host deliver it again (host.json
+    ``visibilityTimeout``). The decision itself is AttemptPolicy's.
     """
     try:
         job = decode_job(text)
     except InvalidEventError as exc:
         log.error("rejected queue message: %s", exc)
-        await worker.queue.send_poison(text, str(exc), dequeue_count, None)
+        await _quarantine_text(text, exc, dequeue_count, worker)
         return None
     with log_context(
         event_id=job.event_id,
@@ -94,35 +114,79 @@ async def handle_chunk_message(text: str, dequeue_count: int, worker: ChunkWorke
         chunk_index=job.chunk_index,
         document_id=job.document_id,
     ):
+        if not worker.policy.runs(dequeue_count):
+            # The previous delivery ended without an answer: killed, timed out or out of memory. The host
+            # poisons the next one unseen, so decide now, without starting any long work.
+            log.warning("delivery %d: the previous attempt ended without an answer", dequeue_count)
+            error = NoAnswerError(f"attempt {dequeue_count - 1} ended without an answer (killed or timed out)")
+            await _decide(job, Failure.NO_ANSWER, error, dequeue_count, False, worker)
+            return None
+        progress = AttemptProgress()
         try:
             with tracer.start_as_current_span("archive_chunk", attributes=span_attributes()) as span:
                 span.set_attribute("messaging.dequeue_count", dequeue_count)
-                outcome = await archive_chunk(job, worker)
+                outcome = await _attempt(job, worker, progress)
                 span.set_attribute("recording.outcome", outcome.value)
             OUTCOMES.add(1, {"outcome": outcome.value})
             return outcome
         except Exception as exc:
             FAILURES.add(1, {"kind": type(exc).__name__})
-            if dequeue_count < worker.max_attempts and not isinstance(exc, InvalidEventError):
-                log.warning(
-                    "attempt %d of %d failed: %s: %s", dequeue_count, worker.max_attempts, type(exc).__name__, exc
-                )
-                raise
-            if not isinstance(exc, InvalidEventError) and await _requeue_before_deadline(job, exc, worker):
-                return None
-            log.error(
-                "recording chunk failed after %d attempts, moved to %s: %s: %s",
-                dequeue_count,
-                worker.queue.poison_name,
-                type(exc).__name__,
-                exc,
+            failure = (
+                Failure.INVALID
+                if isinstance(exc, InvalidEventError)
+                else Failure.OUT_OF_TIME
+                if isinstance(exc, AttemptTimeoutError)
+                else Failure.ERROR
             )
-            await _quarantine(job, exc, dequeue_count, worker)
-            OUTCOMES.add(1, {"outcome": "poisoned"})
+            await _decide(job, failure, exc, dequeue_count, progress.staged_bytes > 0, worker)
             return None
 
 
-async def archive_chunk(job: RecordingChunk, worker: ChunkWorker) -> Outcome:
+async def _attempt(job: RecordingChunk, worker: ChunkWorker, progress: AttemptProgress) -> Outcome:
+    """One attempt, ended by its own deadline (a normal exception) well before the host's functionTimeout."""
+    timeout = asyncio.timeout(worker.attempt_seconds)
+    try:
+        async with timeout:
+            if worker.ready is not None:
+                await worker.ready()
+            return await archive_chunk(job, worker, progress)
+    except TimeoutError:
+        if timeout.expired():
+            raise AttemptTimeoutError(
+                f"attempt stopped after {worker.attempt_seconds:.0f} s, before the host's functionTimeout; "
+                f"{progress.staged_bytes} bytes staged in it"
+            ) from None
+        raise
+
+
+async def _decide(
+    job: RecordingChunk, failure: Failure, exc: Exception, dequeue_count: int, progressed: bool, worker: ChunkWorker
+) -> None:
+    """Act on AttemptPolicy's decision; raising is the RETRY verdict (the host delivers the message again)."""
+    policy = worker.policy
+    decision = policy.decide(failure, dequeue_count, job.requeues, job.seconds_left(worker.clock()), progressed)
+    error = f"{type(exc).__name__}: {exc}"
+    if decision.verdict is Verdict.RETRY:
+        log.warning("attempt %d of %d failed: %s", dequeue_count, policy.attempts_per_message, error)
+        raise exc
+    if decision.verdict is Verdict.CONTINUE:
+        await worker.queue.enqueue_later(job, 0)
+        log.info("%s; continuing at once in a fresh message", error)
+        return
+    if decision.verdict is Verdict.REQUEUE_LATER:
+        await _requeue_later(job, error, decision.delay_seconds, worker)
+        return
+    log.error(
+        "recording chunk failed after %d attempts, moved to %s: %s",
+        policy.attempts_per_message * job.requeues + min(dequeue_count, policy.attempts_per_message),
+        worker.queue.poison_name,
+        error,
+    )
+    await _quarantine(job, error, dequeue_count, worker)
+    OUTCOMES.add(1, {"outcome": "poisoned"})
+
+
+async def archive_chunk(job: RecordingChunk, worker: ChunkWorker, progress: AttemptProgress | None = None) -> Outcome:
     store, now = worker.store, worker.clock()
     left = job.seconds_left(now)
     if left < 0:
@@ -145,7 +209,7 @@ async def archive_chunk(job: RecordingChunk, worker: ChunkWorker) -> Outcome:
                 # That worker's message will be retried if it dies; but if it *is* this message (its
                 # invisibility lapsed), deleting ours would leave none. A delayed copy closes that gap:
                 # it finds the chunk archived and only repeats the idempotent DELETE.
-                await worker.queue.enqueue_later(job, worker.requeue_delay)
+                await worker.queue.enqueue_later(job, worker.policy.requeue_delay_seconds)
                 log.info("a live worker holds this chunk; leaving it to that worker, checking again later")
                 return Outcome.IN_PROGRESS_ELSEWHERE
             info = await store.info(media_blob)
@@ -154,7 +218,13 @@ async def archive_chunk(job: RecordingChunk, worker: ChunkWorker) -> Outcome:
                     # Download and block upload overlap, so they share one span.
                     with tracer.start_as_current_span("transfer", attributes=span_attributes()) as span:
                         result = await copy_to_blocks(
-                            worker.acs, store, job.content_url, media_blob, worker.block_size, worker.concurrency
+                            worker.acs,
+                            store,
+                            job.content_url,
+                            media_blob,
+                            worker.block_size,
+                            worker.concurrency,
+                            progress=progress,
                         )
                         span.set_attributes(
                             {"recording.bytes": result.size, "recording.resumed_from": result.resumed_from}
@@ -347,25 +417,19 @@ async def _verified_copy(job: RecordingChunk, store: ArchiveStore) -> BlobInfo |
     return None
 
 
-async def _requeue_before_deadline(job: RecordingChunk, exc: Exception, worker: ChunkWorker) -> bool:
-    """After the last queue attempt, try again later while the deadline is far; True if requeued.
+async def _requeue_later(job: RecordingChunk, error: str, delay: int, worker: ChunkWorker) -> None:
+    """Try again later, as a fresh message, while the deadline is far.
 
-    ACS keeps a chunk 24 hours: an outage of ACS, storage or our credentials that
-    outlasts five attempts must not end in the poison queue while hours remain.
-    The delay doubles each time (from QUEUE_REQUEUE_DELAY_SECONDS, at most an
-    hour); the job is quarantined only when another wait would end too close to
-    the deadline for an operator to act.
+    ACS keeps a chunk 24 hours: an outage of ACS, storage or our credentials,
+    or a crash loop, that outlasts one message's attempts must not end in the
+    poison queue while hours remain.
     """
-    delay = min(worker.requeue_delay * 2**job.requeues, 3600)
     left = job.seconds_left(worker.clock())
-    if left - delay < REQUEUE_MARGIN_SECONDS:
-        return False
     await worker.queue.enqueue_later(job.model_copy(update={"requeues": job.requeues + 1}), delay)
-    error = f"{type(exc).__name__}: {exc}"
     log.error(
         "recording chunk still failing after %d queue attempts (%s); trying again in %d min, %.1f h before the "
         "deadline",
-        worker.max_attempts * (job.requeues + 1),
+        worker.policy.attempts_per_message * (job.requeues + 1),
         error,
         delay // 60,
         left / 3600,
@@ -375,16 +439,39 @@ async def _requeue_before_deadline(job: RecordingChunk, exc: Exception, worker: 
         await _update_manifest(job, worker, "pending", lastError=error, requeues=job.requeues + 1)
     except Exception:  # the requeued message is what matters
         log.exception("could not record the failure in the manifest")
-    return True
 
 
-async def _quarantine(job: RecordingChunk, exc: Exception, attempts: int, worker: ChunkWorker) -> None:
-    error = f"{type(exc).__name__}: {exc}"
-    await worker.queue.send_poison("", error, attempts, json.loads(job.model_dump_json()))
+async def _quarantine(job: RecordingChunk, error: str, dequeue_count: int, worker: ChunkWorker) -> None:
+    """The job, its error and its attempts: a durable record in the archive, and a poison message that never
+    expires. Either is enough for ``replay --poison``; the manifest is a view."""
+    attempts = worker.policy.attempts_per_message * job.requeues + min(
+        dequeue_count, worker.policy.attempts_per_message
+    )
+    record = QuarantineRecord(error, attempts, worker.clock(), json.loads(job.model_dump_json()), None)
+    await _keep_quarantined(quarantine_name(job.stem), record, worker)
     try:
-        await _update_manifest(job, worker, "failed", lastError=error, failedAt=worker.clock().isoformat())
-    except Exception:  # the poison message is the record that matters; the manifest is a view
+        await _update_manifest(job, worker, "failed", lastError=error, failedAt=record.quarantined_at.isoformat())
+    except Exception:
         log.exception("could not record the failure in the manifest")
+
+
+async def _quarantine_text(text: str, exc: Exception, dequeue_count: int, worker: ChunkWorker) -> None:
+    record = QuarantineRecord(f"{type(exc).__name__}: {exc}", dequeue_count, worker.clock(), None, text)
+    await _keep_quarantined(quarantine_invalid_name(text), record, worker)
+
+
+async def _keep_quarantined(name: str, record: QuarantineRecord, worker: ChunkWorker) -> None:
+    """Both copies are attempted; the message is deleted only if at least one was written."""
+    results = await asyncio.gather(
+        worker.store.create(name, record.to_json(), "application/json"),
+        worker.queue.send_poison(record),
+        return_exceptions=True,
+    )
+    failed = [r for r in results if isinstance(r, BaseException)]
+    for problem in failed:
+        log.error("could not keep a quarantined job: %s: %s", type(problem).__name__, problem)
+    if len(failed) == len(results):
+        raise failed[0]
 
 
 async def _update_manifest(job: RecordingChunk, worker: ChunkWorker, state: str, **fields: Any) -> None:

@@ -4,6 +4,7 @@ recording simulator per test, unique queue/container names per test, and a
 
 from __future__ import annotations
 
+import os
 import secrets
 import time
 import uuid
@@ -14,18 +15,22 @@ from typing import Any
 
 import aiohttp
 import pytest
+from aiohttp import web
+from azure.core.exceptions import ResourceNotFoundError
 from azure.storage.blob.aio import BlobServiceClient, ContainerClient
 from azure.storage.queue import TextBase64DecodePolicy
 from azure.storage.queue.aio import QueueClient
 
+from devtools.local_host import InProcessWorker, LocalFunctionsHost, SubprocessWorker
 from recording_pipeline.devstack import Azurite, ServeProcess
+from recording_pipeline.host_rules import read_host_rules
 from recording_pipeline.jobs import RecordingChunk, decode_job
 from recording_pipeline.retry import RetryPolicy
 from recording_pipeline.runtime import Runtime
 from recording_pipeline.settings import Settings
 from recording_pipeline.simulator import RecordingSimulator
 
-FAST_RETRY = RetryPolicy(attempts=6, initial_wait=0.05, max_wait=0.5, budget_seconds=20)
+REPO = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="session")
@@ -57,8 +62,23 @@ class Stack:
     def settings(self, **overrides: str) -> Settings:
         return Settings.from_env({**self.env, **overrides})
 
-    async def runtime(self, retry: RetryPolicy | None = FAST_RETRY, **overrides: str) -> Runtime:
-        return await Runtime.start(self.settings(**overrides), retry=retry)
+    async def runtime(self, retry: RetryPolicy | None = None, **overrides: str) -> Runtime:
+        """The app's clients in this process, built as function_app.py builds them (host.json's rules included)."""
+        env = {**self.env, **overrides}
+        return await Runtime.start(Settings.from_env(env), read_host_rules(REPO, env), retry=retry)
+
+    async def local_host(self, in_process: bool = True, **overrides: str) -> LocalHost:
+        """function_app.py under the local Functions host, on this stack, serving HTTP on a free port."""
+        env = {**os.environ, **self.env, **overrides}
+        factory = InProcessWorker if in_process else SubprocessWorker
+        host = LocalFunctionsHost(REPO, env, factory, function_key=self.env["WEBHOOK_KEY"])
+        await host.start()
+        runner = web.AppRunner(host.web_app(), access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = runner.addresses[0][1]
+        return LocalHost(host, runner, f"http://127.0.0.1:{port}/api/recording-events")
 
     def container_client(self, service: BlobServiceClient) -> ContainerClient:
         return service.get_container_client(self.container)
@@ -69,7 +89,21 @@ class Stack:
             self.azurite.connection_string, self.queue, message_decode_policy=TextBase64DecodePolicy()
         )
         async with client:
-            return [decode_job(str(m.content)) for m in await client.peek_messages(max_messages=32)]
+            try:
+                return [decode_job(str(m.content)) for m in await client.peek_messages(max_messages=32)]
+            except ResourceNotFoundError:  # nothing was ever enqueued: the app creates the queue on first use
+                return []
+
+
+@dataclass
+class LocalHost:
+    host: LocalFunctionsHost
+    runner: web.AppRunner
+    url: str
+
+    async def stop(self) -> None:
+        await self.runner.cleanup()
+        await self.host.stop()
 
 
 @pytest.fixture
@@ -85,9 +119,16 @@ def stack(azurite: Azurite, simulator: RecordingSimulator) -> Stack:
         "RECORDING_ALLOWED_HOSTS": "127.0.0.1",
         "RECORDING_ALLOW_HTTP": "true",
         "WEBHOOK_KEY": secrets.token_urlsafe(16),
-        "QUEUE_RETRY_DELAY_SECONDS": "1",
         "QUEUE_REQUEUE_DELAY_SECONDS": "1",
         "TRANSFER_BLOCK_SIZE_MIB": "4",
+        "ACS_RETRY_ATTEMPTS": "6",
+        "ACS_RETRY_INITIAL_WAIT_SECONDS": "0.05",
+        "ACS_RETRY_MAX_WAIT_SECONDS": "0.5",
+        "ACS_RETRY_BUDGET_SECONDS": "20",
+        # host.json as written, but a failed attempt is retried after 1 s instead of 30 s, and an idle queue is
+        # polled at least every 0.2 s: the host's own app-setting overrides, so the tests wait less.
+        "AzureFunctionsJobHost__extensions__queues__visibilityTimeout": "00:00:01",
+        "AzureFunctionsJobHost__extensions__queues__maxPollingInterval": "00:00:00.2",
     }
     return Stack(azurite, simulator, env, container, queue)
 
@@ -103,8 +144,8 @@ async def blob_service(azurite: Azurite) -> AsyncIterator[BlobServiceClient]:
 def serve_factory(tmp_path: Path) -> Iterator[Any]:
     started: list[ServeProcess] = []
 
-    def make(env: dict[str, str], workers: int = 4) -> ServeProcess:
-        proc = ServeProcess(env, tmp_path / f"serve-{len(started)}.log", workers).start()
+    def make(env: dict[str, str]) -> ServeProcess:
+        proc = ServeProcess(env, tmp_path / f"serve-{len(started)}.log").start()
         started.append(proc)
         return proc
 

@@ -31,11 +31,13 @@ async def test_sigkill_mid_transfer_resumes_at_the_first_unstaged_block(
         **stack.env,
         "TRANSFER_BLOCK_SIZE_MIB": str(block_mib),
         "TRANSFER_CONCURRENCY": str(concurrency),
-        # The killed worker's message comes back while its blob lease may still be held.
-        "QUEUE_VISIBILITY_SECONDS": "5",
-        "QUEUE_RETRY_DELAY_SECONDS": "1",
+        # The killed instance's message comes back (after 5 s, not the host's 10 min) while its blob lease may
+        # still be held.
+        "LOCAL_HOST_LEASE_SECONDS": "5",
+        "AzureFunctionsJobHost__extensions__queues__batchSize": "1",
+        "AzureFunctionsJobHost__extensions__queues__newBatchThreshold": "0",
     }
-    first = serve_factory(env, workers=1)
+    first = serve_factory(env)
     status, _ = await post_events(first.url, [sim.event(CALL, REC, [chunk])], env["WEBHOOK_KEY"])
     assert status == 200
 
@@ -57,7 +59,7 @@ async def test_sigkill_mid_transfer_resumes_at_the_first_unstaged_block(
     assert staged_prefix >= 300 * MIB
 
     requests_before = len(sim.requests)
-    second = serve_factory(env, workers=1)
+    second = serve_factory(env)
 
     async def deleted() -> bool:
         return chunk.document_id in sim.deleted

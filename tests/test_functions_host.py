@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import base64
-import functools
 import json
+import os
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import azure.functions as func
+import pytest
 from azure.storage.queue.aio import QueueClient
 
+from devtools.functions_worker import HttpCall, LoadedApp, environment
 from recording_pipeline.chunk_queue import MESSAGE_ENCODING
+from recording_pipeline.functions_host import RuntimeHolder
+from recording_pipeline.host_rules import load_host_rules
 from recording_pipeline.jobs import RecordingChunk, decode_job
 from recording_pipeline.settings import DEFAULT_QUEUE_NAME
 
@@ -22,15 +26,25 @@ ROOT = Path(__file__).resolve().parent.parent
 HOST = json.loads((ROOT / "host.json").read_text())
 
 
-@functools.cache
-def _functions() -> dict[str, list[Any]]:
-    import function_app
+def _load(**env: str) -> LoadedApp:
+    """function_app.py imported afresh, as a new worker process imports it, with these app settings."""
+    with environment({**os.environ, **GOOD_SETTINGS, **env}):
+        return LoadedApp(ROOT)
 
-    return {str(f.get_function_name()): f.get_bindings() for f in function_app.app.get_functions()}
+
+GOOD_SETTINGS = {
+    "ACS_CONNECTION_STRING": "endpoint=https://acs.communication.azure.com/;accesskey=YWJjZA==",
+    "ARCHIVE_STORAGE_CONNECTION_STRING": "UseDevelopmentStorage=true",
+    "AzureWebJobsStorage": "UseDevelopmentStorage=true",
+}
+
+
+def _bindings(app: LoadedApp) -> dict[str, list[Any]]:
+    return {name: fn.get_bindings() for name, fn in app.functions.items()}
 
 
 def test_http_trigger_on_recording_events_with_function_auth() -> None:
-    bindings = _functions()["recording_events"]
+    bindings = _bindings(_load())["recording_events"]
     trigger = next(b for b in bindings if b.type == "httpTrigger")
     assert trigger.route == "recording-events"
     assert {str(m.value) if hasattr(m, "value") else str(m) for m in trigger.methods} == {"POST", "OPTIONS"}
@@ -39,7 +53,7 @@ def test_http_trigger_on_recording_events_with_function_auth() -> None:
 
 
 def test_queue_trigger_on_the_chunk_queue_setting() -> None:
-    bindings = _functions()["archive_recording_chunk"]
+    bindings = _bindings(_load())["archive_recording_chunk"]
     trigger = next(b for b in bindings if b.type == "queueTrigger")
     assert trigger.queue_name == "%CHUNK_QUEUE_NAME%"
     assert trigger.connection == "AzureWebJobsStorage"
@@ -47,16 +61,41 @@ def test_queue_trigger_on_the_chunk_queue_setting() -> None:
     assert sample["Values"]["CHUNK_QUEUE_NAME"] == DEFAULT_QUEUE_NAME
 
 
-def test_host_json_fits_multi_gigabyte_chunks() -> None:
-    hours, minutes, seconds = (int(x) for x in HOST["functionTimeout"].split(":"))
-    assert timedelta(hours=hours, minutes=minutes, seconds=seconds) >= timedelta(hours=1)
-    queues = HOST["extensions"]["queues"]
-    # The worker quarantines a job itself on the attempt the host would poison it on; they must agree.
-    from recording_pipeline.settings import Settings
+async def test_a_configuration_error_declares_no_queue_trigger_and_the_webhook_answers_503() -> None:
+    """Nothing takes a message while the settings cannot be used; Event Grid keeps retrying the events."""
+    unresolved = "@Microsoft.KeyVault(SecretUri=https://v.vault.azure.net/secrets/acs-connection-string/)"
+    app = _load(ACS_CONNECTION_STRING=unresolved)
+    assert set(app.functions) == {"recording_events"}
+    result = await app.invoke_http("recording_events", HttpCall("POST", "http://h/api/recording-events", {}, {}, b"[]"))
+    assert result.status == 503 and result.headers["Retry-After"]
+    assert b"ACS_CONNECTION_STRING is an unresolved Key Vault reference" in result.body
 
-    assert queues["maxDequeueCount"] == Settings.__dataclass_fields__["max_dequeue_count"].default
+
+def test_host_json_fits_multi_gigabyte_chunks() -> None:
+    rules = load_host_rules(HOST, {})
+    assert rules.function_timeout is not None and rules.function_timeout >= 3600
     # Few multi-GB transfers per instance at once: memory per transfer is (concurrency + 2) blocks.
-    assert queues["batchSize"] + queues["newBatchThreshold"] <= 8
+    assert rules.queues.concurrency <= 8
+
+
+@pytest.mark.parametrize("override", [None, "8"])
+def test_the_app_s_attempts_sit_below_the_host_s_max_dequeue_count(override: str | None) -> None:
+    """The app decides a job's fate on the delivery before the host would poison it, host.json or app setting."""
+    env = {"AzureFunctionsJobHost__extensions__queues__maxDequeueCount": override} if override else {}
+    app = _load(**env)
+    holder = app.module.runtime
+    assert isinstance(holder, RuntimeHolder)
+    host_max = int(override or HOST["extensions"]["queues"]["maxDequeueCount"])
+    assert holder.config.host.queues.max_dequeue_count == host_max
+    assert holder.config.host.attempts_per_message == host_max - 1
+
+
+def test_an_attempt_ends_itself_inside_the_function_timeout() -> None:
+    env = {"AzureFunctionsJobHost__functionTimeout": "00:10:00"}
+    holder = _load(**env).module.runtime
+    assert isinstance(holder, RuntimeHolder)
+    attempt = holder.config.host.attempt_seconds()
+    assert attempt is not None and 0 < attempt < 600
 
 
 async def test_enqueued_messages_decode_the_way_host_json_says(stack: Stack) -> None:

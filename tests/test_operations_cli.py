@@ -98,7 +98,10 @@ async def seeded(
     def event(call: str, delivered: list[SimRecording], final: int) -> dict[str, Any]:
         doc = sim.event(call, f"rec{call[0].upper()}", delivered, final_index=final)
         if call in started:
+            # Start times days apart, for ordering and --since; without a duration the deadline counts from the
+            # event's time (else it would count from the recording's end, days ago).
             doc["data"]["recordingStartTime"] = started[call].isoformat()
+            del doc["data"]["recordingDurationMs"]
         return doc
 
     byos = event(CALL_E, chunks[CALL_E], 0)

@@ -1,6 +1,10 @@
 """Fault injection: what ACS, storage and the host do on a bad day, and proof
 that every chunk still ends as exactly one verified, byte-identical copy, with
-no DELETE before verification."""
+no DELETE before verification.
+
+Everything goes through function_app.py under the local Functions host, with
+host.json's rules (its retry delay shortened by the host's own app-setting
+override, see conftest)."""
 
 from __future__ import annotations
 
@@ -20,12 +24,10 @@ from recording_pipeline.jobs import encode_job, plan_jobs
 from recording_pipeline.manifest import chunk_key
 from recording_pipeline.naming import manifest_name, recording_key
 from recording_pipeline.runtime import Runtime
-from recording_pipeline.serve import QueueWorkers
 from recording_pipeline.simulator import Fault, SimRecording
-from recording_pipeline.webhook import WebhookRequest, handle_delivery
 from recording_pipeline.worker import Outcome, handle_chunk_message
 
-from .conftest import Stack, wait_until
+from .conftest import LocalHost, Stack, post_events, wait_until
 
 MIB = 1024 * 1024
 CALL = "cccccccc-0000-0000-0000-000000000000"
@@ -34,23 +36,20 @@ REC = "recFaults"
 
 @dataclass
 class Pipeline:
-    """The webhook handler and queue workers in this process, on real Azurite and the simulator."""
+    """function_app.py under the local host in this process, on real Azurite and the simulator; ``runtime`` is
+    the test's own set of the app's clients, for looking at the queues."""
 
     stack: Stack
     runtime: Runtime
+    host: LocalHost
     container: ContainerClient
     violations: list[str]
 
     async def deliver(self, events: list[dict[str, Any]]) -> dict[str, Any]:
-        response = await handle_delivery(
-            WebhookRequest("POST", {}, json.dumps(events).encode()),
-            self.runtime.webhook,
-            self.runtime.queue,
-            self.runtime.audit,
-        )
-        assert response.status == 200, response.body
-        assert response.body is not None
-        return response.body
+        status, body = await post_events(self.host.url, events, self.stack.env["WEBHOOK_KEY"])
+        assert status == 200, body
+        assert isinstance(body, dict)
+        return body
 
     async def manifest(self, rec_id: str = REC, call: str = CALL) -> dict[str, Any] | None:
         client = self.container.get_blob_client(manifest_name(call, recording_key(rec_id, None)))
@@ -107,12 +106,9 @@ async def pipeline(
             violations.append(f"DELETE of {recording.document_id} before verification")
 
     stack.simulator.on_delete = deletes_only_verified
-    stop = asyncio.Event()
-    workers = QueueWorkers(runtime.queue, runtime.worker, concurrency=4, retry_delay=0.2, poll_interval=0.1)
-    task = asyncio.create_task(workers.run(stop))
-    yield Pipeline(stack, runtime, container, violations)
-    stop.set()
-    await asyncio.wait_for(task, 60)
+    host = await stack.local_host(**overrides)
+    yield Pipeline(stack, runtime, host, container, violations)
+    await asyncio.wait_for(host.stop(), 60)
     await runtime.close()
 
 
@@ -190,7 +186,7 @@ async def test_html_400_is_not_parsed_and_the_job_is_tried_again(
     await pipeline.deliver([sim.event(CALL, REC, chunks)])
     manifest = await pipeline.wait_archived(chunks)
     await pipeline.assert_identical(manifest, chunks)
-    assert any("400" in r.getMessage() and "attempt 1 of 5" in r.getMessage() for r in caplog.records)
+    assert any("400" in r.getMessage() and "attempt 1 of 4" in r.getMessage() for r in caplog.records)
 
 
 async def test_delete_failing_then_succeeding(pipeline: Pipeline) -> None:
@@ -293,7 +289,7 @@ async def test_unauthorized_is_a_loud_configuration_error_not_a_retry_storm(
     sim.access_key = real_key
     manifest = await pipeline.wait_archived(chunks)
     await pipeline.assert_identical(manifest, chunks)
-    attempts = [r.getMessage() for r in caplog.records if "attempt" in r.getMessage() and "of 5" in r.getMessage()]
+    attempts = [r.getMessage() for r in caplog.records if "attempt" in r.getMessage() and "of 4" in r.getMessage()]
     assert len(attempts) == sum(1 for r in sim.requests if r.status == 401)
 
 
@@ -312,7 +308,8 @@ async def test_poison_after_the_last_attempt_then_replay(pipeline: Pipeline, cap
 
     [message] = await wait_until(poisoned, timeout=120)
     body = json.loads(message.content)
-    assert body["attempts"] == 5 and "AcsTransientError" in body["error"] and body["job"]["document_id"] == "doc-0"
+    # host.json's maxDequeueCount is 5: four deliveries do the work, the fifth is kept for the app's decision.
+    assert body["attempts"] == 4 and "AcsTransientError" in body["error"] and body["job"]["document_id"] == "doc-0"
     # What the poison-queue alert in infra/modules/alerts.bicep queries for.
     assert any(
         r.levelno == logging.ERROR
@@ -360,14 +357,14 @@ async def test_large_metadata_arrives_in_many_reads(pipeline: Pipeline) -> None:
     assert sim.count("GET", "metadata") == 1
 
 
-async def test_an_outage_longer_than_five_attempts_is_waited_out_not_poisoned(
+async def test_an_outage_longer_than_one_message_s_attempts_is_waited_out_not_poisoned(
     pipeline: Pipeline, caplog: pytest.LogCaptureFixture
 ) -> None:
     """With hours left before the deadline, a job that exhausted its attempts comes back later by itself."""
     sim = pipeline.stack.simulator
     chunks = _chunks(pipeline.stack, [MIB])
     per_attempt = pipeline.runtime.acs.retry.attempts
-    outage = 5 * per_attempt + 2  # every try of all five queue attempts, and then some
+    outage = 4 * per_attempt + 2  # every try of all four queue attempts, and then some
     sim.faults.append(Fault(kind="metadata", status=503, times=outage))
     await pipeline.deliver([sim.event(CALL, REC, chunks)])
     manifest = await pipeline.wait_archived(chunks, timeout=180)
@@ -376,7 +373,7 @@ async def test_an_outage_longer_than_five_attempts_is_waited_out_not_poisoned(
     assert manifest["chunks"]["00000"]["requeues"] == 1
     assert await pipeline.runtime.queue.poison.peek_messages(max_messages=1) == []
     assert any(
-        "still failing after 5 queue attempts" in r.getMessage() and r.levelno == logging.ERROR for r in caplog.records
+        "still failing after 4 queue attempts" in r.getMessage() and r.levelno == logging.ERROR for r in caplog.records
     )
 
 

@@ -18,6 +18,7 @@ import pytest
 from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from recording_pipeline.naming import quarantine_invalid_name
 from recording_pipeline.runtime import Runtime
 from recording_pipeline.simulator import Fault
 from recording_pipeline.webhook import WebhookRequest, handle_delivery
@@ -167,13 +168,17 @@ async def test_a_forged_queue_job_is_quarantined_before_any_request(
     if changes.get("delete_url") == "PLACEHOLDER":
         changes = {"delete_url": stack.simulator.chunk_urls(victim)["deleteLocation"]}
     before = len(stack.simulator.requests)
-    await handle_chunk_message(_forged_job(stack, **changes), 1, runtime.worker)
+    forged = _forged_job(stack, **changes)
+    await handle_chunk_message(forged, 1, runtime.worker)
     assert len(stack.simulator.requests) == before  # not even the metadata was fetched
     [poisoned] = await runtime.queue.poison.peek_messages(max_messages=1)
     assert reason in json.loads(poisoned.content)["error"]
     assert stack.simulator.deleted == set()
     names = [n async for n in runtime.store.list_names("")]
-    assert names == []  # nothing written anywhere in the archive
+    # Nothing written in the archive but the quarantine record, named by the message's digest, not its ids.
+    assert names == [quarantine_invalid_name(forged)]
+    record = await runtime.store.read_json(names[0])
+    assert record is not None and record[0]["original"] == forged and record[0]["job"] is None
 
 
 async def test_a_redirect_off_the_list_is_not_followed(stack: Stack, runtime: Runtime, evil: Listener) -> None:

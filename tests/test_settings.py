@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import base64
+import json
+import re
+from pathlib import Path
 
 import pytest
 
@@ -12,7 +15,9 @@ from recording_pipeline.settings import (
     DEFAULT_CONTAINER,
     DEFAULT_QUEUE_NAME,
     MIB,
+    SETTING_NAMES,
     AcsCredentials,
+    RetrySettings,
     Settings,
     StorageTarget,
     parse_acs_connection_string,
@@ -186,8 +191,8 @@ def test_defaults() -> None:
     assert settings.webhook_key is None
     assert settings.acs_resource_id is None
     assert settings.block_size == 4 * MIB
-    assert (settings.transfer_concurrency, settings.max_dequeue_count, settings.worker_concurrency) == (4, 5, 4)
-    assert settings.retry_delay_seconds == 30.0
+    assert settings.transfer_concurrency == 4
+    assert settings.acs_retry == RetrySettings(attempts=8, initial_wait=1.0, max_wait=60.0, budget_seconds=600.0)
     assert (settings.max_body_bytes, settings.max_events) == (4 * MIB, 1000)
 
 
@@ -268,9 +273,9 @@ def test_queue_name_leaves_room_for_its_poison_queue() -> None:
         "RECORDING_RETENTION_HOURS",
         "TRANSFER_BLOCK_SIZE_MIB",
         "TRANSFER_CONCURRENCY",
-        "QUEUE_MAX_DEQUEUE_COUNT",
-        "QUEUE_RETRY_DELAY_SECONDS",
-        "WORKER_CONCURRENCY",
+        "QUEUE_REQUEUE_DELAY_SECONDS",
+        "ACS_RETRY_ATTEMPTS",
+        "ACS_RETRY_BUDGET_SECONDS",
         "WEBHOOK_MAX_BODY_BYTES",
         "WEBHOOK_MAX_EVENTS",
     ],
@@ -289,7 +294,7 @@ def test_non_finite_numbers_name_the_setting(key: str, raw: str) -> None:
         load(**{key: raw})
 
 
-@pytest.mark.parametrize("key", ["TRANSFER_CONCURRENCY", "WORKER_CONCURRENCY"])
+@pytest.mark.parametrize("key", ["TRANSFER_CONCURRENCY", "ACS_RETRY_ATTEMPTS"])
 def test_counts_that_truncate_to_zero_are_rejected(key: str) -> None:
     with pytest.raises(ConfigurationError, match=f"^{key}: "):
         load(**{key: "0.5"})
@@ -324,3 +329,28 @@ def test_repr_hides_secrets() -> None:
 def test_blank_numbers_and_booleans_mean_the_default() -> None:
     settings = load(RECORDING_RETENTION_HOURS="  ", RECORDING_ALLOW_HTTP=" ", TRANSFER_CONCURRENCY="")
     assert (settings.retention_hours, settings.allow_http, settings.transfer_concurrency) == (24.0, False, 4)
+
+
+@pytest.mark.parametrize("key", ["ACS_CONNECTION_STRING", "ARCHIVE_STORAGE_CONNECTION_STRING", "AzureWebJobsStorage"])
+def test_an_unresolved_key_vault_reference_is_named_not_used(key: str) -> None:
+    """The platform hands an app setting it could not resolve to the app as its literal reference text."""
+    literal = "@Microsoft.KeyVault(SecretUri=https://vault.vault.azure.net/secrets/acs-connection-string/)"
+    with pytest.raises(ConfigurationError, match=f"^{key} is an unresolved Key Vault reference"):
+        load(**{key: literal})
+
+
+def test_a_key_vault_reference_in_a_setting_the_app_does_not_read_is_not_its_business() -> None:
+    load(SOME_OTHER_APP_SETTING="@Microsoft.KeyVault(SecretUri=https://v.vault.azure.net/secrets/x/)")
+
+
+FUNCTIONS_OWN = {"FUNCTIONS_WORKER_RUNTIME", "AzureWebJobsStorage", "AzureWebJobsFeatureFlags"}
+LOCAL_HOST_ONLY = {"LOCAL_HOST_LEASE_SECONDS"}
+
+
+def test_every_setting_is_in_the_sample_and_the_readme_and_nothing_else_is() -> None:
+    root = Path(__file__).resolve().parent.parent
+    sample = set(json.loads((root / "local.settings.sample.json").read_text())["Values"])
+    assert sample == set(SETTING_NAMES) | FUNCTIONS_OWN | LOCAL_HOST_ONLY
+    readme = (root / "README.md").read_text()
+    documented = set(re.findall(r"^\| `([A-Za-z_]+)` \|", readme, re.MULTILINE))
+    assert set(SETTING_NAMES) | LOCAL_HOST_ONLY <= documented
