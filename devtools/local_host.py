@@ -67,6 +67,7 @@ from typing import Any, Protocol
 
 import aiohttp
 from aiohttp import web
+from azure.core.exceptions import ResourceNotFoundError
 from azure.storage.queue import QueueMessage
 from azure.storage.queue.aio import QueueClient
 
@@ -309,6 +310,8 @@ class LocalFunctionsHost:
                             visibility_timeout=int(self.lease_seconds),
                         )
                     ]
+                except ResourceNotFoundError:  # the app creates it on first use; the listener waits, as the host's
+                    batch = []
                 except Exception as exc:
                     log.warning("could not read queue %s: %s", queue.queue_name, type(exc).__name__)
                     batch = []

@@ -110,8 +110,11 @@ async def _replay(settings: Settings, files: list[Path], poison: bool) -> int:
     runtime = await Runtime.start(settings)
     try:
         if poison:
-            redriven, kept = await replay_poison(runtime.queue)
-            print(f"re-driven {redriven} job(s) from {runtime.queue.poison_name}; {kept} unreadable left in place")
+            redriven, kept = await replay_poison(runtime.queue, runtime.store)
+            print(
+                f"re-driven {redriven} job(s) from {runtime.queue.poison_name} and the archive's _quarantine/; "
+                f"{kept} unreadable left in place"
+            )
             return 0 if not kept else 1
 
         def progress(done: int, total: int, name: str) -> None:

@@ -8,6 +8,7 @@ deterministic ids so a later attempt can see what an earlier one left.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -143,6 +144,11 @@ class ArchiveStore:
                     continue
                 raise
         raise RuntimeError(f"{name}: gave up after {attempts} concurrent updates")
+
+    async def delete(self, name: str) -> None:
+        """Remove an operational record (a quarantined job once it is re-driven). Absent counts as removed."""
+        with contextlib.suppress(ResourceNotFoundError):
+            await self._container.get_blob_client(name).delete_blob()
 
     async def set_metadata(self, name: str, metadata: dict[str, str]) -> None:
         await self._container.get_blob_client(name).set_blob_metadata(metadata)

@@ -14,8 +14,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .archive import ArchiveStore
 from .chunk_queue import ChunkQueue
-from .jobs import decode_job
+from .naming import QUARANTINE_PREFIX
+from .quarantine import job_text_of
 from .runtime import Runtime
 from .webhook import WebhookRequest, handle_delivery
 
@@ -82,9 +84,31 @@ def _unlimited(config: Any) -> Any:
     return replace(config, max_body_bytes=1 << 40, max_events=1 << 30, delivery_auth=None)
 
 
-async def replay_poison(queue: ChunkQueue, limit: int = 10_000) -> tuple[int, int]:
-    """Move quarantined jobs back onto the chunk queue. Returns (re-driven, unreadable kept)."""
+async def replay_poison(queue: ChunkQueue, store: ArchiveStore, limit: int = 10_000) -> tuple[int, int]:
+    """Put quarantined jobs back on the chunk queue: the archive's ``_quarantine/`` records, then the poison
+    queue's messages (the worker writes both; the host's own poisoning only the latter). A job found in both is
+    sent once. Returns (re-driven, unreadable kept in place)."""
+    sent: set[str] = set()
     redriven = kept = 0
+
+    async def redrive(content: str | bytes, where: str) -> bool:
+        nonlocal redriven, kept
+        job_text = job_text_of(content)
+        if job_text is None:
+            kept += 1
+            log.warning("%s is not a job; left in place", where)
+            return False
+        if job_text not in sent:
+            await queue.jobs.send_message(job_text)
+            sent.add(job_text)
+            redriven += 1
+        return True
+
+    records = [name async for name in store.list_names(QUARANTINE_PREFIX)]
+    for name in records[:limit]:
+        found = await store.read_bytes(name)
+        if found is not None and await redrive(found[0], name):
+            await store.delete(name)
     seen = 0
     while seen < limit:
         batch = [m async for m in queue.poison.receive_messages(max_messages=32, visibility_timeout=300)]
@@ -92,28 +116,6 @@ async def replay_poison(queue: ChunkQueue, limit: int = 10_000) -> tuple[int, in
             break
         for message in batch:
             seen += 1
-            job_text = _job_text(str(message.content))
-            if job_text is None:
-                kept += 1
-                log.warning("poison message %s is not a job; left in place", message.id)
-                continue
-            await queue.jobs.send_message(job_text)
-            await queue.poison.delete_message(message)
-            redriven += 1
+            if await redrive(str(message.content), f"poison message {message.id}"):
+                await queue.poison.delete_message(message)
     return redriven, kept
-
-
-def _job_text(content: str) -> str | None:
-    """A poison message is either our envelope {job, error, attempts} or a bare job the host moved."""
-    try:
-        doc = json.loads(content)
-    except ValueError:
-        return None
-    candidate = doc.get("job") if isinstance(doc, dict) and "error" in doc else doc
-    if candidate is None and isinstance(doc, dict):
-        candidate = doc.get("original")
-    text = candidate if isinstance(candidate, str) else json.dumps(candidate)
-    try:
-        return decode_job(text).model_dump_json(exclude_none=True)
-    except Exception:
-        return None

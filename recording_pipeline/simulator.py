@@ -85,6 +85,7 @@ class SimRecording:
     call_id: str = "call"
     metadata_override: bytes | None = None
     declare_size: bool = True  # False: no Content-Length (chunked), no total in Content-Range
+    rate: float | None = None  # bytes per second: a slow link, for transfers that must take their time
 
     @property
     def sha256(self) -> str:
@@ -328,10 +329,13 @@ class RecordingSimulator:
         limit = start + fault.body_bytes if fault is not None and fault.action else end
         sent = start
         served = self.bytes_served
-        for piece in content_segments(recording.seed, start, min(end, limit)):
-            await response.write(piece)
-            sent += len(piece)
-            served[recording.document_id] = served.get(recording.document_id, 0) + len(piece)
+        for segment in content_segments(recording.seed, start, min(end, limit)):
+            for piece in _paced(segment, recording.rate):
+                await response.write(piece)
+                sent += len(piece)
+                served[recording.document_id] = served.get(recording.document_id, 0) + len(piece)
+                if recording.rate:
+                    await asyncio.sleep(len(piece) / recording.rate)
         if sent < end and fault is not None:
             if fault.action == "stall":
                 await asyncio.sleep(fault.stall_seconds)
@@ -409,6 +413,16 @@ class RecordingSimulator:
             )
         )
         return response
+
+
+def _paced(segment: bytes, rate: float | None) -> Iterator[bytes]:
+    """The segment whole, or in pieces of a tenth of a second each on a slow link."""
+    if not rate:
+        yield segment
+        return
+    step = max(1, int(rate / 10))
+    for offset in range(0, len(segment), step):
+        yield segment[offset : offset + step]
 
 
 def to_cloudevent(event: dict[str, Any]) -> dict[str, Any]:

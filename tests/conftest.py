@@ -37,7 +37,7 @@ REPO = Path(__file__).resolve().parent.parent
 def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Azurite]:
     instance = Azurite(location=tmp_path_factory.mktemp("azurite")).start()
     yield instance
-    instance.stop()
+    instance.stop(grace=1)  # its data is thrown away
 
 
 @pytest.fixture

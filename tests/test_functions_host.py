@@ -61,10 +61,14 @@ def test_queue_trigger_on_the_chunk_queue_setting() -> None:
     assert sample["Values"]["CHUNK_QUEUE_NAME"] == DEFAULT_QUEUE_NAME
 
 
-async def test_a_configuration_error_declares_no_queue_trigger_and_the_webhook_answers_503() -> None:
+async def test_a_configuration_error_declares_no_queue_trigger_and_the_webhook_answers_503(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     """Nothing takes a message while the settings cannot be used; Event Grid keeps retrying the events."""
     unresolved = "@Microsoft.KeyVault(SecretUri=https://v.vault.azure.net/secrets/acs-connection-string/)"
     app = _load(ACS_CONNECTION_STRING=unresolved)
+    # What the configuration alert (infra/modules/alerts.bicep) looks for.
+    assert any(r.levelname == "CRITICAL" and "configuration error" in r.getMessage() for r in caplog.records)
     assert set(app.functions) == {"recording_events"}
     result = await app.invoke_http("recording_events", HttpCall("POST", "http://h/api/recording-events", {}, {}, b"[]"))
     assert result.status == 503 and result.headers["Retry-After"]
@@ -126,3 +130,20 @@ async def test_enqueued_messages_decode_the_way_host_json_says(stack: Stack) -> 
     raw = str(messages[0].content)
     host_decoded = base64.b64decode(raw, validate=True) if encoding == "base64" else raw.encode()
     assert decode_job(host_decoded) == job
+
+
+def test_the_readme_states_host_json_as_it_is() -> None:
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("## host.json, and why") : readme.index("## Deploy")]
+    queues = HOST["extensions"]["queues"]
+    for stated in (
+        f"`functionTimeout: {HOST['functionTimeout']}`",
+        f"`extensions.queues.messageEncoding: {queues['messageEncoding']}`",
+        f"`maxDequeueCount: {queues['maxDequeueCount']}`",
+        f"`visibilityTimeout: {queues['visibilityTimeout']}`",
+        f"`batchSize: {queues['batchSize']}`",
+        f"`newBatchThreshold: {queues['newBatchThreshold']}`",
+    ):
+        assert stated in section
+    rules = load_host_rules(HOST, {})
+    assert f"{rules.attempts_per_message} working attempts" in section.replace("four", "4")

@@ -320,7 +320,7 @@ async def test_poison_after_the_last_attempt_then_replay(pipeline: Pipeline, cap
     manifest = await pipeline.manifest()
     assert manifest is not None and manifest["chunks"]["00000"]["state"] == "failed"
     sim.faults.clear()
-    assert await replay_poison(queue) == (1, 0)
+    assert await replay_poison(queue, pipeline.runtime.store) == (1, 0)
     manifest = await pipeline.wait_archived(chunks)
     await pipeline.assert_identical(manifest, chunks)
     assert manifest["chunks"]["00000"]["state"] == "archived"

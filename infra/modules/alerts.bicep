@@ -1,4 +1,4 @@
-// Action group + the three alerts the runbook in docs/DEPLOY.md refers to.
+// Action group + the alerts the runbook (docs/RUNBOOK.md) refers to.
 
 @description('Name prefix for the alert rules.')
 param namePrefix string
@@ -100,6 +100,45 @@ resource lostChunkAlert 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = {
       allOf: [
         {
           query: 'traces | where message contains "recording chunk lost"'
+          timeAggregation: 'Count'
+          operator: 'GreaterThan'
+          threshold: 0
+          failingPeriods: {
+            numberOfEvaluationPeriods: 1
+            minFailingPeriodsToAlert: 1
+          }
+        }
+      ]
+    }
+    autoMitigate: false
+    actions: {
+      actionGroups: [
+        actionGroup.id
+      ]
+    }
+  }
+}
+
+// An app setting the app cannot use (e.g. a Key Vault reference not resolved yet): the queue trigger is not
+// declared, so no chunk is archived until it is fixed, and the webhook answers 503.
+resource configurationAlert 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = {
+  name: '${namePrefix}-configuration-error'
+  location: location
+  tags: tags
+  properties: {
+    displayName: 'Recording archive misconfigured: no chunk is archived'
+    description: 'The app cannot use its settings; it takes no queue message and answers 503 to Event Grid until they are fixed and the app restarts.'
+    severity: 0
+    enabled: true
+    scopes: [
+      applicationInsightsId
+    ]
+    evaluationFrequency: 'PT5M'
+    windowSize: 'PT5M'
+    criteria: {
+      allOf: [
+        {
+          query: 'traces | where message has "configuration error"'
           timeAggregation: 'Count'
           operator: 'GreaterThan'
           threshold: 0

@@ -529,6 +529,8 @@ def test_alerts_cover_poison_queue_lost_chunks_and_failures() -> None:
         for criterion in body(rule)["properties"]["criteria"]["allOf"]
     ]
     assert any('"recording chunk lost"' in q for q in queries)
+    # What the app logs (functions_host.load_app_config, deliver) when it cannot use its settings.
+    assert any('message has "configuration error"' in q for q in queries)
     # Both the worker's own quarantine message and the host's move to the poison queue raise the alert.
     assert any(
         "recording chunk failed after" in q
