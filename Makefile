@@ -8,14 +8,15 @@ PY := $(VENV)/bin/python
 PY_STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
 
-.PHONY: setup demo test lint unit infra-check bench clean
+.PHONY: setup demo test quick lint unit infra-check bench clean
 
 setup: $(PY_STAMP) $(NODE_STAMP)
 
-$(PY_STAMP): requirements.txt requirements-dev.txt
+$(PY_STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required")'
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
 	touch $@
 
 $(NODE_STAMP): package.json package-lock.json
@@ -23,7 +24,7 @@ $(NODE_STAMP): package.json package-lock.json
 	touch $@
 
 demo: setup
-	$(PY) -m recording_pipeline demo
+	$(PY) -m devtools.demo
 
 lint: setup
 	$(VENV)/bin/ruff check .
@@ -38,8 +39,12 @@ infra-check:
 
 test: lint unit infra-check
 
+# The pure core and the app's logic against in-memory edges: seconds, no Azurite.
+quick: setup
+	$(PY) -m pytest tests/unit -q
+
 bench: setup
-	$(PY) bench/transfer_bench.py
+	$(PY) -m bench.transfer_bench
 
 clean:
 	rm -rf $(VENV) node_modules .demo .bench .pytest_cache .mypy_cache .ruff_cache

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import azure.functions as func
 
+from recording_pipeline.app.webhook import WebhookRequest
+from recording_pipeline.edges.telemetry import configure_azure_monitor_if_set, install_context_filter
 from recording_pipeline.functions_host import RuntimeHolder, archive_message, deliver, load_app_config
-from recording_pipeline.telemetry import configure_azure_monitor_if_set, install_context_filter
-from recording_pipeline.webhook import WebhookRequest
 
 install_context_filter()
 configure_azure_monitor_if_set()

@@ -1,6 +1,6 @@
 """The transfer engine at the limit: raw source, raw sink, the sample-code approach and our worker, side by side.
 
-    .venv/bin/python bench/transfer_bench.py [--quick] [--with-2gib]
+    .venv/bin/python -m bench.transfer_bench [--quick] [--with-2gib]
 
 One run starts Azurite (``devstack.Azurite``) and the ACS simulator (in its own process, so its CPU and memory
 never count against what is measured) on loopback, then runs every measured approach in a subprocess of its own
@@ -46,16 +46,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+import aiohttp
+import psutil  # type: ignore[import-untyped]
+from aiohttp import web
 
-import aiohttp  # noqa: E402
-import psutil  # type: ignore[import-untyped]  # noqa: E402
-from aiohttp import web  # noqa: E402
-
-from recording_pipeline.devstack import Azurite, ServeProcess, free_port  # noqa: E402
-from recording_pipeline.signing import hmac_headers  # noqa: E402
-from recording_pipeline.simulator import RecordingSimulator  # noqa: E402
+from devtools.devstack import REPO, Azurite, ServeProcess, free_port
+from devtools.simulator import RecordingSimulator
+from recording_pipeline.core.signing import hmac_headers
 
 MIB = 1024 * 1024
 MB = 1_000_000
@@ -275,11 +272,11 @@ async def child_sample(cfg: ChildConfig) -> dict[str, Any]:
 
 async def child_worker(cfg: ChildConfig) -> dict[str, Any]:
     """Our worker, through the real code path: Runtime + handle_chunk_message on planned jobs."""
-    from recording_pipeline.events import parse_recording_event, read_envelope, split_body
-    from recording_pipeline.jobs import encode_job, plan_jobs
+    from recording_pipeline.app.worker import Outcome, handle_chunk_message
+    from recording_pipeline.core.events import parse_recording_event, read_envelope, split_body
+    from recording_pipeline.core.jobs import encode_job, plan_jobs
+    from recording_pipeline.core.settings import Settings
     from recording_pipeline.runtime import Runtime
-    from recording_pipeline.settings import Settings
-    from recording_pipeline.worker import Outcome, handle_chunk_message
 
     env = {
         **os.environ,
@@ -792,7 +789,7 @@ def _machine(azurite_version: str) -> dict[str, Any]:
 
 
 def _azurite_version() -> str:
-    from recording_pipeline.devstack import azurite_binary
+    from devtools.devstack import azurite_binary
 
     try:
         done = subprocess.run([azurite_binary(), "--version"], capture_output=True, text=True, timeout=30)
@@ -873,7 +870,7 @@ def run_parent(args: argparse.Namespace) -> int:
                     for k in ("TRANSFER_BLOCK_SIZE_MIB", "TRANSFER_CONCURRENCY")
                     if k in os.environ
                 ),
-                ".venv/bin/python bench/transfer_bench.py",
+                ".venv/bin/python -m bench.transfer_bench",
                 *sys.argv[1:],
             ]
         ),
@@ -921,14 +918,14 @@ def run_parent(args: argparse.Namespace) -> int:
 
 
 def _process_buffer_budget() -> int:
-    from recording_pipeline.transfer import PROCESS_BUFFER_BUDGET
+    from recording_pipeline.app.transfer import PROCESS_BUFFER_BUDGET
 
     return PROCESS_BUFFER_BUDGET
 
 
 def _worker_transfer_settings() -> tuple[int, int]:
     """Block size and concurrency exactly as the worker would read them: TRANSFER_* if set, else the defaults."""
-    from recording_pipeline.settings import Settings
+    from recording_pipeline.core.settings import Settings
 
     placeholders = {
         "ACS_CONNECTION_STRING": f"endpoint=https://placeholder.communication.azure.com/;accesskey={'A' * 44}",

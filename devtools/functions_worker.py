@@ -258,7 +258,7 @@ def main() -> None:
     args = parser.parse_args()
     import logging
 
-    from recording_pipeline.telemetry import configure_json_logging
+    from recording_pipeline.edges.telemetry import configure_json_logging
 
     configure_json_logging()
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)

@@ -8,7 +8,7 @@ Each rule and where it comes from (azure-sdk-for-net
 Functions docs):
 
 - **Configuration**: host.json with ``AzureFunctionsJobHost__`` app settings
-  over it (``recording_pipeline.host_rules``, the same parser the app uses).
+  over it (``recording_pipeline.core.host_rules``, the same parser the app uses).
 - **Functions**: whatever function_app.py declares when a worker imports it
   (``functions_worker``). An import that raises leaves no functions: HTTP
   answers 404 and no queue is read.
@@ -71,10 +71,9 @@ from azure.core.exceptions import ResourceNotFoundError
 from azure.storage.queue import QueueMessage
 from azure.storage.queue.aio import QueueClient
 
+from devtools.functions_worker import FunctionInfo, HttpCall, HttpResult, InvocationError, LoadedApp, environment
+from recording_pipeline.core.host_rules import HostRules, read_host_rules
 from recording_pipeline.functions_host import RuntimeHolder
-from recording_pipeline.host_rules import HostRules, read_host_rules
-
-from .functions_worker import FunctionInfo, HttpCall, HttpResult, InvocationError, LoadedApp, environment
 
 log = logging.getLogger("devtools.local_host")
 

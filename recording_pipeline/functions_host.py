@@ -22,12 +22,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import ConfigurationError
-from .host_rules import HostRules, read_host_rules
-from .runtime import Runtime
-from .settings import Settings
-from .webhook import WebhookRequest, WebhookResponse, handle_delivery
-from .worker import Outcome, handle_chunk_message
+from recording_pipeline.app.webhook import WebhookRequest, WebhookResponse, handle_delivery
+from recording_pipeline.app.worker import Outcome, handle_chunk_message
+from recording_pipeline.core.errors import ConfigurationError
+from recording_pipeline.core.host_rules import HostRules, read_host_rules
+from recording_pipeline.core.settings import Settings
+from recording_pipeline.runtime import Runtime
 
 log = logging.getLogger(__name__)
 

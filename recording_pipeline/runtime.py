@@ -15,18 +15,18 @@ import aiohttp
 from azure.storage.blob.aio import BlobServiceClient
 from azure.storage.queue.aio import QueueServiceClient
 
-from .acs import AcsRecordingClient, EntraTokenProvider
-from .archive import ArchiveStore
-from .attempts import AttemptPolicy
-from .audit import ArchiveAudit
-from .chunk_queue import ChunkQueue
-from .delivery_auth import EntraDeliveryValidator
-from .host_rules import HostRules, QueueRules
-from .retry import RetryPolicy
-from .settings import Settings
-from .urls import UrlPolicy
-from .webhook import WebhookConfig
-from .worker import ChunkWorker
+from recording_pipeline.app.audit import ArchiveAudit
+from recording_pipeline.app.webhook import WebhookConfig
+from recording_pipeline.app.worker import ChunkWorker
+from recording_pipeline.core.attempts import AttemptPolicy
+from recording_pipeline.core.host_rules import HostRules, QueueRules
+from recording_pipeline.core.settings import Settings
+from recording_pipeline.core.urls import UrlPolicy
+from recording_pipeline.edges.acs import AcsRecordingClient, EntraTokenProvider
+from recording_pipeline.edges.archive import BlobArchive
+from recording_pipeline.edges.chunk_queue import StorageChunkQueue
+from recording_pipeline.edges.delivery_auth import EntraDeliveryValidator
+from recording_pipeline.edges.retry import RetryPolicy
 
 log = logging.getLogger(__name__)
 
@@ -35,8 +35,8 @@ log = logging.getLogger(__name__)
 class Runtime:
     settings: Settings
     session: aiohttp.ClientSession
-    store: ArchiveStore
-    queue: ChunkQueue
+    store: BlobArchive
+    queue: StorageChunkQueue
     acs: AcsRecordingClient
     worker: ChunkWorker
     audit: ArchiveAudit
@@ -93,9 +93,9 @@ class Runtime:
             acs = AcsRecordingClient(
                 session, settings.acs, policy, tokens, retry, read_timeout=settings.acs_read_timeout_seconds
             )
-            store = ArchiveStore(_blob_service(settings, credential), settings.archive_container)
+            store = BlobArchive(_blob_service(settings, credential), settings.archive_container)
             opened.append(store)
-            queue = ChunkQueue(_queue_service(settings, credential), settings.chunk_queue_name)
+            queue = StorageChunkQueue(_queue_service(settings, credential), settings.chunk_queue_name)
             opened.append(queue)
             worker = ChunkWorker(
                 acs,
@@ -134,7 +134,7 @@ class Runtime:
         await asyncio.shield(self._ready)
 
     async def _ensure(self) -> None:
-        await asyncio.gather(self.store.ensure_container(), self.queue.ensure())
+        await asyncio.gather(self.store.ensure(), self.queue.ensure())
 
     async def close(self) -> None:
         await _close_all([self.store, self.queue, self.session, self._credential])

@@ -1,0 +1,246 @@
+"""The local Functions host itself: does it apply host.json the way the Functions host does?
+
+A toy app (written to a temporary folder) records every invocation; the host's
+rules are checked against Azurite: deliveries and poisoning, the dequeue count
+above maxDequeueCount, a body that is not base64, batchSize and
+newBatchThreshold, functionTimeout restarting the worker, and an app that fails
+to import.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import os
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+from azure.core.exceptions import ResourceNotFoundError
+from azure.storage.queue import TextBase64EncodePolicy
+from azure.storage.queue.aio import QueueClient
+
+from devtools.devstack import Azurite
+from devtools.local_host import InProcessWorker, LocalFunctionsHost, SubprocessWorker
+from tests.support.stack import wait_until
+
+TOY_APP = """
+import asyncio, json, os, pathlib
+import azure.functions as func
+
+app = func.FunctionApp(http_auth_level=func.AuthLevel.ANONYMOUS)
+if os.environ.get("TOY_FAIL_IMPORT"):
+    raise RuntimeError("this app cannot start")
+LOG = pathlib.Path(os.environ["TOY_LOG"])  # read at import, like function_app.py's settings
+
+
+def note(msg, event):
+    with LOG.open("a") as log:
+        line = {"body": msg.get_body().decode(), "count": msg.dequeue_count, "event": event, "pid": os.getpid()}
+        log.write(json.dumps(line) + "\\n")
+
+
+@app.queue_trigger(arg_name="msg", queue_name="%TOY_QUEUE%", connection="AzureWebJobsStorage")
+async def toy(msg: func.QueueMessage) -> None:
+    note(msg, "start")
+    body = msg.get_body().decode()
+    if body.startswith("sleep:"):
+        await asyncio.sleep(float(body.split(":")[1]))
+    if body.startswith("fail"):
+        raise RuntimeError("told to fail")
+    note(msg, "end")
+
+
+@app.route(route="ping", methods=["GET"])
+def ping(req: func.HttpRequest) -> func.HttpResponse:
+    return func.HttpResponse("pong")
+"""
+
+HOST_JSON = {
+    "version": "2.0",
+    "functionTimeout": "00:00:02",
+    "extensions": {
+        "queues": {
+            "maxDequeueCount": 3,
+            "visibilityTimeout": "00:00:00",
+            "batchSize": 2,
+            "newBatchThreshold": 1,
+            "maxPollingInterval": "00:00:00.2",
+        }
+    },
+}
+
+
+@dataclass
+class Toy:
+    root: Path
+    env: dict[str, str]
+    queue: QueueClient
+    poison: QueueClient
+    log: Path
+
+    def lines(self) -> list[dict[str, Any]]:
+        if not self.log.exists():
+            return []
+        return [json.loads(line) for line in self.log.read_text().splitlines()]
+
+    async def send(self, body: str) -> None:
+        await self.queue.send_message(body)
+
+    async def peek(self, client: QueueClient) -> list[Any]:
+        try:
+            return list(await client.peek_messages(max_messages=32))
+        except ResourceNotFoundError:
+            return []
+
+
+@pytest.fixture
+async def toy(azurite: Azurite, tmp_path: Path) -> AsyncIterator[Toy]:
+    (tmp_path / "function_app.py").write_text(TOY_APP)
+    (tmp_path / "host.json").write_text(json.dumps(HOST_JSON))
+    name = f"toy-{uuid.uuid4().hex[:10]}"
+    env = {
+        **os.environ,
+        "AzureWebJobsStorage": azurite.connection_string,
+        "TOY_QUEUE": name,
+        "TOY_LOG": str(tmp_path / "invocations.jsonl"),
+    }
+    encode = TextBase64EncodePolicy()
+    queue = QueueClient.from_connection_string(azurite.connection_string, name, message_encode_policy=encode)
+    poison = QueueClient.from_connection_string(azurite.connection_string, f"{name}-poison")
+    await queue.create_queue()
+    async with queue, poison:
+        yield Toy(tmp_path, env, queue, poison, tmp_path / "invocations.jsonl")
+
+
+async def _started(toy: Toy, worker: Any = InProcessWorker, **env: str) -> LocalFunctionsHost:
+    host = LocalFunctionsHost(toy.root, {**toy.env, **env}, worker)
+    await host.start()
+    return host
+
+
+async def test_a_failing_message_is_delivered_max_dequeue_count_times_then_moved_to_poison_bare(toy: Toy) -> None:
+    host = await _started(toy)
+    try:
+        await toy.send("fail-always")
+        [poisoned] = await wait_until(lambda: toy.peek(toy.poison), timeout=20)
+    finally:
+        await host.stop()
+    assert [line["count"] for line in toy.lines() if line["event"] == "start"] == [1, 2, 3]
+    assert base64.b64decode(poisoned.content) == b"fail-always"  # the body as it was: no error added
+    assert poisoned.expires_on.year < 9999, "the host's copy has the queue's default time-to-live"
+    assert await toy.peek(toy.queue) == []
+
+
+async def test_a_message_received_above_max_dequeue_count_is_poisoned_without_running(toy: Toy) -> None:
+    await toy.send("never-seen")
+    for _ in range(3):  # three deliveries that never completed (as when the process died each time)
+        [message] = [m async for m in toy.queue.receive_messages(max_messages=1, visibility_timeout=1)]
+        await asyncio.sleep(1.1)
+    assert message.dequeue_count == 3
+    host = await _started(toy)
+    try:
+        await wait_until(lambda: toy.peek(toy.poison), timeout=20)
+    finally:
+        await host.stop()
+    assert toy.lines() == []
+    assert host.stats.poisoned_by_host == 1
+
+
+async def test_a_body_that_is_not_base64_is_poisoned_unseen(toy: Toy) -> None:
+    raw = QueueClient.from_connection_string(toy.env["AzureWebJobsStorage"], toy.env["TOY_QUEUE"])
+    async with raw:
+        await raw.send_message("this is not base64!")
+    host = await _started(toy)
+    try:
+        [poisoned] = await wait_until(lambda: toy.peek(toy.poison), timeout=20)
+    finally:
+        await host.stop()
+    assert poisoned.content == "this is not base64!" and toy.lines() == []
+
+
+async def test_batch_size_plus_new_batch_threshold_messages_run_at_once_at_most(toy: Toy) -> None:
+    for i in range(8):  # short and long in turn, so that one of a batch ends while the other runs
+        await toy.send(f"sleep:{0.3 if i % 2 else 1.5}:{i}")
+    host = await _started(toy, AzureFunctionsJobHost__functionTimeout="00:01:00")
+    try:
+
+        async def all_done() -> bool:
+            return sum(1 for line in toy.lines() if line["event"] == "end") == 8
+
+        await wait_until(all_done, timeout=30)
+    finally:
+        await host.stop()
+    running = peak = 0
+    for line in toy.lines():
+        running += 1 if line["event"] == "start" else -1
+        peak = max(peak, running)
+    assert peak == host.rules.queues.batch_size + host.rules.queues.new_batch_threshold == 3
+
+
+async def test_function_timeout_restarts_the_worker_process_and_fails_every_invocation_in_it(toy: Toy) -> None:
+    host = await _started(toy, SubprocessWorker, AzureFunctionsJobHost__extensions__queues__batchSize="2")
+    try:
+        await toy.send("sleep:30:stuck")  # exceeds functionTimeout (2 s)
+        await toy.send("sleep:3:beside")  # would end in time, but shares the worker process
+
+        async def both_again() -> bool:
+            return {(line["body"], line["count"]) for line in toy.lines() if line["event"] == "start"} >= {
+                ("sleep:30:stuck", 2),
+                ("sleep:3:beside", 2),
+            }
+
+        await wait_until(both_again, timeout=30)
+    finally:
+        await host.stop()
+    first = [line for line in toy.lines() if line["count"] == 1]
+    assert {line["body"] for line in first} == {"sleep:30:stuck", "sleep:3:beside"}
+    assert not [line for line in first if line["event"] == "end"], "the worker was killed under both"
+    assert host.stats.timeouts >= 1 and host.stats.worker_starts >= 2
+    assert len({line["pid"] for line in toy.lines()}) >= 2, "a new worker process"
+
+
+async def test_an_app_that_fails_to_import_has_no_functions_and_takes_no_message(toy: Toy) -> None:
+    await toy.send("waiting")
+    host = await _started(toy, SubprocessWorker, TOY_FAIL_IMPORT="1")
+    runner = web.AppRunner(host.web_app())
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        assert host.functions() == []
+        url = f"http://127.0.0.1:{runner.addresses[0][1]}/api/ping"
+        async with aiohttp.ClientSession() as session, session.get(url) as response:
+            assert response.status == 404
+        await asyncio.sleep(0.5)
+        [waiting] = await toy.peek(toy.queue)
+        assert waiting.dequeue_count == 0
+    finally:
+        await runner.cleanup()
+        await host.stop()
+
+
+async def test_the_http_trigger_answers_on_its_route(toy: Toy) -> None:
+    host = await _started(toy)
+    runner = web.AppRunner(host.web_app())
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        base = f"http://127.0.0.1:{runner.addresses[0][1]}/api"
+        async with aiohttp.ClientSession() as session:
+            async with session.get(f"{base}/ping") as response:
+                assert (response.status, await response.text()) == (200, "pong")
+            async with session.post(f"{base}/ping") as response:
+                assert response.status == 405
+            async with session.get(f"{base}/nothing-here") as response:
+                assert response.status == 404
+    finally:
+        await runner.cleanup()
+        await host.stop()

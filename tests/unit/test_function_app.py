@@ -1,0 +1,147 @@
+"""function_app.py and host.json: what the Functions host will see in Azure."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import azure.functions as func
+import pytest
+from azure.storage.queue.aio import QueueClient
+
+from devtools.functions_worker import HttpCall, LoadedApp, environment
+from recording_pipeline.core.host_rules import load_host_rules
+from recording_pipeline.core.jobs import RecordingChunk, decode_job
+from recording_pipeline.core.settings import DEFAULT_QUEUE_NAME
+from recording_pipeline.edges.chunk_queue import MESSAGE_ENCODING
+from recording_pipeline.functions_host import RuntimeHolder
+from tests.support.stack import REPO, Stack
+
+ROOT = REPO
+HOST = json.loads((ROOT / "host.json").read_text())
+
+
+def _load(**env: str) -> LoadedApp:
+    """function_app.py imported afresh, as a new worker process imports it, with these app settings."""
+    with environment({**os.environ, **GOOD_SETTINGS, **env}):
+        return LoadedApp(ROOT)
+
+
+GOOD_SETTINGS = {
+    "ACS_CONNECTION_STRING": "endpoint=https://acs.communication.azure.com/;accesskey=YWJjZA==",
+    "ARCHIVE_STORAGE_CONNECTION_STRING": "UseDevelopmentStorage=true",
+    "AzureWebJobsStorage": "UseDevelopmentStorage=true",
+}
+
+
+def _bindings(app: LoadedApp) -> dict[str, list[Any]]:
+    return {name: fn.get_bindings() for name, fn in app.functions.items()}
+
+
+def test_http_trigger_on_recording_events_with_function_auth() -> None:
+    bindings = _bindings(_load())["recording_events"]
+    trigger = next(b for b in bindings if b.type == "httpTrigger")
+    assert trigger.route == "recording-events"
+    assert {str(m.value) if hasattr(m, "value") else str(m) for m in trigger.methods} == {"POST", "OPTIONS"}
+    assert trigger.auth_level == func.AuthLevel.FUNCTION
+    assert HOST["extensions"]["http"]["routePrefix"] == "api"
+
+
+def test_queue_trigger_on_the_chunk_queue_setting() -> None:
+    bindings = _bindings(_load())["archive_recording_chunk"]
+    trigger = next(b for b in bindings if b.type == "queueTrigger")
+    assert trigger.queue_name == "%CHUNK_QUEUE_NAME%"
+    assert trigger.connection == "AzureWebJobsStorage"
+    sample = json.loads((ROOT / "local.settings.sample.json").read_text())
+    assert sample["Values"]["CHUNK_QUEUE_NAME"] == DEFAULT_QUEUE_NAME
+
+
+async def test_a_configuration_error_declares_no_queue_trigger_and_the_webhook_answers_503(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Nothing takes a message while the settings cannot be used; Event Grid keeps retrying the events."""
+    unresolved = "@Microsoft.KeyVault(SecretUri=https://v.vault.azure.net/secrets/acs-connection-string/)"
+    app = _load(ACS_CONNECTION_STRING=unresolved)
+    # What the configuration alert (infra/modules/alerts.bicep) looks for.
+    assert any(r.levelname == "CRITICAL" and "configuration error" in r.getMessage() for r in caplog.records)
+    assert set(app.functions) == {"recording_events"}
+    result = await app.invoke_http("recording_events", HttpCall("POST", "http://h/api/recording-events", {}, {}, b"[]"))
+    assert result.status == 503 and result.headers["Retry-After"]
+    assert b"ACS_CONNECTION_STRING is an unresolved Key Vault reference" in result.body
+
+
+def test_host_json_fits_multi_gigabyte_chunks() -> None:
+    rules = load_host_rules(HOST, {})
+    assert rules.function_timeout is not None and rules.function_timeout >= 3600
+    # Few multi-GB transfers per instance at once: memory per transfer is (concurrency + 2) blocks.
+    assert rules.queues.concurrency <= 8
+
+
+@pytest.mark.parametrize("override", [None, "8"])
+def test_the_app_s_attempts_sit_below_the_host_s_max_dequeue_count(override: str | None) -> None:
+    """The app decides a job's fate on the delivery before the host would poison it, host.json or app setting."""
+    env = {"AzureFunctionsJobHost__extensions__queues__maxDequeueCount": override} if override else {}
+    app = _load(**env)
+    holder = app.module.runtime
+    assert isinstance(holder, RuntimeHolder)
+    host_max = int(override or HOST["extensions"]["queues"]["maxDequeueCount"])
+    assert holder.config.host.queues.max_dequeue_count == host_max
+    assert holder.config.host.attempts_per_message == host_max - 1
+
+
+def test_an_attempt_ends_itself_inside_the_function_timeout() -> None:
+    env = {"AzureFunctionsJobHost__functionTimeout": "00:10:00"}
+    holder = _load(**env).module.runtime
+    assert isinstance(holder, RuntimeHolder)
+    attempt = holder.config.host.attempt_seconds()
+    assert attempt is not None and 0 < attempt < 600
+
+
+async def test_enqueued_messages_decode_the_way_host_json_says(stack: Stack) -> None:
+    """Read a message the webhook path wrote, raw, and decode it as the Functions host would."""
+    encoding = HOST["extensions"]["queues"].get("messageEncoding", "base64")
+    assert encoding == MESSAGE_ENCODING
+    now = datetime.now(UTC)
+    job = RecordingChunk(
+        event_id="e1",
+        event_time=now,
+        expires_at=now + timedelta(hours=24),
+        call_id="c1",
+        recording_id="x",
+        recording_key="r-x",
+        chunk_index=0,
+        document_id="d1",
+        content_url="https://x.asm.skype.com/v1/objects/d1/content/video",
+        metadata_url="https://x.asm.skype.com/v1/objects/d1/content/acsmetadata",
+    )
+    runtime = await stack.runtime()
+    try:
+        await runtime.queue.enqueue([job])
+    finally:
+        await runtime.close()
+    raw_client = QueueClient.from_connection_string(stack.azurite.connection_string, stack.queue)
+    async with raw_client:
+        messages = [m async for m in raw_client.receive_messages(max_messages=1)]
+    raw = str(messages[0].content)
+    host_decoded = base64.b64decode(raw, validate=True) if encoding == "base64" else raw.encode()
+    assert decode_job(host_decoded) == job
+
+
+def test_the_readme_states_host_json_as_it_is() -> None:
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("## host.json, and why") : readme.index("## Deploy")]
+    queues = HOST["extensions"]["queues"]
+    for stated in (
+        f"`functionTimeout: {HOST['functionTimeout']}`",
+        f"`extensions.queues.messageEncoding: {queues['messageEncoding']}`",
+        f"`maxDequeueCount: {queues['maxDequeueCount']}`",
+        f"`visibilityTimeout: {queues['visibilityTimeout']}`",
+        f"`batchSize: {queues['batchSize']}`",
+        f"`newBatchThreshold: {queues['newBatchThreshold']}`",
+    ):
+        assert stated in section
+    rules = load_host_rules(HOST, {})
+    assert f"{rules.attempts_per_message} working attempts" in section.replace("four", "4")
