@@ -20,8 +20,8 @@ from azure.storage.blob.aio import BlobServiceClient
 
 from devtools.devstack import REPO, Azurite, ServeProcess
 from devtools.simulator import RecordingSimulator
-from recording_pipeline.core.state import chunk_key
 from recording_pipeline.core.naming import manifest_name, recording_key
+from recording_pipeline.core.state import chunk_key
 
 
 async def run_demo(size_mib: int = 24, timeout: float = 300.0) -> int:
