@@ -1,6 +1,6 @@
 """Azure Functions bindings. Each trigger adapts its input and calls one handler.
 
-Configuration is read here, once, at import (see recording_pipeline.functions_host):
+Configuration is read here, once, at import (see recording_pipeline.functions_adapter):
 with a configuration error the queue trigger is not declared at all, so no
 message is taken and no delivery is counted until it is fixed.
 """
@@ -13,7 +13,7 @@ import azure.functions as func
 
 from recording_pipeline.app.webhook import WebhookRequest
 from recording_pipeline.edges.telemetry import configure_azure_monitor_if_set, install_context_filter
-from recording_pipeline.functions_host import RuntimeHolder, archive_message, deliver, load_app_config
+from recording_pipeline.functions_adapter import RuntimeHolder, archive_message, deliver, load_app_config
 
 install_context_filter()
 configure_azure_monitor_if_set()

@@ -301,8 +301,8 @@ async def child_worker(cfg: ChildConfig) -> dict[str, Any]:
             for raw in raw_events
             for job in plan_jobs(
                 parse_recording_event(read_envelope(raw, schema)),
-                settings.acs.endpoint,
-                settings.retention_hours,
+                settings.acs.credentials.endpoint,
+                settings.webhook.retention_hours,
                 runtime.webhook.url_policy,
             )
         ]
@@ -320,8 +320,8 @@ async def child_worker(cfg: ChildConfig) -> dict[str, Any]:
             assert info is not None
             archived[job.document_id] = {"size": info.size, "sha256": info.metadata.get("sha256")}
         result["archived"] = archived
-        result["block_size"] = settings.block_size
-        result["transfer_concurrency"] = settings.transfer_concurrency
+        result["block_size"] = settings.transfer.block_size
+        result["transfer_concurrency"] = settings.transfer.concurrency
         return result
     finally:
         await runtime.close()
@@ -925,15 +925,10 @@ def _process_buffer_budget() -> int:
 
 def _worker_transfer_settings() -> tuple[int, int]:
     """Block size and concurrency exactly as the worker would read them: TRANSFER_* if set, else the defaults."""
-    from recording_pipeline.core.settings import Settings
+    from recording_pipeline.core.settings import TransferSettings
 
-    placeholders = {
-        "ACS_CONNECTION_STRING": f"endpoint=https://placeholder.communication.azure.com/;accesskey={'A' * 44}",
-        "ARCHIVE_STORAGE_CONNECTION_STRING": "placeholder",
-        "AzureWebJobsStorage": "placeholder",
-    }
-    settings = Settings.from_env({**os.environ, **placeholders})
-    return settings.block_size, settings.transfer_concurrency
+    transfer = TransferSettings.from_env(os.environ)
+    return transfer.block_size, transfer.concurrency
 
 
 def _size_label(size: int) -> str:

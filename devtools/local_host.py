@@ -73,7 +73,7 @@ from azure.storage.queue.aio import QueueClient
 
 from devtools.functions_worker import FunctionInfo, HttpCall, HttpResult, InvocationError, LoadedApp, environment
 from recording_pipeline.core.host_rules import HostRules, read_host_rules
-from recording_pipeline.functions_host import RuntimeHolder
+from recording_pipeline.functions_adapter import RuntimeHolder
 
 log = logging.getLogger("devtools.local_host")
 

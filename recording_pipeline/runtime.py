@@ -2,6 +2,8 @@
 
 One aiohttp session, one blob service client, one queue service client, one
 credential; the handlers receive them as arguments, never as module globals.
+``open_archive`` and ``open_queue`` build one edge alone, for the operator
+commands, which need no ACS credentials.
 """
 
 from __future__ import annotations
@@ -20,8 +22,7 @@ from recording_pipeline.app.webhook import WebhookConfig
 from recording_pipeline.app.worker import ChunkWorker
 from recording_pipeline.core.attempts import AttemptPolicy
 from recording_pipeline.core.host_rules import HostRules, QueueRules
-from recording_pipeline.core.settings import Settings
-from recording_pipeline.core.urls import UrlPolicy
+from recording_pipeline.core.settings import ArchiveSettings, QueueSettings, Settings, StorageTarget
 from recording_pipeline.edges.acs import AcsRecordingClient, EntraTokenProvider
 from recording_pipeline.edges.archive import BlobArchive
 from recording_pipeline.edges.chunk_queue import StorageChunkQueue
@@ -66,57 +67,51 @@ class Runtime:
 
         Whatever was built is closed again if anything fails, so a start that keeps failing leaks no
         session or credential. ``host``: the Functions host's rules (default: host.json's defaults).
-        ``ensure``: attempts first make sure the container and queues exist (once per process); operator
-        commands pass False and never create anything.
+        ``ensure``: attempts first make sure the container and queues exist (once per process).
         """
         host = host or HostRules(function_timeout=None, queues=QueueRules())
-        retry = retry or RetryPolicy(**asdict(settings.acs_retry))
+        retry = retry or RetryPolicy(**asdict(settings.acs.retry))
+        credentials = settings.acs.credentials
         opened: list[Any] = []
         try:
-            credential = None
-            if (
-                settings.acs.access_key is None
-                or not settings.archive.connection_string
-                or not settings.queue.connection_string
-            ):
-                from azure.identity.aio import DefaultAzureCredential
-
-                credential = DefaultAzureCredential()
-                opened.append(credential)
+            identity = credentials.access_key is None or needs_identity(settings.archive.target, settings.queue.target)
+            credential = _credential() if identity else None
+            opened.append(credential)
             session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=256, ttl_dns_cache=300, enable_cleanup_closed=True),
                 auto_decompress=False,
             )
             opened.append(session)
-            policy = UrlPolicy(settings.allowed_hosts, settings.allow_http, settings.acs.endpoint_host)
-            tokens = EntraTokenProvider(credential) if settings.acs.access_key is None else None
+            policy = settings.url_policy
+            tokens = EntraTokenProvider(credential) if credentials.access_key is None else None
             acs = AcsRecordingClient(
-                session, settings.acs, policy, tokens, retry, read_timeout=settings.acs_read_timeout_seconds
+                session, credentials, policy, tokens, retry, read_timeout=settings.acs.read_timeout_seconds
             )
-            store = BlobArchive(_blob_service(settings, credential), settings.archive_container)
+            store = open_archive(settings.archive, credential)
             opened.append(store)
-            queue = StorageChunkQueue(_queue_service(settings, credential), settings.chunk_queue_name)
+            queue = open_queue(settings.queue, credential)
             opened.append(queue)
             worker = ChunkWorker(
                 acs,
                 store,
                 queue,
-                settings.block_size,
-                settings.transfer_concurrency,
-                AttemptPolicy(host.attempts_per_message, settings.requeue_delay_seconds),
+                settings.transfer.block_size,
+                settings.transfer.concurrency,
+                AttemptPolicy(host.attempts_per_message, settings.queue.requeue_delay_seconds),
                 host.attempt_seconds(),
             )
-            entra = settings.entra_delivery
+            webhook_settings = settings.webhook
+            entra = webhook_settings.entra
             delivery_auth = (
                 EntraDeliveryValidator(session, entra.tenant_id, entra.audience, entra.jwks_url) if entra else None
             )
             webhook = WebhookConfig(
-                settings.acs.endpoint,
-                settings.retention_hours,
+                credentials.endpoint,
+                webhook_settings.retention_hours,
                 policy,
-                settings.acs_resource_id,
-                settings.max_body_bytes,
-                settings.max_events,
+                webhook_settings.acs_resource_id,
+                webhook_settings.max_body_bytes,
+                webhook_settings.max_events,
                 delivery_auth,
             )
             runtime = cls(settings, session, store, queue, acs, worker, ArchiveAudit(store), webhook, credential)
@@ -140,6 +135,35 @@ class Runtime:
         await _close_all([self.store, self.queue, self.session, self._credential])
 
 
+def open_archive(settings: ArchiveSettings, credential: Any = None) -> BlobArchive:
+    """The archive alone (the operator commands); an account URL needs ``credential``."""
+    target = settings.target
+    if target.connection_string:
+        service = BlobServiceClient.from_connection_string(target.connection_string, use_env_settings=False)
+    else:
+        service = BlobServiceClient(str(target.account_url), credential=credential, use_env_settings=False)
+    return BlobArchive(service, settings.container)
+
+
+def open_queue(settings: QueueSettings, credential: Any = None) -> StorageChunkQueue:
+    target = settings.target
+    if target.connection_string:
+        service = QueueServiceClient.from_connection_string(target.connection_string, use_env_settings=False)
+    else:
+        service = QueueServiceClient(str(target.account_url), credential=credential, use_env_settings=False)
+    return StorageChunkQueue(service, settings.name)
+
+
+def needs_identity(*targets: StorageTarget) -> bool:
+    return any(not t.connection_string for t in targets)
+
+
+def _credential() -> Any:
+    from azure.identity.aio import DefaultAzureCredential
+
+    return DefaultAzureCredential()
+
+
 async def _close_all(resources: Any) -> None:
     """Close each (None skipped), all of them even if some fail."""
     for resource in resources:
@@ -149,15 +173,3 @@ async def _close_all(resources: Any) -> None:
             await resource.close()
         except Exception as exc:  # closing is best effort; the rest must still close
             log.warning("could not close %s: %s", type(resource).__name__, exc)
-
-
-def _blob_service(settings: Settings, credential: Any) -> BlobServiceClient:
-    if settings.archive.connection_string:
-        return BlobServiceClient.from_connection_string(settings.archive.connection_string, use_env_settings=False)
-    return BlobServiceClient(str(settings.archive.account_url), credential=credential, use_env_settings=False)
-
-
-def _queue_service(settings: Settings, credential: Any) -> QueueServiceClient:
-    if settings.queue.connection_string:
-        return QueueServiceClient.from_connection_string(settings.queue.connection_string, use_env_settings=False)
-    return QueueServiceClient(str(settings.queue.account_url), credential=credential, use_env_settings=False)

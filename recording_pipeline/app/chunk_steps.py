@@ -196,8 +196,10 @@ class ChunkRun:
         if result.sha256:
             metadata[SHA256] = result.sha256
         with tracer.start_as_current_span("archive.commit", attributes=span_attributes()):
-            await self.deps.store.commit_new(self.media_blob, result.block_ids, self.content_type, metadata)
-            self.info = await self.deps.store.info(self.media_blob)
+            if await self.deps.store.commit_new(self.media_blob, result.block_ids, self.content_type, metadata):
+                self.info = BlobInfo(self.media_blob, result.size, "", metadata)  # what we committed, as committed
+            else:  # another attempt committed it first: look at what it wrote
+                self.info = await self.deps.store.info(self.media_blob)
         if self.info is None:
             raise ArchiveIntegrityError(f"{self.media_blob}: not found after commit")
         return facts.but(media=Media.COMMITTED)

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from recording_pipeline.app.webhook import WebhookRequest, handle_delivery
+from recording_pipeline.core.errors import ContainerNotFoundError
 from recording_pipeline.core.jobs import decode_job
 from recording_pipeline.core.naming import QUARANTINE_PREFIX
 from recording_pipeline.core.ports import ArchiveStore, ChunkQueue
@@ -104,7 +105,10 @@ async def replay_poison(queue: ChunkQueue, store: ArchiveStore, limit: int = 10_
             redriven += 1
         return True
 
-    records = [name async for name in store.list_names(QUARANTINE_PREFIX)]
+    try:
+        records = [name async for name in store.list_names(QUARANTINE_PREFIX)]
+    except ContainerNotFoundError:  # no archive yet: nothing was ever quarantined there
+        records = []
     for name in records[:limit]:
         found = await store.read_bytes(name)
         if found is not None and await redrive(found[0], name):

@@ -1,7 +1,10 @@
-"""Environment (Functions app settings) → one frozen, validated Settings object.
+"""Environment (Functions app settings) → frozen settings, grouped by who uses them, validated once.
 
 Read once per process and passed to the clients, so a bad setting fails at
-start-up with a clear message instead of on the first recording.
+start-up with a clear message instead of on the first recording. Each group
+loads on its own, so an operator command asks only for what it uses (``status``
+needs the archive, not ACS's key). Every default and every bound is declared
+once, in SPECS; README's configuration table states the same (a test compares).
 """
 
 from __future__ import annotations
@@ -12,16 +15,46 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import NamedTuple
 from urllib.parse import urlsplit
 
 from recording_pipeline.core.errors import ConfigurationError
+from recording_pipeline.core.urls import UrlPolicy
 
 DEFAULT_ALLOWED_HOSTS = (".asm.skype.com", ".asyncgw.teams.microsoft.com", ".ams.gov.teams.microsoft.us")
-DEFAULT_QUEUE_NAME = "recording-chunks"
-DEFAULT_CONTAINER = "recordings"
 MIB = 1024 * 1024
 POISON_SUFFIX = "-poison"
 KEY_VAULT_REFERENCE = "@microsoft.keyvault("
+_STORAGE_NAME = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
+
+
+class Spec(NamedTuple):
+    """One number setting: its default and the range the app can keep its promises in."""
+
+    default: float
+    low: float
+    high: float
+    whole: bool = False  # a count: truncated to an integer, and at least 1 after truncation
+
+
+SPECS: dict[str, Spec] = {
+    "RECORDING_RETENTION_HOURS": Spec(24, 0.01, 24 * 30),
+    "TRANSFER_BLOCK_SIZE_MIB": Spec(4, 0.0625, 4000),  # a block holds at most 4000 MiB
+    "TRANSFER_CONCURRENCY": Spec(4, 1, 64, whole=True),
+    "QUEUE_REQUEUE_DELAY_SECONDS": Spec(300, 1, 86400, whole=True),
+    "ACS_READ_TIMEOUT_SECONDS": Spec(60, 1, 3600),
+    "ACS_RETRY_ATTEMPTS": Spec(8, 1, 100, whole=True),
+    "ACS_RETRY_INITIAL_WAIT_SECONDS": Spec(1, 0.001, 600),
+    "ACS_RETRY_MAX_WAIT_SECONDS": Spec(60, 0.001, 3600),
+    "ACS_RETRY_BUDGET_SECONDS": Spec(600, 1, 86400),
+    "WEBHOOK_MAX_BODY_BYTES": Spec(4 * MIB, 1024, 100 * MIB, whole=True),  # the HTTP trigger takes 100 MB at most
+    "WEBHOOK_MAX_EVENTS": Spec(1000, 1, 5000, whole=True),
+    "LOCAL_HOST_LEASE_SECONDS": Spec(600, 1, 3600),
+}
+NAMES = {"ARCHIVE_CONTAINER": "recordings", "CHUNK_QUEUE_NAME": "recording-chunks"}
+DEFAULT_CONTAINER = NAMES["ARCHIVE_CONTAINER"]
+DEFAULT_QUEUE_NAME = NAMES["CHUNK_QUEUE_NAME"]
+
 # Every app setting the app reads (besides AzureWebJobsStorage*), documented in README and local.settings.sample.json.
 SETTING_NAMES = (
     "ACS_CONNECTION_STRING",
@@ -29,28 +62,19 @@ SETTING_NAMES = (
     "ACS_RESOURCE_ID",
     "ARCHIVE_STORAGE_CONNECTION_STRING",
     "ARCHIVE_STORAGE_ACCOUNT_URL",
-    "ARCHIVE_CONTAINER",
-    "CHUNK_QUEUE_NAME",
+    *NAMES,
     "RECORDING_ALLOWED_HOSTS",
     "RECORDING_ALLOW_HTTP",
-    "RECORDING_RETENTION_HOURS",
     "WEBHOOK_KEY",
     "WEBHOOK_ENTRA_TENANT_ID",
     "WEBHOOK_ENTRA_AUDIENCE",
     "WEBHOOK_ENTRA_JWKS_URL",
-    "WEBHOOK_MAX_BODY_BYTES",
-    "WEBHOOK_MAX_EVENTS",
-    "TRANSFER_BLOCK_SIZE_MIB",
-    "TRANSFER_CONCURRENCY",
-    "QUEUE_REQUEUE_DELAY_SECONDS",
-    "ACS_READ_TIMEOUT_SECONDS",
-    "ACS_RETRY_ATTEMPTS",
-    "ACS_RETRY_INITIAL_WAIT_SECONDS",
-    "ACS_RETRY_MAX_WAIT_SECONDS",
-    "ACS_RETRY_BUDGET_SECONDS",
     "APPLICATIONINSIGHTS_CONNECTION_STRING",
+    *(name for name in SPECS if name != "LOCAL_HOST_LEASE_SECONDS"),
 )
-_STORAGE_NAME = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
+
+
+# --- the groups ----------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -75,6 +99,89 @@ class StorageTarget:
 
 
 @dataclass(frozen=True)
+class RetrySettings:
+    """Retries of one call to ACS within an attempt: tries and seconds per streak of failures."""
+
+    attempts: int
+    initial_wait: float
+    max_wait: float
+    budget_seconds: float
+
+
+@dataclass(frozen=True)
+class AcsSettings:
+    """The worker's ACS client."""
+
+    credentials: AcsCredentials
+    read_timeout_seconds: float
+    retry: RetrySettings
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> AcsSettings:
+        return cls(
+            _acs_credentials(env),
+            _number(env, "ACS_READ_TIMEOUT_SECONDS"),
+            RetrySettings(
+                attempts=int(_number(env, "ACS_RETRY_ATTEMPTS")),
+                initial_wait=_number(env, "ACS_RETRY_INITIAL_WAIT_SECONDS"),
+                max_wait=_number(env, "ACS_RETRY_MAX_WAIT_SECONDS"),
+                budget_seconds=_number(env, "ACS_RETRY_BUDGET_SECONDS"),
+            ),
+        )
+
+
+@dataclass(frozen=True)
+class RecordingUrls:
+    """Which recording URLs may receive our credentials (webhook and worker alike)."""
+
+    allowed_hosts: tuple[str, ...]
+    allow_http: bool
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> RecordingUrls:
+        return cls(_allowed_hosts(env.get("RECORDING_ALLOWED_HOSTS", "")), _bool(env, "RECORDING_ALLOW_HTTP", False))
+
+    def policy(self, acs: AcsCredentials) -> UrlPolicy:
+        return UrlPolicy(self.allowed_hosts, self.allow_http, acs.endpoint_host)
+
+
+@dataclass(frozen=True)
+class ArchiveSettings:
+    """The customer's archive container: what every operator command needs, and nothing more."""
+
+    target: StorageTarget
+    container: str
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> ArchiveSettings:
+        _check_resolved(env)
+        target = _storage_target(env, "ARCHIVE_STORAGE_CONNECTION_STRING", "ARCHIVE_STORAGE_ACCOUNT_URL", "the archive")
+        return cls(target, _name(env, "ARCHIVE_CONTAINER"))
+
+
+@dataclass(frozen=True)
+class QueueSettings:
+    """The chunk queue in the Functions host's own storage, and how long a job waits when it comes back."""
+
+    target: StorageTarget
+    name: str
+    requeue_delay_seconds: int
+
+    @property
+    def poison_name(self) -> str:
+        return f"{self.name}{POISON_SUFFIX}"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> QueueSettings:
+        _check_resolved(env)
+        return cls(
+            _queue_target(env),
+            _name(env, "CHUNK_QUEUE_NAME", 63 - len(POISON_SUFFIX)),
+            int(_number(env, "QUEUE_REQUEUE_DELAY_SECONDS")),
+        )
+
+
+@dataclass(frozen=True)
 class EntraDelivery:
     """Accept deliveries only with Event Grid's Entra ID token for this tenant and audience."""
 
@@ -84,39 +191,59 @@ class EntraDelivery:
 
 
 @dataclass(frozen=True)
-class RetrySettings:
-    """Retries of one call to ACS within an attempt: tries and seconds per streak of failures."""
+class WebhookSettings:
+    retention_hours: float
+    acs_resource_id: str | None
+    max_body_bytes: int
+    max_events: int
+    entra: EntraDelivery | None
 
-    attempts: int = 8
-    initial_wait: float = 1.0
-    max_wait: float = 60.0
-    budget_seconds: float = 600.0
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> WebhookSettings:
+        return cls(
+            retention_hours=_number(env, "RECORDING_RETENTION_HOURS"),
+            acs_resource_id=(env.get("ACS_RESOURCE_ID") or "").strip() or None,
+            max_body_bytes=int(_number(env, "WEBHOOK_MAX_BODY_BYTES")),
+            max_events=int(_number(env, "WEBHOOK_MAX_EVENTS")),
+            entra=_entra_delivery(env),
+        )
+
+
+@dataclass(frozen=True)
+class TransferSettings:
+    block_size: int
+    concurrency: int
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> TransferSettings:
+        return cls(
+            int(_number(env, "TRANSFER_BLOCK_SIZE_MIB") * MIB),
+            int(_number(env, "TRANSFER_CONCURRENCY")),
+        )
+
+
+@dataclass(frozen=True)
+class LocalHostSettings:
+    """``serve`` only: the function key its local host demands, and how long a message in flight stays hidden."""
+
+    function_key: str | None = field(repr=False)
+    lease_seconds: float
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> LocalHostSettings:
+        return cls(env.get("WEBHOOK_KEY") or None, _number(env, "LOCAL_HOST_LEASE_SECONDS"))
 
 
 @dataclass(frozen=True)
 class Settings:
-    acs: AcsCredentials
-    archive: StorageTarget
-    archive_container: str
-    queue: StorageTarget
-    chunk_queue_name: str
-    allowed_hosts: tuple[str, ...]
-    allow_http: bool
-    retention_hours: float
-    webhook_key: str | None = field(default=None, repr=False)
-    acs_resource_id: str | None = None
-    block_size: int = 4 * MIB
-    transfer_concurrency: int = 4
-    requeue_delay_seconds: int = 300
-    acs_read_timeout_seconds: float = 60.0
-    acs_retry: RetrySettings = field(default_factory=lambda: RetrySettings())
-    entra_delivery: EntraDelivery | None = None
-    max_body_bytes: int = 4 * MIB
-    max_events: int = 1000
+    """Everything function_app.py needs."""
 
-    @property
-    def poison_queue_name(self) -> str:
-        return f"{self.chunk_queue_name}{POISON_SUFFIX}"
+    acs: AcsSettings
+    urls: RecordingUrls
+    archive: ArchiveSettings
+    queue: QueueSettings
+    webhook: WebhookSettings
+    transfer: TransferSettings
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -124,32 +251,20 @@ class Settings:
         env = os.environ if env is None else env
         _check_resolved(env)
         return cls(
-            acs=_acs_credentials(env),
-            archive=_storage_target(
-                env, "ARCHIVE_STORAGE_CONNECTION_STRING", "ARCHIVE_STORAGE_ACCOUNT_URL", "the archive"
-            ),
-            archive_container=_name(env, "ARCHIVE_CONTAINER", DEFAULT_CONTAINER),
-            queue=_queue_target(env),
-            chunk_queue_name=_name(env, "CHUNK_QUEUE_NAME", DEFAULT_QUEUE_NAME, 63 - len(POISON_SUFFIX)),
-            allowed_hosts=_allowed_hosts(env.get("RECORDING_ALLOWED_HOSTS", "")),
-            allow_http=_bool(env, "RECORDING_ALLOW_HTTP", False),
-            retention_hours=_positive_float(env, "RECORDING_RETENTION_HOURS", 24.0),
-            webhook_key=env.get("WEBHOOK_KEY") or None,
-            acs_resource_id=(env.get("ACS_RESOURCE_ID") or "").strip() or None,
-            block_size=int(_positive_float(env, "TRANSFER_BLOCK_SIZE_MIB", 4) * MIB),
-            transfer_concurrency=_count(env, "TRANSFER_CONCURRENCY", 4),
-            requeue_delay_seconds=_count(env, "QUEUE_REQUEUE_DELAY_SECONDS", 300),
-            acs_read_timeout_seconds=_positive_float(env, "ACS_READ_TIMEOUT_SECONDS", 60.0),
-            acs_retry=RetrySettings(
-                attempts=_count(env, "ACS_RETRY_ATTEMPTS", 8),
-                initial_wait=_positive_float(env, "ACS_RETRY_INITIAL_WAIT_SECONDS", 1.0),
-                max_wait=_positive_float(env, "ACS_RETRY_MAX_WAIT_SECONDS", 60.0),
-                budget_seconds=_positive_float(env, "ACS_RETRY_BUDGET_SECONDS", 600.0),
-            ),
-            max_body_bytes=_count(env, "WEBHOOK_MAX_BODY_BYTES", 4 * MIB),
-            max_events=_count(env, "WEBHOOK_MAX_EVENTS", 1000),
-            entra_delivery=_entra_delivery(env),
+            acs=AcsSettings.from_env(env),
+            urls=RecordingUrls.from_env(env),
+            archive=ArchiveSettings.from_env(env),
+            queue=QueueSettings.from_env(env),
+            webhook=WebhookSettings.from_env(env),
+            transfer=TransferSettings.from_env(env),
         )
+
+    @property
+    def url_policy(self) -> UrlPolicy:
+        return self.urls.policy(self.acs.credentials)
+
+
+# --- reading the environment ---------------------------------------------------------------------
 
 
 def _check_resolved(env: Mapping[str, str]) -> None:
@@ -247,8 +362,8 @@ def _allowed_hosts(raw: str) -> tuple[str, ...]:
     return entries or DEFAULT_ALLOWED_HOSTS
 
 
-def _name(env: Mapping[str, str], key: str, default: str, max_length: int = 63) -> str:
-    value = (env.get(key) or default).strip()
+def _name(env: Mapping[str, str], key: str, max_length: int = 63) -> str:
+    value = (env.get(key) or NAMES[key]).strip()
     if not (3 <= len(value) <= max_length) or not _STORAGE_NAME.fullmatch(value):
         raise ConfigurationError(f"{key}: '{value}' is not a valid storage container/queue name")
     return value
@@ -266,21 +381,20 @@ def _bool(env: Mapping[str, str], key: str, default: bool) -> bool:
     raise ConfigurationError(f"{key}: expected true or false, got '{raw}'")
 
 
-def _positive_float(env: Mapping[str, str], key: str, default: float) -> float:
+def _number(env: Mapping[str, str], key: str) -> float:
+    """SPECS[key]'s value from ``env``, its default if unset; out of range or not a number: ConfigurationError."""
+    spec = SPECS[key]
     raw = env.get(key)
     if raw is None or raw.strip() == "":
-        return default
+        return spec.default
     try:
         value = float(raw)
     except ValueError:
         raise ConfigurationError(f"{key}: expected a number, got '{raw}'") from None
     if not math.isfinite(value) or value <= 0:
         raise ConfigurationError(f"{key}: must be a positive finite number, got '{raw}'")
+    if spec.whole:
+        value = float(int(value))
+    if not spec.low <= value <= spec.high:
+        raise ConfigurationError(f"{key}: must be between {spec.low:g} and {spec.high:g}, got '{raw}'")
     return value
-
-
-def _count(env: Mapping[str, str], key: str, default: float) -> int:
-    value = _positive_float(env, key, default)
-    if value < 1:
-        raise ConfigurationError(f"{key}: must be at least 1, got '{env.get(key)}'")
-    return int(value)

@@ -68,10 +68,11 @@ async def _assert_archived_once(container: ContainerClient, stack: Stack, chunks
 
 def _jobs(stack: Stack, event: dict[str, Any]) -> list[RecordingChunk]:
     settings = stack.settings()
-    from recording_pipeline.core.urls import UrlPolicy
 
-    policy = UrlPolicy(settings.allowed_hosts, settings.allow_http, settings.acs.endpoint_host)
-    return plan_jobs(parse_recording_event(read_envelope(event, "eventgrid")), settings.acs.endpoint, 24, policy)
+    policy = settings.url_policy
+    return plan_jobs(
+        parse_recording_event(read_envelope(event, "eventgrid")), settings.acs.credentials.endpoint, 24, policy
+    )
 
 
 async def test_settings_unresolved_at_the_first_starts_then_fixed_archive_all_and_poison_nothing(

@@ -28,7 +28,6 @@ import pytest
 from recording_pipeline.app.transfer import BufferBudget
 from recording_pipeline.core.events import parse_recording_event, read_envelope, split_body
 from recording_pipeline.core.jobs import encode_job, plan_jobs
-from recording_pipeline.core.urls import UrlPolicy
 from tests.support.stack import REPO, Stack
 
 MIB = 1024 * 1024
@@ -45,9 +44,9 @@ async def test_archiving_a_64_mib_chunk_costs_far_less_than_64_mib(stack: Stack)
     chunk = sim.add("0-eus-memguard-0000", CHUNK + 12345, "mp4", chunk_index=0, call_id=CALL)
     settings = stack.settings()
     raw_events, schema = split_body(json.dumps([sim.event(CALL, "recMemGuard", [chunk])]).encode(), None)
-    policy = UrlPolicy(settings.allowed_hosts, settings.allow_http, settings.acs.endpoint_host)
+    policy = settings.url_policy
     event = parse_recording_event(read_envelope(raw_events[0], schema))
-    (job,) = plan_jobs(event, settings.acs.endpoint, settings.retention_hours, policy)
+    (job,) = plan_jobs(event, settings.acs.credentials.endpoint, settings.webhook.retention_hours, policy)
 
     env = {
         **os.environ,

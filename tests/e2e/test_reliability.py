@@ -134,7 +134,7 @@ async def test_bursts_of_503_and_429_with_retry_after(pipeline: Pipeline) -> Non
 
 async def test_connection_reset_mid_body_resumes_with_range(pipeline: Pipeline) -> None:
     sim = pipeline.stack.simulator
-    block = pipeline.runtime.settings.block_size
+    block = pipeline.runtime.settings.transfer.block_size
     chunks = _chunks(pipeline.stack, [6 * block + 1234])
     sim.faults.append(Fault(kind="media", action="reset", body_bytes=3 * block + 500))
     await pipeline.deliver([sim.event(CALL, REC, chunks)])

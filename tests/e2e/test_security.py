@@ -330,7 +330,7 @@ async def test_no_secret_reaches_the_logs(stack: Stack, caplog: pytest.LogCaptur
     assert "recording chunk archived" in text  # the capture really saw the worker
     settings = stack.settings()
     secrets = {
-        "ACS access key": settings.acs.access_key,
+        "ACS access key": settings.acs.credentials.access_key,
         "rotated key": sim.access_key,
         "webhook key": stack.env["WEBHOOK_KEY"],
         "SAS signature": "Zm9yZ2VkU0FTc2lnbmF0dXJlVmFsdWU",
@@ -340,7 +340,7 @@ async def test_no_secret_reaches_the_logs(stack: Stack, caplog: pytest.LogCaptur
     }
     leaked = [name for name, secret in secrets.items() if secret and secret in text]
     assert leaked == []
-    key = settings.acs.access_key
+    key = settings.acs.credentials.access_key
     assert key is not None and key not in repr(settings) and stack.env["WEBHOOK_KEY"] not in repr(settings)
 
 

@@ -54,7 +54,7 @@ async def _one_job(stack: Stack, size: int, doc: str) -> tuple[str, Any]:
     chunk = sim.add(doc, size, call_id=CALL)
     runtime = await stack.runtime()
     event = parse_recording_event(read_envelope(sim.event(CALL, "recT", [chunk], event_id=f"evt-{doc}"), "eventgrid"))
-    [job] = plan_jobs(event, runtime.settings.acs.endpoint, 24, runtime.webhook.url_policy)
+    [job] = plan_jobs(event, runtime.settings.acs.credentials.endpoint, 24, runtime.webhook.url_policy)
     return encode_job(job), runtime
 
 

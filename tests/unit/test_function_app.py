@@ -17,7 +17,7 @@ from recording_pipeline.core.host_rules import load_host_rules
 from recording_pipeline.core.jobs import RecordingChunk, decode_job
 from recording_pipeline.core.settings import DEFAULT_QUEUE_NAME
 from recording_pipeline.edges.chunk_queue import MESSAGE_ENCODING
-from recording_pipeline.functions_host import RuntimeHolder
+from recording_pipeline.functions_adapter import RuntimeHolder
 from tests.support.stack import REPO, Stack
 
 ROOT = REPO

@@ -53,7 +53,7 @@ async def test_a_start_that_fails_closes_the_session_and_the_credential_it_opene
     def no_queue(*args: Any) -> Any:
         raise ValueError("the queue service cannot be reached this way")
 
-    monkeypatch.setattr(runtime_module, "_queue_service", no_queue)
+    monkeypatch.setattr(runtime_module, "open_queue", no_queue)
     settings = Settings.from_env(ENTRA)
     for _start in range(3):  # as when every invocation tries again
         with pytest.raises(ValueError, match="queue service"):

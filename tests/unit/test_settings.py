@@ -14,10 +14,14 @@ from recording_pipeline.core.settings import (
     DEFAULT_CONTAINER,
     DEFAULT_QUEUE_NAME,
     MIB,
+    NAMES,
     SETTING_NAMES,
+    SPECS,
     AcsCredentials,
+    LocalHostSettings,
     RetrySettings,
     Settings,
+    Spec,
     StorageTarget,
     parse_acs_connection_string,
 )
@@ -49,7 +53,7 @@ def load(**overrides: str | None) -> Settings:
 
 
 def test_connection_string_gives_endpoint_and_access_key() -> None:
-    acs = load().acs
+    acs = load().acs.credentials
     assert acs.endpoint == "https://acs-prod.communication.azure.com"
     assert acs.access_key == ACCESS_KEY
     assert acs.endpoint_host == "acs-prod.communication.azure.com"
@@ -108,13 +112,13 @@ def test_bad_connection_string_fails_from_env() -> None:
 
 def test_acs_endpoint_alone_means_entra_id() -> None:
     settings = load(ACS_CONNECTION_STRING=None, ACS_ENDPOINT="https://acs-prod.communication.azure.com/")
-    assert settings.acs == AcsCredentials("https://acs-prod.communication.azure.com", None)
+    assert settings.acs.credentials == AcsCredentials("https://acs-prod.communication.azure.com", None)
 
 
 def test_connection_string_wins_over_acs_endpoint() -> None:
     settings = load(ACS_ENDPOINT="https://other.communication.azure.com")
-    assert settings.acs.endpoint == "https://acs-prod.communication.azure.com"
-    assert settings.acs.access_key == ACCESS_KEY
+    assert settings.acs.credentials.endpoint == "https://acs-prod.communication.azure.com"
+    assert settings.acs.credentials.access_key == ACCESS_KEY
 
 
 def test_bad_acs_endpoint_is_rejected_by_name() -> None:
@@ -132,20 +136,20 @@ def test_neither_connection_string_nor_endpoint_is_an_error(empty: str | None) -
 
 
 def test_archive_by_connection_string() -> None:
-    assert load().archive == StorageTarget(connection_string=ARCHIVE_CONN)
+    assert load().archive.target == StorageTarget(connection_string=ARCHIVE_CONN)
 
 
 def test_archive_by_account_url() -> None:
     settings = load(
         ARCHIVE_STORAGE_CONNECTION_STRING=None, ARCHIVE_STORAGE_ACCOUNT_URL="https://archive.blob.core.windows.net/"
     )
-    assert settings.archive == StorageTarget(account_url="https://archive.blob.core.windows.net")
+    assert settings.archive.target == StorageTarget(account_url="https://archive.blob.core.windows.net")
 
 
 def test_archive_connection_string_wins_over_account_url() -> None:
     settings = load(ARCHIVE_STORAGE_ACCOUNT_URL="https://archive.blob.core.windows.net")
-    assert settings.archive.connection_string == ARCHIVE_CONN
-    assert settings.archive.account_url is None
+    assert settings.archive.target.connection_string == ARCHIVE_CONN
+    assert settings.archive.target.account_url is None
 
 
 def test_archive_missing_is_an_error_naming_both_settings() -> None:
@@ -154,12 +158,12 @@ def test_archive_missing_is_an_error_naming_both_settings() -> None:
 
 
 def test_queue_by_azure_web_jobs_storage() -> None:
-    assert load().queue == StorageTarget(connection_string=QUEUE_CONN)
+    assert load().queue.target == StorageTarget(connection_string=QUEUE_CONN)
 
 
 def test_queue_by_identity_account_name() -> None:
     settings = load(AzureWebJobsStorage=None, AzureWebJobsStorage__accountName="funcstore")
-    assert settings.queue == StorageTarget(account_url="https://funcstore.queue.core.windows.net")
+    assert settings.queue.target == StorageTarget(account_url="https://funcstore.queue.core.windows.net")
 
 
 def test_queue_by_identity_queue_service_uri() -> None:
@@ -168,7 +172,7 @@ def test_queue_by_identity_queue_service_uri() -> None:
         AzureWebJobsStorage__queueServiceUri="https://funcstore.queue.core.usgovcloudapi.net/",
         AzureWebJobsStorage__accountName="ignored",
     )
-    assert settings.queue == StorageTarget(account_url="https://funcstore.queue.core.usgovcloudapi.net")
+    assert settings.queue.target == StorageTarget(account_url="https://funcstore.queue.core.usgovcloudapi.net")
 
 
 def test_queue_missing_is_an_error_naming_the_setting() -> None:
@@ -181,19 +185,19 @@ def test_queue_missing_is_an_error_naming_the_setting() -> None:
 
 def test_defaults() -> None:
     settings = load()
-    assert settings.archive_container == DEFAULT_CONTAINER == "recordings"
-    assert settings.chunk_queue_name == DEFAULT_QUEUE_NAME == "recording-chunks"
-    assert settings.poison_queue_name == "recording-chunks-poison"
-    assert settings.allowed_hosts == DEFAULT_ALLOWED_HOSTS
+    assert settings.archive.container == DEFAULT_CONTAINER == "recordings"
+    assert settings.queue.name == DEFAULT_QUEUE_NAME == "recording-chunks"
+    assert settings.queue.poison_name == "recording-chunks-poison"
+    assert settings.urls.allowed_hosts == DEFAULT_ALLOWED_HOSTS
     assert DEFAULT_ALLOWED_HOSTS == (".asm.skype.com", ".asyncgw.teams.microsoft.com", ".ams.gov.teams.microsoft.us")
-    assert settings.allow_http is False
-    assert settings.retention_hours == 24.0
-    assert settings.webhook_key is None
-    assert settings.acs_resource_id is None
-    assert settings.block_size == 4 * MIB
-    assert settings.transfer_concurrency == 4
-    assert settings.acs_retry == RetrySettings(attempts=8, initial_wait=1.0, max_wait=60.0, budget_seconds=600.0)
-    assert (settings.max_body_bytes, settings.max_events) == (4 * MIB, 1000)
+    assert settings.urls.allow_http is False
+    assert settings.webhook.retention_hours == 24.0
+    assert LocalHostSettings.from_env(BASE) == LocalHostSettings(None, 600)
+    assert settings.webhook.acs_resource_id is None
+    assert settings.transfer.block_size == 4 * MIB
+    assert settings.transfer.concurrency == 4
+    assert settings.acs.retry == RetrySettings(attempts=8, initial_wait=1.0, max_wait=60.0, budget_seconds=600.0)
+    assert (settings.webhook.max_body_bytes, settings.webhook.max_events) == (4 * MIB, 1000)
 
 
 def test_overrides_are_read() -> None:
@@ -208,15 +212,15 @@ def test_overrides_are_read() -> None:
         TRANSFER_BLOCK_SIZE_MIB="0.5",
         TRANSFER_CONCURRENCY="8",
     )
-    assert (settings.archive_container, settings.chunk_queue_name) == ("call-archive", "chunks-01")
-    assert settings.poison_queue_name == "chunks-01-poison"
-    assert settings.allowed_hosts == ("127.0.0.1", ".example.com")
-    assert settings.allow_http is True
-    assert settings.retention_hours == 48.0
-    assert settings.webhook_key == WEBHOOK_KEY
-    assert settings.acs_resource_id == "/subscriptions/s/resourceGroups/rg"
-    assert settings.block_size == MIB // 2
-    assert settings.transfer_concurrency == 8
+    assert (settings.archive.container, settings.queue.name) == ("call-archive", "chunks-01")
+    assert settings.queue.poison_name == "chunks-01-poison"
+    assert settings.urls.allowed_hosts == ("127.0.0.1", ".example.com")
+    assert settings.urls.allow_http is True
+    assert settings.webhook.retention_hours == 48.0
+    assert LocalHostSettings.from_env({**BASE, "WEBHOOK_KEY": WEBHOOK_KEY}).function_key == WEBHOOK_KEY
+    assert settings.webhook.acs_resource_id == "/subscriptions/s/resourceGroups/rg"
+    assert settings.transfer.block_size == MIB // 2
+    assert settings.transfer.concurrency == 8
 
 
 @pytest.mark.parametrize(
@@ -224,7 +228,7 @@ def test_overrides_are_read() -> None:
     [("1", True), ("on", True), ("TRUE", True), ("0", False), ("off", False), ("No", False), ("", False)],
 )
 def test_booleans(raw: str, expected: bool) -> None:
-    assert load(RECORDING_ALLOW_HTTP=raw).allow_http is expected
+    assert load(RECORDING_ALLOW_HTTP=raw).urls.allow_http is expected
 
 
 @pytest.mark.parametrize("raw", ["maybe", "2", "enabled", "tru"])
@@ -258,7 +262,7 @@ def test_invalid_container_and_queue_names_name_the_setting(key: str, value: str
 @pytest.mark.parametrize("value", ["abc", "a" * 56, "rec-2024-05", "0recordings"])
 def test_valid_container_and_queue_names(key: str, value: str) -> None:
     settings = load(**{key: value})
-    assert (settings.archive_container if key == "ARCHIVE_CONTAINER" else settings.chunk_queue_name) == value
+    assert (settings.archive.container if key == "ARCHIVE_CONTAINER" else settings.queue.name) == value
 
 
 def test_queue_name_leaves_room_for_its_poison_queue() -> None:
@@ -310,7 +314,7 @@ def test_from_env_reads_os_environ_by_default(monkeypatch: pytest.MonkeyPatch) -
     for key, value in BASE.items():
         monkeypatch.setenv(key, value)
     monkeypatch.setenv("ARCHIVE_CONTAINER", "from-os-environ")
-    assert Settings.from_env().archive_container == "from-os-environ"
+    assert Settings.from_env().archive.container == "from-os-environ"
 
 
 # --- secrets stay out of repr ---------------------------------------------------------------------
@@ -318,7 +322,16 @@ def test_from_env_reads_os_environ_by_default(monkeypatch: pytest.MonkeyPatch) -
 
 def test_repr_hides_secrets() -> None:
     settings = load(WEBHOOK_KEY=WEBHOOK_KEY)
-    for text in (repr(settings), str(settings), repr(settings.acs), repr(settings.archive), repr(settings.queue)):
+    local = LocalHostSettings.from_env({"WEBHOOK_KEY": WEBHOOK_KEY})
+    texts = (
+        repr(settings),
+        str(settings),
+        repr(settings.acs),
+        repr(settings.archive),
+        repr(settings.queue),
+        repr(local),
+    )
+    for text in texts:
         assert ACCESS_KEY not in text
         assert WEBHOOK_KEY not in text
         assert "YXJjaGl2ZS1rZXk=" not in text
@@ -328,7 +341,11 @@ def test_repr_hides_secrets() -> None:
 
 def test_blank_numbers_and_booleans_mean_the_default() -> None:
     settings = load(RECORDING_RETENTION_HOURS="  ", RECORDING_ALLOW_HTTP=" ", TRANSFER_CONCURRENCY="")
-    assert (settings.retention_hours, settings.allow_http, settings.transfer_concurrency) == (24.0, False, 4)
+    assert (settings.webhook.retention_hours, settings.urls.allow_http, settings.transfer.concurrency) == (
+        24.0,
+        False,
+        4,
+    )
 
 
 @pytest.mark.parametrize("key", ["ACS_CONNECTION_STRING", "ARCHIVE_STORAGE_CONNECTION_STRING", "AzureWebJobsStorage"])
@@ -354,3 +371,21 @@ def test_every_setting_is_in_the_sample_and_the_readme_and_nothing_else_is() -> 
     readme = (root / "README.md").read_text()
     documented = set(re.findall(r"^\| `([A-Za-z_]+)` \|", readme, re.MULTILINE))
     assert set(SETTING_NAMES) | LOCAL_HOST_ONLY <= documented
+
+
+def test_the_readme_states_every_default_as_declared() -> None:
+    readme = (REPO / "README.md").read_text()
+    for name, spec in SPECS.items():
+        default = str(int(spec.default)) if spec.default == int(spec.default) else f"{spec.default:g}"
+        assert f"| `{name}` | `{default}` |" in readme, name
+    for name, default in NAMES.items():
+        assert f"| `{name}` | `{default}` |" in readme, name
+
+
+@pytest.mark.parametrize(("name", "spec"), list(SPECS.items()))
+def test_every_number_is_held_to_its_bounds(name: str, spec: Spec) -> None:
+    above = spec.high * 2 + 1
+    with pytest.raises(ConfigurationError, match=f"^{name}: must be between"):
+        LocalHostSettings.from_env({name: str(above)}) if name == "LOCAL_HOST_LEASE_SECONDS" else load(
+            **{name: str(above)}
+        )

@@ -1,0 +1,1 @@
+"""The handlers: webhook, worker, and the streaming copy they drive."""

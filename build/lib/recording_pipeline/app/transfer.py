@@ -1,0 +1,319 @@
+"""Stream one recording file from ACS into staged blocks of a block blob.
+
+Memory is bounded whatever the file's size: a transfer holds at most
+``concurrency`` blocks being uploaded plus the one being filled, i.e.
+``(concurrency + 1) × block_size`` (within the documented
+``(concurrency + 2) × block_size``), and all the transfers of a process
+together hold at most :data:`PROCESS_BUFFER_BUDGET` bytes of blocks: a
+transfer that would exceed it stops reading its download (TCP back-pressure;
+aiohttp suspends the read timeout while it is paused) until an upload ends.
+
+Block ids are a function of (block size, position), so after a crash or a
+broken connection the uncommitted block list tells exactly how far an earlier
+attempt got, and the download resumes there with a Range request.
+
+Each block is assembled with one copy (the pieces the socket delivered are
+joined once) and hashed (sha256, in order) on a worker thread while it
+uploads; its slot and budget are freed once it is both staged and hashed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import heapq
+import itertools
+import logging
+import weakref
+from dataclasses import dataclass
+
+from recording_pipeline.core.attempts import AttemptProgress
+from recording_pipeline.core.errors import AcsTransientError
+from recording_pipeline.core.ports import ArchiveStore, RecordingSource, StagedBlock
+
+log = logging.getLogger(__name__)
+
+MIB = 1024 * 1024
+# All transfers of one process together hold at most this many bytes of blocks (being filled, hashed or
+# uploaded). The socket buffers of an upload add up to about as much again (Python 3.11's transports copy
+# what the kernel did not take at once), so the worst case is about twice this on top of the interpreter.
+PROCESS_BUFFER_BUDGET = 32 * MIB
+
+
+def block_id(index: int, block_size: int) -> str:
+    """Same length for every block of a blob, as the service requires."""
+    return f"blk-{block_size:010d}-{index:08d}"
+
+
+def resume_count(staged: list[StagedBlock], block_size: int) -> int:
+    """How many leading full blocks an earlier attempt already staged."""
+    sizes = {b.block_id: b.size for b in staged}
+    count = 0
+    while sizes.get(block_id(count, block_size)) == block_size:
+        count += 1
+    return count
+
+
+@dataclass(frozen=True)
+class TransferResult:
+    block_ids: list[str]
+    size: int
+    sha256: str | None  # None when resumed: the earlier bytes are only in the archive
+    resumed_from: int
+    size_declared: bool  # ACS stated the file's size: the byte count was checked against it
+
+
+class BufferBudget:
+    """Bytes of block buffers shared by the transfers of one event loop.
+
+    Downloads already open are served first, first come first served, so none of them starves; a download
+    is opened only when they leave room, the transfer that started first first. So few downloads are open
+    (and paused, holding socket buffers) at once, and the oldest chunks are archived first. A request larger
+    than the whole budget is granted when nothing else is held, so it never waits forever.
+    """
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self.held = 0
+        self._tickets = itertools.count()
+        self._waiters: list[tuple[tuple[int, int], int, int, asyncio.Future[None]]] = []
+
+    def ticket(self) -> int:
+        """A transfer's place in the queue for opening its download: earlier transfers open first."""
+        return next(self._tickets)
+
+    async def acquire(self, size: int, opening: int | None = None) -> None:
+        """``size`` bytes; ``opening``: the ticket of a transfer about to open its download, else None."""
+        if not self._waiters and self._fits(size):
+            self.held += size
+            return
+        granted: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        order = next(self._tickets)
+        key = (1, opening) if opening is not None else (0, order)
+        heapq.heappush(self._waiters, (key, order, size, granted))
+        self._grant()  # drops waiters that gave up, and grants at once if we are first and it fits
+        try:
+            await granted
+        except asyncio.CancelledError:
+            if granted.done() and not granted.cancelled():
+                self.release(size)  # granted just as we were cancelled
+            else:
+                granted.cancel()
+                self._grant()
+            raise
+
+    def release(self, size: int) -> None:
+        self.held -= size
+        self._grant()
+
+    def _fits(self, size: int) -> bool:
+        return self.held + size <= self.capacity or self.held == 0
+
+    def _grant(self) -> None:
+        while self._waiters:
+            _key, _order, size, granted = self._waiters[0]
+            if granted.done():
+                heapq.heappop(self._waiters)
+                continue
+            if not self._fits(size):
+                return
+            heapq.heappop(self._waiters)
+            self.held += size
+            granted.set_result(None)
+
+
+_budgets: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, BufferBudget] = weakref.WeakKeyDictionary()
+
+
+def process_budget() -> BufferBudget:
+    """The budget shared by every transfer running on the current event loop."""
+    loop = asyncio.get_running_loop()
+    budget = _budgets.get(loop)
+    if budget is None:
+        budget = _budgets[loop] = BufferBudget(PROCESS_BUFFER_BUDGET)
+    return budget
+
+
+class _Transfer:
+    def __init__(
+        self,
+        acs: RecordingSource,
+        store: ArchiveStore,
+        url: str,
+        blob: str,
+        block_size: int,
+        concurrency: int,
+        resume_blocks: int,
+        budget: BufferBudget,
+        progress: AttemptProgress,
+    ) -> None:
+        self.acs, self.store, self.url, self.blob = acs, store, url, blob
+        self.block_size = block_size
+        self.block_ids = [block_id(i, block_size) for i in range(resume_blocks)]
+        self.offset = resume_blocks * block_size
+        self.resumed_from = self.offset
+        self.downloaded = 0
+        self.total: int | None = None
+        self.hasher = hashlib.sha256() if resume_blocks == 0 else None
+        self._budget = budget
+        self._progress = progress
+        self._ticket = budget.ticket()
+        self._slots = asyncio.Semaphore(concurrency + 1)  # blocks uploading + the one being filled
+        self._uploads: set[asyncio.Task[None]] = set()
+        self._hash_tail: asyncio.Task[None] | None = None
+        self._failure: Exception | None = None
+
+    async def attempt(self) -> None:
+        """Download from ``self.offset`` to the end; staged progress survives a failed attempt."""
+        await self._reserve(opening=True)  # room for the first block before the download is even opened
+        reserved = True
+        try:
+            async with self.acs.open_media(self.url, self.offset) as stream:
+                skip = self.offset - stream.start  # > 0 when the server ignored our Range
+                if skip < 0:
+                    raise AcsTransientError(f"asked for bytes from {self.offset}, got them from {stream.start}")
+                self.total = stream.total if stream.total is not None else self.total
+                if self.total == 0:
+                    raise AcsTransientError("ACS answered with an empty recording (it does when the file is not ready)")
+                pieces: list[memoryview] = []
+                filled = 0
+                async for piece in stream.pieces():
+                    self.downloaded += len(piece)
+                    view = memoryview(piece)
+                    if skip:
+                        drop = min(skip, len(view))
+                        view, skip = view[drop:], skip - drop
+                    while len(view):
+                        if not reserved:
+                            await self._reserve()
+                            reserved = True
+                        take = view[: self.block_size - filled]
+                        pieces.append(take)
+                        filled += len(take)
+                        view = view[len(take) :]
+                        if filled == self.block_size:
+                            reserved = False
+                            self._submit(pieces)
+                            pieces, filled = [], 0
+                    await self._raise_upload_failure()
+                    if not reserved and (self.total is None or self.offset < self.total):
+                        # Room for the next block before reading on: while we wait, the socket stays paused.
+                        await self._reserve()
+                        reserved = True
+                if pieces:
+                    reserved = False
+                    self._submit(pieces)
+        finally:
+            if reserved:
+                self._release()
+        if self.offset == 0:
+            raise AcsTransientError("ACS answered with an empty recording (it does when the file is not ready)")
+        if self.total is not None and self.offset != self.total:
+            raise AcsTransientError(f"body ended at byte {self.offset} of {self.total}")
+
+    async def _reserve(self, opening: bool = False) -> None:
+        """Room for one more block: a slot of this transfer, then bytes of the process budget."""
+        await self._slots.acquire()
+        try:
+            await self._budget.acquire(self.block_size, self._ticket if opening else None)
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def _release(self) -> None:
+        self._budget.release(self.block_size)
+        self._slots.release()
+
+    def _submit(self, pieces: list[memoryview]) -> None:
+        """Stage the block made of ``pieces`` (its room was reserved before its first byte was read)."""
+        block = b"".join(pieces)  # the one copy: the socket's pieces become the block
+        pieces.clear()
+        bid = block_id(len(self.block_ids), self.block_size)
+        self.block_ids.append(bid)
+        self.offset += len(block)
+        hashed = None
+        if self.hasher is not None:
+            hashed = self._hash_tail = asyncio.create_task(_hash_after(self._hash_tail, self.hasher, block))
+        task = asyncio.create_task(self._stage(bid, block, hashed))
+        self._uploads.add(task)
+        task.add_done_callback(self._uploads.discard)
+        # Released when the task ends however it ends: a task cancelled before its first step never runs its
+        # own ``finally``, and its reservation would be held for the life of the process.
+        task.add_done_callback(lambda _task: self._release())
+
+    async def _stage(self, bid: str, block: bytes, hashed: asyncio.Task[None] | None) -> None:
+        try:
+            await self.store.stage_block(self.blob, bid, block)
+            self._progress.staged_bytes += len(block)
+            if hashed is not None:
+                await asyncio.shield(hashed)  # the buffer is free once it is both uploaded and hashed
+        except Exception as exc:
+            # Kept here: a finished task leaves self._uploads at once, so its exception would go unseen
+            # and the commit would name a block that was never staged.
+            if self._failure is None:
+                self._failure = exc
+            raise
+
+    async def _raise_upload_failure(self) -> None:
+        if self._failure is not None:
+            await self.finish()
+
+    async def finish(self) -> None:
+        """Wait for every staged block and the hash; the first upload failure is raised."""
+        pending = list(self._uploads)
+        if pending:
+            await asyncio.gather(*pending, return_exceptions=True)
+        if self._failure is not None:
+            raise self._failure
+        if self._hash_tail is not None:
+            await self._hash_tail
+
+    async def abandon(self) -> None:
+        for task in list(self._uploads):
+            task.cancel()
+        await asyncio.gather(*self._uploads, return_exceptions=True)
+        if self._hash_tail is not None:
+            self._hash_tail.cancel()
+            await asyncio.gather(self._hash_tail, return_exceptions=True)
+
+
+async def _hash_after(previous: asyncio.Task[None] | None, hasher: hashlib._Hash, block: bytes) -> None:
+    if previous is not None:
+        await previous
+    await asyncio.to_thread(hasher.update, block)
+
+
+async def copy_to_blocks(
+    acs: RecordingSource,
+    store: ArchiveStore,
+    url: str,
+    blob: str,
+    block_size: int,
+    concurrency: int,
+    budget: BufferBudget | None = None,
+    progress: AttemptProgress | None = None,
+) -> TransferResult:
+    """Stage the whole file at ``url`` as blocks of ``blob`` (uncommitted), resuming if possible."""
+    budget = budget or process_budget()
+    if block_size * 2 > budget.capacity:
+        log.warning(
+            "blocks of %d MiB leave room for fewer than 2 in the process's %d MiB buffer budget: "
+            "downloads and uploads will not overlap",
+            block_size // MIB,
+            budget.capacity // MIB,
+        )
+    resume = resume_count(await store.uncommitted_blocks(blob), block_size)
+    if resume:
+        log.info("resuming %s after %d staged blocks (%d bytes)", blob, resume, resume * block_size)
+    transfer = _Transfer(acs, store, url, blob, block_size, concurrency, resume, budget, progress or AttemptProgress())
+    try:
+        # A try that staged whole blocks starts a new streak of the retry budget: long transfers resume in place.
+        await acs.retry.call(f"download {blob}", transfer.attempt, progress=lambda: transfer.offset)
+        await transfer.finish()
+    except BaseException:
+        await transfer.abandon()
+        raise
+    digest = transfer.hasher.hexdigest() if transfer.hasher is not None else None
+    return TransferResult(
+        transfer.block_ids, transfer.offset, digest, transfer.resumed_from, transfer.total is not None
+    )

@@ -1,0 +1,225 @@
+"""The chunk worker: one queue message in, one attempt at the chunk, one decision about the message.
+
+``handle_chunk_message`` runs an attempt and, if it fails, acts on what
+core.attempts decides: let the host deliver the message again, continue or try
+again later with a fresh message, or quarantine the job. ``archive_chunk`` is
+the attempt: it asks core.lifecycle for the next step and performs it
+(app.chunk_steps) until there is none left.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from recording_pipeline.app.chunk_steps import ChunkDeps, ChunkRun
+from recording_pipeline.app.manifests import record
+from recording_pipeline.core.attempts import AttemptPolicy, AttemptProgress, Failure, Verdict
+from recording_pipeline.core.errors import AttemptTimeoutError, InvalidEventError, NoAnswerError
+from recording_pipeline.core.jobs import RecordingChunk, decode_job
+from recording_pipeline.core.lifecycle import ChunkFacts, Outcome, Source, Step, next_step, outcome
+from recording_pipeline.core.naming import quarantine_invalid_name, quarantine_name
+from recording_pipeline.core.ports import ArchiveStore, ChunkQueue, RecordingSource
+from recording_pipeline.core.quarantine import QuarantineRecord
+from recording_pipeline.core.state import ChunkState, ChunkUpdate
+from recording_pipeline.edges.telemetry import FAILURES, OUTCOMES, log_context, span_attributes, tracer
+
+log = logging.getLogger(__name__)
+
+__all__ = ["ChunkWorker", "Outcome", "archive_chunk", "handle_chunk_message"]
+
+
+@dataclass
+class ChunkWorker:
+    """What a chunk attempt needs; built once per process."""
+
+    acs: RecordingSource
+    store: ArchiveStore
+    queue: ChunkQueue
+    block_size: int
+    concurrency: int
+    policy: AttemptPolicy
+    attempt_seconds: float | None = None  # an attempt ends itself after this (inside the host's functionTimeout)
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+    ready: Callable[[], Awaitable[None]] | None = None  # once per process: the container and queues exist
+
+    @property
+    def deps(self) -> ChunkDeps:
+        return ChunkDeps(
+            self.acs,
+            self.store,
+            self.queue,
+            self.block_size,
+            self.concurrency,
+            self.policy.requeue_delay_seconds,
+            self.clock,
+        )
+
+
+async def handle_chunk_message(text: str, dequeue_count: int, worker: ChunkWorker) -> Outcome | None:
+    """Entry point for one queue message, shared by the Functions trigger and the local host.
+
+    Returns normally when the message may be deleted: done, continued or put
+    back on the queue for later as a fresh message, or quarantined with its
+    error. Raises to have the host deliver it again (host.json
+    ``visibilityTimeout``). The decision itself is AttemptPolicy's.
+    """
+    try:
+        job = decode_job(text)
+    except InvalidEventError as exc:
+        log.error("rejected queue message: %s", exc)
+        await _quarantine_text(text, exc, dequeue_count, worker)
+        return None
+    with log_context(
+        event_id=job.event_id,
+        call_id=job.call_id,
+        recording_id=job.recording_id,
+        chunk_index=job.chunk_index,
+        document_id=job.document_id,
+    ):
+        if not worker.policy.runs(dequeue_count):
+            # The previous delivery ended without an answer: killed, timed out or out of memory. The host
+            # poisons the next one unseen, so decide now, without starting any long work.
+            log.warning("delivery %d: the previous attempt ended without an answer", dequeue_count)
+            error = NoAnswerError(f"attempt {dequeue_count - 1} ended without an answer (killed or timed out)")
+            await _decide(job, Failure.NO_ANSWER, error, dequeue_count, False, worker)
+            return None
+        progress = AttemptProgress()
+        try:
+            with tracer.start_as_current_span("archive_chunk", attributes=span_attributes()) as span:
+                span.set_attribute("messaging.dequeue_count", dequeue_count)
+                outcome = await _attempt(job, worker, progress)
+                span.set_attribute("recording.outcome", outcome.value)
+            OUTCOMES.add(1, {"outcome": outcome.value})
+            return outcome
+        except Exception as exc:
+            FAILURES.add(1, {"kind": type(exc).__name__})
+            failure = (
+                Failure.INVALID
+                if isinstance(exc, InvalidEventError)
+                else Failure.OUT_OF_TIME
+                if isinstance(exc, AttemptTimeoutError)
+                else Failure.ERROR
+            )
+            await _decide(job, failure, exc, dequeue_count, progress.staged_bytes > 0, worker)
+            return None
+
+
+async def _attempt(job: RecordingChunk, worker: ChunkWorker, progress: AttemptProgress) -> Outcome:
+    """One attempt, ended by its own deadline (a normal exception) well before the host's functionTimeout."""
+    timeout = asyncio.timeout(worker.attempt_seconds)
+    try:
+        async with timeout:
+            if worker.ready is not None:
+                await worker.ready()
+            return await archive_chunk(job, worker, progress)
+    except TimeoutError:
+        if timeout.expired():
+            raise AttemptTimeoutError(
+                f"attempt stopped after {worker.attempt_seconds:.0f} s, before the host's functionTimeout; "
+                f"{progress.staged_bytes} bytes staged in it"
+            ) from None
+        raise
+
+
+async def _decide(
+    job: RecordingChunk, failure: Failure, exc: Exception, dequeue_count: int, progressed: bool, worker: ChunkWorker
+) -> None:
+    """Act on AttemptPolicy's decision; raising is the RETRY verdict (the host delivers the message again)."""
+    policy = worker.policy
+    decision = policy.decide(failure, dequeue_count, job.requeues, job.seconds_left(worker.clock()), progressed)
+    error = f"{type(exc).__name__}: {exc}"
+    if decision.verdict is Verdict.RETRY:
+        log.warning("attempt %d of %d failed: %s", dequeue_count, policy.attempts_per_message, error)
+        raise exc
+    if decision.verdict is Verdict.CONTINUE:
+        await worker.queue.enqueue_later(job, 0)
+        log.info("%s; continuing at once in a fresh message", error)
+        return
+    if decision.verdict is Verdict.REQUEUE_LATER:
+        await _requeue_later(job, error, decision.delay_seconds, worker)
+        return
+    log.error(
+        "recording chunk failed after %d attempts, moved to %s: %s",
+        policy.attempts_per_message * job.requeues + min(dequeue_count, policy.attempts_per_message),
+        worker.queue.poison_name,
+        error,
+    )
+    await _quarantine(job, error, dequeue_count, worker)
+    OUTCOMES.add(1, {"outcome": "poisoned"})
+
+
+async def archive_chunk(job: RecordingChunk, worker: ChunkWorker, progress: AttemptProgress | None = None) -> Outcome:
+    """One attempt: the lifecycle's steps, in the order ``next_step`` gives, until it says done."""
+    left = job.seconds_left(worker.clock())
+    if left < 0:
+        log.warning("chunk is %.0f s past its retention deadline; trying anyway", -left)
+    run = ChunkRun(job, worker.deps, progress or AttemptProgress())
+    facts = ChunkFacts(source=Source.PRESENT if job.delete_url else Source.NOTHING_TO_DELETE)
+    async with run.lease_scope:
+        while (step := next_step(facts)) is not Step.DONE:
+            facts = await run.perform(step, facts)
+    return outcome(facts, run.archived_here)
+
+
+async def _requeue_later(job: RecordingChunk, error: str, delay: int, worker: ChunkWorker) -> None:
+    """Try again later, as a fresh message, while the deadline is far.
+
+    ACS keeps a chunk 24 hours: an outage of ACS, storage or our credentials,
+    or a crash loop, that outlasts one message's attempts must not end in the
+    poison queue while hours remain.
+    """
+    left = job.seconds_left(worker.clock())
+    await worker.queue.enqueue_later(job.model_copy(update={"requeues": job.requeues + 1}), delay)
+    log.error(
+        "recording chunk still failing after %d queue attempts (%s); trying again in %d min, %.1f h before the "
+        "deadline",
+        worker.policy.attempts_per_message * (job.requeues + 1),
+        error,
+        delay // 60,
+        left / 3600,
+        extra={"requeues": job.requeues + 1, "seconds_left": round(left)},
+    )
+    try:
+        update = ChunkUpdate(ChunkState.PENDING, last_error=error, requeues=job.requeues + 1)
+        await record(worker.store, job, update, worker.clock())
+    except Exception:  # the requeued message is what matters
+        log.exception("could not record the failure in the manifest")
+
+
+async def _quarantine(job: RecordingChunk, error: str, dequeue_count: int, worker: ChunkWorker) -> None:
+    """The job, its error and its attempts: a durable record in the archive, and a poison message that never
+    expires. Either is enough for ``replay --poison``; the manifest is a view."""
+    attempts = worker.policy.attempts_per_message * job.requeues + min(
+        dequeue_count, worker.policy.attempts_per_message
+    )
+    kept = QuarantineRecord(error, attempts, worker.clock(), json.loads(job.model_dump_json()), None)
+    await _keep_quarantined(quarantine_name(job.stem), kept, worker)
+    try:
+        update = ChunkUpdate(ChunkState.FAILED, last_error=error, failed_at=kept.quarantined_at)
+        await record(worker.store, job, update, kept.quarantined_at)
+    except Exception:
+        log.exception("could not record the failure in the manifest")
+
+
+async def _quarantine_text(text: str, exc: Exception, dequeue_count: int, worker: ChunkWorker) -> None:
+    record = QuarantineRecord(f"{type(exc).__name__}: {exc}", dequeue_count, worker.clock(), None, text)
+    await _keep_quarantined(quarantine_invalid_name(text), record, worker)
+
+
+async def _keep_quarantined(name: str, record: QuarantineRecord, worker: ChunkWorker) -> None:
+    """Both copies are attempted; the message is deleted only if at least one was written."""
+    results = await asyncio.gather(
+        worker.store.create(name, record.to_json(), "application/json"),
+        worker.queue.send_poison(record),
+        return_exceptions=True,
+    )
+    failed = [r for r in results if isinstance(r, BaseException)]
+    for problem in failed:
+        log.error("could not keep a quarantined job: %s: %s", type(problem).__name__, problem)
+    if len(failed) == len(results):
+        raise failed[0]

@@ -1,0 +1,189 @@
+"""Rendering for the operator commands: aligned tables, JSON, and a progress bar
+that draws only on a terminal (scripts and logs get none of its carriage returns)."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any, TextIO
+
+from recording_pipeline.cli.operations import CheckResult, ParticipantReport, RecordingCheck, RecordingStatus
+from recording_pipeline.core.state import RecordingState
+
+GAP = "  "
+_UNITS = ("B", "KiB", "MiB", "GiB", "TiB")
+
+
+def to_json(data: Any) -> str:
+    return json.dumps(data, indent=2)
+
+
+def format_bytes(count: int) -> str:
+    value = float(count)
+    for unit in _UNITS:
+        if value < 1024 or unit == _UNITS[-1]:
+            return f"{count} B" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    raise AssertionError("unreachable")
+
+
+def format_duration(seconds: float | None) -> str:
+    """Time left: ``1d 02h``, ``23h 59m``, ``12m``, ``<1m``; ``expired`` once it is past."""
+    if seconds is None:
+        return "-"
+    if seconds <= 0:
+        return "expired"
+    minutes = int(seconds // 60)
+    days, rest = divmod(minutes, 24 * 60)
+    hours, minutes = divmod(rest, 60)
+    if days:
+        return f"{days}d {hours:02d}h"
+    if hours:
+        return f"{hours}h {minutes:02d}m"
+    return f"{minutes}m" if minutes else "<1m"
+
+
+def format_time(value: datetime | None) -> str:
+    """A time as ``YYYY-MM-DD HH:MM:SSZ`` (UTC); ``-`` if absent."""
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%SZ") if value else "-"
+
+
+def render_table(headers: Sequence[str], rows: Sequence[Sequence[str]], right: Sequence[int] = ()) -> str:
+    """Columns padded to their widest cell; columns in ``right`` right-aligned; no trailing spaces."""
+    widths = [max([len(h), *(len(r[i]) for r in rows)]) for i, h in enumerate(headers)]
+    lines = []
+    for row in [list(headers), *rows]:
+        cells = [c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True))]
+        lines.append(GAP.join(cells).rstrip())
+    return "\n".join(lines)
+
+
+def chunks_cell(status: RecordingStatus) -> str:
+    if status.state is RecordingState.EXTERNAL:
+        return "-"
+    total = "?" if status.chunks_total is None else str(status.chunks_total)
+    return f"{status.chunks_archived}/{total}"
+
+
+def notes_cell(status: RecordingStatus) -> str:
+    notes = []
+    if status.chunks_failed:
+        notes.append(f"{status.chunks_failed} failed")
+    if status.chunks_lost:
+        notes.append(f"{status.chunks_lost} lost")
+    if status.missing_chunks and status.state is not RecordingState.EXTERNAL:
+        shown = ",".join(str(i) for i in status.missing_chunks[:5])
+        more = "…" if len(status.missing_chunks) > 5 else ""
+        notes.append(f"not archived: {shown}{more}")
+    if status.chunks_total is None and status.state not in (RecordingState.EXTERNAL, RecordingState.LOST):
+        notes.append("last chunk not seen yet")
+    return "; ".join(notes)
+
+
+STATUS_HEADERS = ("CALL ID", "RECORDING", "STATE", "CHUNKS", "SIZE", "TIME LEFT", "STARTED", "UPDATED", "NOTES")
+
+
+def status_table(recordings: Sequence[RecordingStatus]) -> str:
+    if not recordings:
+        return "no recordings match"
+    rows = [
+        [
+            r.call_id,
+            r.recording_key,
+            r.state.value,
+            chunks_cell(r),
+            format_bytes(r.total_bytes),
+            format_duration(r.seconds_left),
+            format_time(r.recording_start_time or r.created_at),
+            format_time(r.updated_at),
+            notes_cell(r),
+        ]
+        for r in recordings
+    ]
+    return render_table(STATUS_HEADERS, rows, right=(3, 4, 5))
+
+
+PARTICIPANT_HEADERS = ("CALL ID", "RECORDING", "STATE", "STARTED", "CHUNKS", "SIZE")
+
+
+def participant_table(report: ParticipantReport) -> str:
+    lines = []
+    if report.recordings:
+        rows = [
+            [
+                r.call_id,
+                r.recording_key,
+                r.state,
+                format_time(r.recording_start_time or r.created_at),
+                chunks_cell(r),
+                format_bytes(r.total_bytes),
+            ]
+            for r in report.recordings
+        ]
+        lines.append(render_table(PARTICIPANT_HEADERS, rows, right=(4, 5)))
+    else:
+        lines.append("no archived recordings for this participant")
+    lines.extend(f"index entry without a manifest: {name}" for name in report.dangling)
+    return "\n".join(lines)
+
+
+VERIFY_HEADERS = ("RESULT", "BLOB", "PROBLEM")
+
+
+def verify_report(checks: Sequence[RecordingCheck]) -> str:
+    """The problems, one row each, then a summary line."""
+    rows: list[list[str]] = []
+    for recording in checks:
+        rows.extend([CheckResult.MISSING.value, recording.manifest, problem] for problem in recording.problems)
+        for chunk in recording.chunks:
+            if chunk.result not in (CheckResult.OK, CheckResult.SKIPPED):
+                rows.extend([chunk.result.value, chunk.media_blob or "-", problem] for problem in chunk.problems)
+    chunks = [c for r in checks for c in r.chunks]
+    counted = {r: sum(1 for c in chunks if c.result is r) for r in CheckResult}
+    verified = len(chunks) - counted[CheckResult.SKIPPED]
+    size = sum(c.actual_size or 0 for c in chunks if c.result is not CheckResult.SKIPPED)
+    skipped = counted[CheckResult.SKIPPED]
+    summary = (
+        f"verified {verified} chunk(s), {format_bytes(size)}, in {len(checks)} recording(s): "
+        f"{counted[CheckResult.OK]} ok, {counted[CheckResult.MISMATCH]} mismatch, "
+        f"{counted[CheckResult.MISSING]} missing, {skipped} not archived (not checked)"
+    )
+    return "\n".join([render_table(VERIFY_HEADERS, rows), summary] if rows else [summary])
+
+
+class ProgressBar:
+    """``label [#####.....]  45%  1.2 GiB / 2.7 GiB`` on one line, redrawn in place; silent off a TTY."""
+
+    def __init__(self, label: str, stream: TextIO | None = None, width: int = 30, interval: float = 0.1) -> None:
+        self.label = label
+        self.stream = stream if stream is not None else sys.stderr
+        self.width = width
+        self.interval = interval
+        self.enabled = bool(getattr(self.stream, "isatty", lambda: False)())
+        self._drawn_at: float | None = None
+        self._last = ""
+
+    def update(self, done: int, total: int) -> None:
+        if not self.enabled:
+            return
+        now = time.monotonic()
+        if done < total and self._drawn_at is not None and now - self._drawn_at < self.interval:
+            return
+        self._drawn_at = now
+        fraction = 1.0 if total <= 0 else min(1.0, done / total)
+        filled = int(self.width * fraction)
+        line = (
+            f"{self.label} [{'#' * filled}{'.' * (self.width - filled)}] {fraction * 100:3.0f}%  "
+            f"{format_bytes(done)} / {format_bytes(total)}"
+        )
+        self.stream.write("\r" + line.ljust(len(self._last)))
+        self.stream.flush()
+        self._last = line
+
+    def close(self) -> None:
+        if self.enabled and self._last:
+            self.stream.write("\n")
+            self.stream.flush()

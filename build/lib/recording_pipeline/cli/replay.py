@@ -1,0 +1,119 @@
+"""Feed stored payloads through the webhook path again, or re-drive poison jobs.
+
+Accepts what an operator actually has at hand: an Event Grid dead-letter blob
+(a JSON array of events with extra dead-letter fields), a saved delivery in
+either schema (array or single event), or JSON lines.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from recording_pipeline.app.webhook import WebhookRequest, handle_delivery
+from recording_pipeline.core.errors import ContainerNotFoundError
+from recording_pipeline.core.jobs import decode_job
+from recording_pipeline.core.naming import QUARANTINE_PREFIX
+from recording_pipeline.core.ports import ArchiveStore, ChunkQueue
+from recording_pipeline.core.quarantine import job_text_of
+from recording_pipeline.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ReplaySummary:
+    files: int = 0
+    enqueued: int = 0
+    ignored: int = 0
+    external: int = 0
+    rejected: list[str] = field(default_factory=list)
+    failed_files: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed_files
+
+
+def load_payload(path: Path) -> tuple[bytes, str]:
+    """The file as one delivery body and its content type."""
+    text = path.read_text(encoding="utf-8").strip()
+    try:
+        payload: Any = json.loads(text)
+    except ValueError:
+        payload = [json.loads(line) for line in text.splitlines() if line.strip()]
+    events = payload if isinstance(payload, list) else [payload]
+    cloud = bool(events) and isinstance(events[0], dict) and "specversion" in events[0]
+    content_type = "application/cloudevents-batch+json" if cloud else "application/json"
+    return json.dumps(events).encode(), content_type
+
+
+async def replay_files(
+    runtime: Runtime, paths: list[Path], progress: Callable[[int, int, str], None] | None = None
+) -> ReplaySummary:
+    summary = ReplaySummary()
+    for number, path in enumerate(paths, 1):
+        summary.files += 1
+        try:
+            body, content_type = load_payload(path)
+        except (OSError, ValueError) as exc:
+            summary.failed_files.append(f"{path}: cannot read: {exc}")
+            continue
+        request = WebhookRequest("POST", {"content-type": content_type}, body)
+        config = runtime.webhook
+        response = await handle_delivery(request, _unlimited(config), runtime.queue, runtime.audit)
+        result = response.body or {}
+        summary.enqueued += int(result.get("enqueued", 0))
+        summary.ignored += int(result.get("ignored", 0))
+        summary.external += int(result.get("external", 0))
+        summary.rejected.extend(f"{path}: {r}" for r in result.get("rejected", []))
+        if response.status >= 500 or (response.status >= 400 and not result.get("rejected")):
+            summary.failed_files.append(f"{path}: {response.status} {result.get('error', '')}")
+        if progress:
+            progress(number, len(paths), str(path))
+    return summary
+
+
+def _unlimited(config: Any) -> Any:
+    """An operator's file is not bound by the webhook's per-request limits, nor does it carry a token."""
+    from dataclasses import replace
+
+    return replace(config, max_body_bytes=1 << 40, max_events=1 << 30, delivery_auth=None)
+
+
+async def replay_poison(queue: ChunkQueue, store: ArchiveStore, limit: int = 10_000) -> tuple[int, int]:
+    """Put quarantined jobs back on the chunk queue: the archive's ``_quarantine/`` records, then the poison
+    queue's messages (the worker writes both; the host's own poisoning only the latter). A job found in both is
+    sent once. Returns (re-driven, unreadable kept in place)."""
+    sent: set[str] = set()
+    redriven = kept = 0
+
+    async def redrive(content: str | bytes, where: str) -> bool:
+        nonlocal redriven, kept
+        job_text = job_text_of(content)
+        if job_text is None:
+            kept += 1
+            log.warning("%s is not a job; left in place", where)
+            return False
+        if job_text not in sent:
+            await queue.enqueue([decode_job(job_text)])
+            sent.add(job_text)
+            redriven += 1
+        return True
+
+    try:
+        records = [name async for name in store.list_names(QUARANTINE_PREFIX)]
+    except ContainerNotFoundError:  # no archive yet: nothing was ever quarantined there
+        records = []
+    for name in records[:limit]:
+        found = await store.read_bytes(name)
+        if found is not None and await redrive(found[0], name):
+            await store.delete(name)
+    async for message in queue.poison_messages(limit):
+        if await redrive(message.content, f"a message of {queue.poison_name}"):
+            await message.remove()
+    return redriven, kept

@@ -1,0 +1,115 @@
+"""Every exception the pipeline raises, in one hierarchy.
+
+The worker decides what to do from the class alone: retry (Transient, storage),
+stop and shout (Configuration/Auth), record the chunk as lost (RecordingGone),
+or reject the input for good (InvalidEvent). The edges translate what their
+libraries raise (aiohttp, azure-core, PyJWT) into these, so nothing above them
+handles a library's exception.
+"""
+
+from __future__ import annotations
+
+
+class PipelineError(Exception):
+    """Base of everything raised on purpose by recording_pipeline."""
+
+
+class ConfigurationError(PipelineError):
+    """A setting is missing or wrong; nothing will work until it is fixed."""
+
+
+class InvalidEventError(PipelineError):
+    """An event or job that can never be processed (rejected, not retried)."""
+
+
+class UnsafeUrlError(InvalidEventError):
+    """A recording URL that credentials must not be sent to."""
+
+
+# --- ACS recording storage ---------------------------------------------------------------------
+
+
+class AcsError(PipelineError):
+    """A failed call to ACS recording storage. ``status`` is None for network errors."""
+
+    def __init__(self, message: str, status: int | None = None, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.retry_after = retry_after
+
+
+class AcsTransientError(AcsError):
+    """408, 429, 5xx, resets, timeouts, short bodies: worth another try."""
+
+
+class AcsAuthError(AcsError):
+    """401/403: the key, the identity or the signed host is wrong. Retrying will not help."""
+
+
+class AcsPermanentError(AcsError):
+    """Any other 4xx: the request itself is wrong."""
+
+
+class RecordingGoneError(AcsError):
+    """404: ACS no longer has the file (expired, or deleted by someone else)."""
+
+
+# --- the archive and the queue -----------------------------------------------------------------
+
+
+class StorageError(PipelineError):
+    """A request to Azure Storage (the archive or the queue) failed; another attempt may succeed."""
+
+    def __init__(self, message: str, status: int | None = None, code: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+
+
+class ContainerNotFoundError(StorageError):
+    """The archive container does not exist (operator commands never create it)."""
+
+
+class BlobArchivedError(StorageError):
+    """The blob is in the archive access tier: it must be rehydrated before it can be read."""
+
+
+class BlobTooLargeError(StorageError):
+    """A blob read whole (a manifest, a metadata document) is larger than such a document can be."""
+
+
+class ConcurrentUpdateError(StorageError):
+    """A document changed under every one of our conditional writes."""
+
+
+class ArchiveIntegrityError(PipelineError):
+    """The committed blob does not match what was downloaded. Never delete after this."""
+
+
+# --- attempts ----------------------------------------------------------------------------------
+
+
+class AttemptTimeoutError(PipelineError):
+    """An attempt ended itself before the host's functionTimeout; its staged blocks stay for the next one."""
+
+
+class NoAnswerError(PipelineError):
+    """An earlier delivery of the message ended without an answer (the process was killed or timed out)."""
+
+
+# --- the webhook and the operator --------------------------------------------------------------
+
+
+class DeliveryAuthError(PipelineError):
+    """The request does not carry a token we accept (401). Never says more than the client needs."""
+
+
+class DeliveryAuthUnavailable(DeliveryAuthError):
+    """We cannot check the token now (keys unreachable, or a refresh just happened): 503, so Event Grid retries.
+
+    Event Grid does not retry a 401; answering it for our own trouble would dead-letter real events.
+    """
+
+
+class OperatorInputError(PipelineError):
+    """An argument the operator gave cannot name anything in the archive."""

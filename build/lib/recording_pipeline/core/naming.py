@@ -1,0 +1,119 @@
+"""Blob names in the archive, derived only from a recording's identity.
+
+Deterministic names are what make duplicate deliveries converge on one copy.
+Ids are validated before they become names: a forged id must not climb out of
+its folder, hide control characters, or collide with another recording.
+
+Layout (container ``ARCHIVE_CONTAINER``)::
+
+    {callId}/{recordingKey}/manifest.json
+    {callId}/{recordingKey}/{index:05d}-{documentId}.{mp4|mp3|wav|bin}
+    {callId}/{recordingKey}/{index:05d}-{documentId}.metadata.json
+    _lost/{callId}/{recordingKey}/{index:05d}-{documentId}.json
+    _quarantine/{callId}/{recordingKey}/{index:05d}-{documentId}.json
+    _quarantine/_invalid/{sha256 of the message}.json
+    _rejected/{yyyy}/{mm}/{dd}/{sha256 of the raw event}.json
+    _index/participants/{sha256(participantId)}/{callId}/{recordingKey}
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from datetime import datetime
+
+from recording_pipeline.core.errors import InvalidEventError
+
+MAX_ID_LENGTH = 256
+QUARANTINE_PREFIX = "_quarantine/"
+_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_=.:-]*$")
+
+_FORMATS = {
+    "mp4": ("mp4", "video/mp4"),
+    "mp3": ("mp3", "audio/mpeg"),
+    "wav": ("wav", "audio/wav"),
+}
+
+
+def check_id(value: str | None, what: str) -> str:
+    """An id safe to use as one path segment of a blob name."""
+    if not value:
+        raise InvalidEventError(f"{what} is missing")
+    if len(value) > MAX_ID_LENGTH:
+        raise InvalidEventError(f"{what} is longer than {MAX_ID_LENGTH} characters")
+    if not _ID.fullmatch(value) or ".." in value:
+        raise InvalidEventError(f"{what} has characters outside [A-Za-z0-9_=.:-]")
+    return value
+
+
+def recording_key(recording_id: str | None, server_call_id: str | None) -> str:
+    """The folder of one recording under its call.
+
+    ``recordingId`` when the event has one; otherwise a digest of the
+    serverCallId (which can be long), otherwise ``call`` for the oldest events
+    that carry neither. Prefixes keep the three kinds from colliding.
+    """
+    if recording_id:
+        return f"r-{recording_id}"
+    if server_call_id:
+        return f"s-{hashlib.sha256(server_call_id.encode()).hexdigest()[:32]}"
+    return "call"
+
+
+def recording_prefix(call_id: str, rec_key: str) -> str:
+    return f"{call_id}/{rec_key}/"
+
+
+def manifest_name(call_id: str, rec_key: str) -> str:
+    return f"{recording_prefix(call_id, rec_key)}manifest.json"
+
+
+def chunk_stem(call_id: str, rec_key: str, index: int, document_id: str) -> str:
+    return f"{recording_prefix(call_id, rec_key)}{index:05d}-{document_id}"
+
+
+def media_name(stem: str, extension: str) -> str:
+    return f"{stem}.{extension}"
+
+
+def metadata_name(stem: str) -> str:
+    return f"{stem}.metadata.json"
+
+
+def lost_name(stem: str) -> str:
+    return f"_lost/{stem}.json"
+
+
+def quarantine_name(stem: str) -> str:
+    return f"{QUARANTINE_PREFIX}{stem}.json"
+
+
+def quarantine_invalid_name(message: str) -> str:
+    """A queue message that is not a job at all (it has no identity to name it by)."""
+    return f"{QUARANTINE_PREFIX}_invalid/{hashlib.sha256(message.encode()).hexdigest()}.json"
+
+
+def rejected_name(raw_event: bytes, received: datetime) -> str:
+    digest = hashlib.sha256(raw_event).hexdigest()
+    return f"_rejected/{received:%Y/%m/%d}/{digest}.json"
+
+
+def participant_digest(participant_id: str) -> str:
+    return hashlib.sha256(participant_id.encode()).hexdigest()
+
+
+def participant_prefix(participant_id: str) -> str:
+    return f"_index/participants/{participant_digest(participant_id)}/"
+
+
+def participant_entry(participant_id: str, call_id: str, rec_key: str) -> str:
+    return f"{participant_prefix(participant_id)}{call_id}/{rec_key}"
+
+
+def media_format(*candidates: str | None) -> tuple[str, str]:
+    """(extension, content type) from the first known format among the candidates."""
+    for candidate in candidates:
+        known = _FORMATS.get((candidate or "").strip().lower())
+        if known:
+            return known
+    return ("bin", "application/octet-stream")

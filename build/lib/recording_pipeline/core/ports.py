@@ -1,0 +1,146 @@
+"""What the app needs from the world, as Protocols: the archive, the chunk queue, ACS.
+
+The handlers depend on these, never on a client library. The edges implement
+them over azure-storage-blob, azure-storage-queue and aiohttp; the tests' in-
+memory fakes implement them too, and one contract test per edge runs the same
+assertions against both, so the fakes cannot drift from the real thing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar
+
+from recording_pipeline.core.jobs import RecordingChunk
+from recording_pipeline.core.quarantine import QuarantineRecord
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class BlobInfo:
+    name: str
+    size: int
+    etag: str
+    metadata: dict[str, str]
+
+
+@dataclass(frozen=True)
+class StagedBlock:
+    block_id: str
+    size: int
+
+
+class ArchiveStore(Protocol):
+    """One blob container. Nothing is overwritten unless a method says so; every failure is a StorageError."""
+
+    container_name: str
+
+    async def ensure(self) -> None:
+        """Create the container if it is missing (a 403 means the deployment made it)."""
+
+    async def info(self, name: str) -> BlobInfo | None: ...
+
+    async def read_bytes(self, name: str, limit: int = ...) -> tuple[bytes, str] | None:
+        """A small blob whole, with its ETag; BlobTooLargeError past ``limit``."""
+
+    async def read_json(self, name: str) -> tuple[Any, str] | None: ...
+
+    def stream(self, name: str) -> AsyncIterator[bytes]:
+        """The blob piece by piece, for media of any size."""
+
+    def list_names(self, prefix: str) -> AsyncIterator[str]: ...
+
+    async def sha256(self, name: str, progress: Callable[[int], None] | None = None) -> tuple[str, int]:
+        """(hex sha256, bytes read), streamed; ``progress`` is told each piece's size."""
+
+    async def create(self, name: str, data: bytes, content_type: str, metadata: dict[str, str] | None = None) -> bool:
+        """A new blob; False (and nothing written) if it already exists."""
+
+    async def update_json(
+        self, name: str, mutate: Callable[[Any | None], Any | None], attempts: int = 20
+    ) -> Any | None:
+        """Read-modify-write under ETag conditions; ``mutate`` may run several times; None from it: no change."""
+
+    async def delete(self, name: str) -> None:
+        """Remove a blob; absent counts as removed."""
+
+    async def set_metadata(self, name: str, metadata: dict[str, str]) -> None: ...
+
+    async def uncommitted_blocks(self, name: str) -> list[StagedBlock]: ...
+
+    async def committed_blocks(self, name: str) -> list[StagedBlock]: ...
+
+    async def stage_block(self, name: str, block_id: str, data: bytes) -> None:
+        """Upload one block, its MD5 checked by the service."""
+
+    async def commit_new(self, name: str, block_ids: list[str], content_type: str, metadata: dict[str, str]) -> bool:
+        """Commit the staged blocks as a new blob; False if the blob already exists."""
+
+    def lease(self, name: str, seconds: int, wait: float) -> AbstractAsyncContextManager[bool]:
+        """Hold a lease on ``name`` (renewed) while inside; True if held, False if another holder kept it
+        throughout ``wait`` seconds."""
+
+    async def close(self) -> None: ...
+
+
+class MediaStream(Protocol):
+    """An open download: ``start`` is where the body begins, ``total`` the whole file's size if known."""
+
+    start: int
+    total: int | None
+
+    def pieces(self) -> AsyncIterator[bytes]: ...
+
+
+class Retrier(Protocol):
+    async def call(
+        self, what: str, operation: Callable[[], Awaitable[T]], progress: Callable[[], int] | None = None
+    ) -> T: ...
+
+
+class RecordingSource(Protocol):
+    """ACS recording storage: every failure is an AcsError."""
+
+    @property
+    def retry(self) -> Retrier: ...
+
+    async def fetch_metadata(self, url: str) -> bytes: ...
+
+    def open_media(self, url: str, offset: int = 0) -> AbstractAsyncContextManager[MediaStream]:
+        """One try at the media from ``offset``; the caller resumes and retries."""
+
+    async def delete(self, url: str) -> bool:
+        """True if deleted now, False if it was already gone."""
+
+
+class PoisonMessage(Protocol):
+    content: str
+
+    async def remove(self) -> None: ...
+
+
+class ChunkQueue(Protocol):
+    """The Storage queue of chunk jobs and its poison queue. Every failure is a StorageError."""
+
+    name: str
+    poison_name: str
+
+    async def ensure(self) -> None: ...
+
+    async def enqueue(self, jobs: Sequence[RecordingChunk]) -> int:
+        """All of them, or raise."""
+
+    async def enqueue_later(self, job: RecordingChunk, delay_seconds: int) -> None: ...
+
+    async def send_poison(self, record: QuarantineRecord) -> None:
+        """A quarantine record that never expires."""
+
+    def poison_messages(self, limit: int) -> AsyncIterator[PoisonMessage]:
+        """What waits in the poison queue, each hidden from others until removed or a while has passed."""
+
+    async def poison_count(self) -> int: ...
+
+    async def close(self) -> None: ...

@@ -1,0 +1,400 @@
+"""Environment (Functions app settings) → frozen settings, grouped by who uses them, validated once.
+
+Read once per process and passed to the clients, so a bad setting fails at
+start-up with a clear message instead of on the first recording. Each group
+loads on its own, so an operator command asks only for what it uses (``status``
+needs the archive, not ACS's key). Every default and every bound is declared
+once, in SPECS; README's configuration table states the same (a test compares).
+"""
+
+from __future__ import annotations
+
+import base64
+import math
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import NamedTuple
+from urllib.parse import urlsplit
+
+from recording_pipeline.core.errors import ConfigurationError
+from recording_pipeline.core.urls import UrlPolicy
+
+DEFAULT_ALLOWED_HOSTS = (".asm.skype.com", ".asyncgw.teams.microsoft.com", ".ams.gov.teams.microsoft.us")
+MIB = 1024 * 1024
+POISON_SUFFIX = "-poison"
+KEY_VAULT_REFERENCE = "@microsoft.keyvault("
+_STORAGE_NAME = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
+
+
+class Spec(NamedTuple):
+    """One number setting: its default and the range the app can keep its promises in."""
+
+    default: float
+    low: float
+    high: float
+    whole: bool = False  # a count: truncated to an integer, and at least 1 after truncation
+
+
+SPECS: dict[str, Spec] = {
+    "RECORDING_RETENTION_HOURS": Spec(24, 0.01, 24 * 30),
+    "TRANSFER_BLOCK_SIZE_MIB": Spec(4, 0.0625, 4000),  # a block holds at most 4000 MiB
+    "TRANSFER_CONCURRENCY": Spec(4, 1, 64, whole=True),
+    "QUEUE_REQUEUE_DELAY_SECONDS": Spec(300, 1, 86400, whole=True),
+    "ACS_READ_TIMEOUT_SECONDS": Spec(60, 1, 3600),
+    "ACS_RETRY_ATTEMPTS": Spec(8, 1, 100, whole=True),
+    "ACS_RETRY_INITIAL_WAIT_SECONDS": Spec(1, 0.001, 600),
+    "ACS_RETRY_MAX_WAIT_SECONDS": Spec(60, 0.001, 3600),
+    "ACS_RETRY_BUDGET_SECONDS": Spec(600, 1, 86400),
+    "WEBHOOK_MAX_BODY_BYTES": Spec(4 * MIB, 1024, 100 * MIB, whole=True),  # the HTTP trigger takes 100 MB at most
+    "WEBHOOK_MAX_EVENTS": Spec(1000, 1, 5000, whole=True),
+    "LOCAL_HOST_LEASE_SECONDS": Spec(600, 1, 3600),
+}
+NAMES = {"ARCHIVE_CONTAINER": "recordings", "CHUNK_QUEUE_NAME": "recording-chunks"}
+DEFAULT_CONTAINER = NAMES["ARCHIVE_CONTAINER"]
+DEFAULT_QUEUE_NAME = NAMES["CHUNK_QUEUE_NAME"]
+
+# Every app setting the app reads (besides AzureWebJobsStorage*), documented in README and local.settings.sample.json.
+SETTING_NAMES = (
+    "ACS_CONNECTION_STRING",
+    "ACS_ENDPOINT",
+    "ACS_RESOURCE_ID",
+    "ARCHIVE_STORAGE_CONNECTION_STRING",
+    "ARCHIVE_STORAGE_ACCOUNT_URL",
+    *NAMES,
+    "RECORDING_ALLOWED_HOSTS",
+    "RECORDING_ALLOW_HTTP",
+    "WEBHOOK_KEY",
+    "WEBHOOK_ENTRA_TENANT_ID",
+    "WEBHOOK_ENTRA_AUDIENCE",
+    "WEBHOOK_ENTRA_JWKS_URL",
+    "APPLICATIONINSIGHTS_CONNECTION_STRING",
+    *(name for name in SPECS if name != "LOCAL_HOST_LEASE_SECONDS"),
+)
+
+
+# --- the groups ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AcsCredentials:
+    """Where ACS is and how to sign for it. ``access_key`` None means Entra ID."""
+
+    endpoint: str
+    access_key: str | None = field(default=None, repr=False)
+
+    @property
+    def endpoint_host(self) -> str:
+        """The host the HMAC signature covers (sent as ``x-ms-host``)."""
+        return urlsplit(self.endpoint).netloc
+
+
+@dataclass(frozen=True)
+class StorageTarget:
+    """A storage account reached by connection string or by account URL + identity."""
+
+    connection_string: str | None = field(default=None, repr=False)
+    account_url: str | None = None
+
+
+@dataclass(frozen=True)
+class RetrySettings:
+    """Retries of one call to ACS within an attempt: tries and seconds per streak of failures."""
+
+    attempts: int
+    initial_wait: float
+    max_wait: float
+    budget_seconds: float
+
+
+@dataclass(frozen=True)
+class AcsSettings:
+    """The worker's ACS client."""
+
+    credentials: AcsCredentials
+    read_timeout_seconds: float
+    retry: RetrySettings
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> AcsSettings:
+        return cls(
+            _acs_credentials(env),
+            _number(env, "ACS_READ_TIMEOUT_SECONDS"),
+            RetrySettings(
+                attempts=int(_number(env, "ACS_RETRY_ATTEMPTS")),
+                initial_wait=_number(env, "ACS_RETRY_INITIAL_WAIT_SECONDS"),
+                max_wait=_number(env, "ACS_RETRY_MAX_WAIT_SECONDS"),
+                budget_seconds=_number(env, "ACS_RETRY_BUDGET_SECONDS"),
+            ),
+        )
+
+
+@dataclass(frozen=True)
+class RecordingUrls:
+    """Which recording URLs may receive our credentials (webhook and worker alike)."""
+
+    allowed_hosts: tuple[str, ...]
+    allow_http: bool
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> RecordingUrls:
+        return cls(_allowed_hosts(env.get("RECORDING_ALLOWED_HOSTS", "")), _bool(env, "RECORDING_ALLOW_HTTP", False))
+
+    def policy(self, acs: AcsCredentials) -> UrlPolicy:
+        return UrlPolicy(self.allowed_hosts, self.allow_http, acs.endpoint_host)
+
+
+@dataclass(frozen=True)
+class ArchiveSettings:
+    """The customer's archive container: what every operator command needs, and nothing more."""
+
+    target: StorageTarget
+    container: str
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> ArchiveSettings:
+        _check_resolved(env)
+        target = _storage_target(env, "ARCHIVE_STORAGE_CONNECTION_STRING", "ARCHIVE_STORAGE_ACCOUNT_URL", "the archive")
+        return cls(target, _name(env, "ARCHIVE_CONTAINER"))
+
+
+@dataclass(frozen=True)
+class QueueSettings:
+    """The chunk queue in the Functions host's own storage, and how long a job waits when it comes back."""
+
+    target: StorageTarget
+    name: str
+    requeue_delay_seconds: int
+
+    @property
+    def poison_name(self) -> str:
+        return f"{self.name}{POISON_SUFFIX}"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> QueueSettings:
+        _check_resolved(env)
+        return cls(
+            _queue_target(env),
+            _name(env, "CHUNK_QUEUE_NAME", 63 - len(POISON_SUFFIX)),
+            int(_number(env, "QUEUE_REQUEUE_DELAY_SECONDS")),
+        )
+
+
+@dataclass(frozen=True)
+class EntraDelivery:
+    """Accept deliveries only with Event Grid's Entra ID token for this tenant and audience."""
+
+    tenant_id: str
+    audience: str
+    jwks_url: str | None = None
+
+
+@dataclass(frozen=True)
+class WebhookSettings:
+    retention_hours: float
+    acs_resource_id: str | None
+    max_body_bytes: int
+    max_events: int
+    entra: EntraDelivery | None
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> WebhookSettings:
+        return cls(
+            retention_hours=_number(env, "RECORDING_RETENTION_HOURS"),
+            acs_resource_id=(env.get("ACS_RESOURCE_ID") or "").strip() or None,
+            max_body_bytes=int(_number(env, "WEBHOOK_MAX_BODY_BYTES")),
+            max_events=int(_number(env, "WEBHOOK_MAX_EVENTS")),
+            entra=_entra_delivery(env),
+        )
+
+
+@dataclass(frozen=True)
+class TransferSettings:
+    block_size: int
+    concurrency: int
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> TransferSettings:
+        return cls(
+            int(_number(env, "TRANSFER_BLOCK_SIZE_MIB") * MIB),
+            int(_number(env, "TRANSFER_CONCURRENCY")),
+        )
+
+
+@dataclass(frozen=True)
+class LocalHostSettings:
+    """``serve`` only: the function key its local host demands, and how long a message in flight stays hidden."""
+
+    function_key: str | None = field(repr=False)
+    lease_seconds: float
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> LocalHostSettings:
+        return cls(env.get("WEBHOOK_KEY") or None, _number(env, "LOCAL_HOST_LEASE_SECONDS"))
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything function_app.py needs."""
+
+    acs: AcsSettings
+    urls: RecordingUrls
+    archive: ArchiveSettings
+    queue: QueueSettings
+    webhook: WebhookSettings
+    transfer: TransferSettings
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Build Settings from a mapping (default ``os.environ``); raise ConfigurationError."""
+        env = os.environ if env is None else env
+        _check_resolved(env)
+        return cls(
+            acs=AcsSettings.from_env(env),
+            urls=RecordingUrls.from_env(env),
+            archive=ArchiveSettings.from_env(env),
+            queue=QueueSettings.from_env(env),
+            webhook=WebhookSettings.from_env(env),
+            transfer=TransferSettings.from_env(env),
+        )
+
+    @property
+    def url_policy(self) -> UrlPolicy:
+        return self.urls.policy(self.acs.credentials)
+
+
+# --- reading the environment ---------------------------------------------------------------------
+
+
+def _check_resolved(env: Mapping[str, str]) -> None:
+    """An app setting whose Key Vault reference the platform could not resolve reaches us as its literal text.
+
+    Named, not used: an unresolved reference usually means the app's identity has no role on the vault yet
+    (https://learn.microsoft.com/azure/app-service/app-service-key-vault-references).
+    """
+    for key, value in env.items():
+        ours = key in SETTING_NAMES or key.startswith("AzureWebJobsStorage")
+        if ours and isinstance(value, str) and value.lstrip().lower().startswith(KEY_VAULT_REFERENCE):
+            raise ConfigurationError(
+                f"{key} is an unresolved Key Vault reference: grant the app's identity 'Key Vault Secrets User' on "
+                "the vault, then restart the app or change any app setting (the platform fetches it again)"
+            )
+
+
+def parse_acs_connection_string(value: str) -> AcsCredentials:
+    """``endpoint=https://NAME.communication.azure.com/;accesskey=BASE64`` → credentials."""
+    parts: dict[str, str] = {}
+    for piece in value.split(";"):
+        if not piece.strip():
+            continue
+        name, sep, val = piece.partition("=")
+        if not sep:
+            raise ConfigurationError("ACS_CONNECTION_STRING must be 'endpoint=...;accesskey=...'")
+        parts[name.strip().lower()] = val.strip()
+    endpoint, key = parts.get("endpoint"), parts.get("accesskey")
+    if not endpoint or not key:
+        raise ConfigurationError("ACS_CONNECTION_STRING needs both endpoint= and accesskey=")
+    try:
+        base64.b64decode(key, validate=True)
+    except ValueError:
+        raise ConfigurationError("ACS_CONNECTION_STRING: accesskey is not base64") from None
+    return AcsCredentials(endpoint=_endpoint(endpoint, "ACS_CONNECTION_STRING"), access_key=key)
+
+
+def _entra_delivery(env: Mapping[str, str]) -> EntraDelivery | None:
+    tenant = (env.get("WEBHOOK_ENTRA_TENANT_ID") or "").strip()
+    audience = (env.get("WEBHOOK_ENTRA_AUDIENCE") or "").strip()
+    if not tenant and not audience:
+        return None
+    if not (tenant and audience):
+        raise ConfigurationError("set both WEBHOOK_ENTRA_TENANT_ID and WEBHOOK_ENTRA_AUDIENCE, or neither")
+    jwks = (env.get("WEBHOOK_ENTRA_JWKS_URL") or "").strip() or None
+    return EntraDelivery(tenant, audience, jwks)
+
+
+def _acs_credentials(env: Mapping[str, str]) -> AcsCredentials:
+    conn = env.get("ACS_CONNECTION_STRING")
+    if conn:
+        return parse_acs_connection_string(conn)
+    endpoint = env.get("ACS_ENDPOINT")
+    if endpoint:
+        return AcsCredentials(endpoint=_endpoint(endpoint, "ACS_ENDPOINT"))
+    raise ConfigurationError("set ACS_CONNECTION_STRING (access key) or ACS_ENDPOINT (Entra ID)")
+
+
+def _endpoint(value: str, name: str) -> str:
+    parts = urlsplit(value.strip())
+    if parts.scheme not in ("https", "http") or not parts.netloc:
+        raise ConfigurationError(f"{name}: the ACS endpoint must be an absolute URL")
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def _storage_target(env: Mapping[str, str], conn_name: str, url_name: str, what: str) -> StorageTarget:
+    conn, url = env.get(conn_name), env.get(url_name)
+    if conn:
+        return StorageTarget(connection_string=conn)
+    if url:
+        return StorageTarget(account_url=url.rstrip("/"))
+    raise ConfigurationError(f"set {conn_name} or {url_name} for {what}")
+
+
+def _queue_target(env: Mapping[str, str]) -> StorageTarget:
+    """The Functions host's own storage: ``AzureWebJobsStorage`` or its identity-based form."""
+    conn = env.get("AzureWebJobsStorage")
+    if conn:
+        return StorageTarget(connection_string=conn)
+    url = env.get("AzureWebJobsStorage__queueServiceUri")
+    if url:
+        return StorageTarget(account_url=url.rstrip("/"))
+    account = env.get("AzureWebJobsStorage__accountName")
+    if account:
+        return StorageTarget(account_url=f"https://{account}.queue.core.windows.net")
+    raise ConfigurationError("set AzureWebJobsStorage (or AzureWebJobsStorage__accountName) for the chunk queue")
+
+
+def _allowed_hosts(raw: str) -> tuple[str, ...]:
+    entries = tuple(h.strip().lower() for h in raw.split(",") if h.strip())
+    for entry in entries:
+        bare = entry.removeprefix(".")
+        if not bare or "/" in bare or "@" in bare or bare.startswith("."):
+            raise ConfigurationError(f"RECORDING_ALLOWED_HOSTS: '{entry}' is not a host or .suffix")
+    return entries or DEFAULT_ALLOWED_HOSTS
+
+
+def _name(env: Mapping[str, str], key: str, max_length: int = 63) -> str:
+    value = (env.get(key) or NAMES[key]).strip()
+    if not (3 <= len(value) <= max_length) or not _STORAGE_NAME.fullmatch(value):
+        raise ConfigurationError(f"{key}: '{value}' is not a valid storage container/queue name")
+    return value
+
+
+def _bool(env: Mapping[str, str], key: str, default: bool) -> bool:
+    raw = env.get(key)
+    if raw is None or raw.strip() == "":
+        return default
+    value = raw.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ConfigurationError(f"{key}: expected true or false, got '{raw}'")
+
+
+def _number(env: Mapping[str, str], key: str) -> float:
+    """SPECS[key]'s value from ``env``, its default if unset; out of range or not a number: ConfigurationError."""
+    spec = SPECS[key]
+    raw = env.get(key)
+    if raw is None or raw.strip() == "":
+        return spec.default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigurationError(f"{key}: expected a number, got '{raw}'") from None
+    if not math.isfinite(value) or value <= 0:
+        raise ConfigurationError(f"{key}: must be a positive finite number, got '{raw}'")
+    if spec.whole:
+        value = float(int(value))
+    if not spec.low <= value <= spec.high:
+        raise ConfigurationError(f"{key}: must be between {spec.low:g} and {spec.high:g}, got '{raw}'")
+    return value

@@ -1,0 +1,49 @@
+"""What proves an archived copy whole, before ACS's copy may be deleted.
+
+Pure checks over what the archive reports; the worker gathers the facts (blob
+properties, committed block list, the sha256 it streamed or read back) and
+these decide. Any doubt raises ArchiveIntegrityError, and the source is kept.
+"""
+
+from __future__ import annotations
+
+from recording_pipeline.core.errors import ArchiveIntegrityError
+from recording_pipeline.core.ports import BlobInfo, StagedBlock
+
+SHA256 = "sha256"
+SOURCE_SIZE = "source_size"
+SOURCE_SIZE_DECLARED = "source_size_declared"
+VERIFIED_AT = "verified_at"
+
+
+def is_verified(info: BlobInfo | None) -> bool:
+    """A blob this pipeline verified: a sha256, a verification time, and the size ACS served."""
+    if info is None:
+        return False
+    meta = info.metadata
+    return bool(meta.get(VERIFIED_AT)) and bool(meta.get(SHA256)) and meta.get(SOURCE_SIZE) == str(info.size)
+
+
+def check_committed(info: BlobInfo, committed: list[StagedBlock], staged: list[str] | None) -> None:
+    """The blob is the size ACS served, made of its blocks, and (when this attempt staged them) of ours."""
+    source_size = info.metadata.get(SOURCE_SIZE)
+    if source_size != str(info.size):
+        raise ArchiveIntegrityError(f"{info.name}: {info.size} bytes archived, ACS served {source_size}")
+    if sum(b.size for b in committed) != info.size:
+        raise ArchiveIntegrityError(f"{info.name}: committed blocks do not add up to the blob's size")
+    if staged is not None and [b.block_id for b in committed] != staged:
+        raise ArchiveIntegrityError(f"{info.name}: committed block list is not the one staged")
+
+
+def check_read_back(info: BlobInfo, sha256: str, size: int) -> None:
+    """A hash of the archived bytes agrees with the blob and with any hash recorded at commit."""
+    if size != info.size:
+        raise ArchiveIntegrityError(f"{info.name}: read back {size} bytes of {info.size}")
+    recorded = info.metadata.get(SHA256)
+    if recorded and recorded != sha256:
+        raise ArchiveIntegrityError(f"{info.name}: sha256 of the archive differs from the recorded one")
+
+
+def source_size_declared(info: BlobInfo) -> bool:
+    """False when ACS never stated the file's size: a copy cut short cannot be told from a whole one."""
+    return info.metadata.get(SOURCE_SIZE_DECLARED) != "false"

@@ -1,0 +1,1 @@
+"""The edges: ACS, the archive, the queue, delivery auth, retries, telemetry."""

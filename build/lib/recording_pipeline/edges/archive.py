@@ -1,0 +1,254 @@
+"""BlobArchive: the customer's archive container, through azure-storage-blob (async).
+
+Implements core.ports.ArchiveStore. Nothing here overwrites an archived
+recording: media and metadata are created with If-None-Match: *, JSON documents
+that change (manifests) are replaced only with If-Match on the ETag that was
+read, and blocks are staged under deterministic ids so a later attempt can see
+what an earlier one left. Every Azure SDK error leaves as a StorageError.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from azure.core import MatchConditions
+from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
+from azure.storage.blob import BlobBlock, ContentSettings
+from azure.storage.blob.aio import BlobLeaseClient, BlobServiceClient, ContainerClient
+
+from recording_pipeline.core.errors import BlobTooLargeError, ConcurrentUpdateError
+from recording_pipeline.core.ports import BlobInfo, StagedBlock
+from recording_pipeline.edges.storage_errors import create_if_missing, storage_errors, translated_iter
+
+log = logging.getLogger(__name__)
+
+JSON = "application/json"
+SMALL_BLOB_LIMIT = 4 * 1024 * 1024
+LEASE_POLL_SECONDS = 1.0
+
+
+class BlobArchive:
+    def __init__(self, service: BlobServiceClient, container: str) -> None:
+        self._service = service
+        self.container_name = container
+        self._container: ContainerClient = service.get_container_client(container)
+
+    @property
+    def url(self) -> str:
+        return str(self._container.url)
+
+    async def ensure(self) -> None:
+        await create_if_missing(self._container.create_container(), f"container {self.container_name}")
+
+    async def close(self) -> None:
+        await self._service.close()
+
+    # --- reading ---------------------------------------------------------
+
+    async def info(self, name: str) -> BlobInfo | None:
+        with storage_errors(f"properties of {name}"):
+            try:
+                props = await self._container.get_blob_client(name).get_blob_properties()
+            except ResourceNotFoundError as exc:
+                if getattr(exc, "error_code", None) == "ContainerNotFound":
+                    raise
+                return None
+        return BlobInfo(name, int(props.size), str(props.etag), dict(props.metadata or {}))
+
+    async def read_bytes(self, name: str, limit: int = SMALL_BLOB_LIMIT) -> tuple[bytes, str] | None:
+        """A small blob's content and ETag (manifests, metadata JSON). None if absent."""
+        with storage_errors(f"read {name}"):
+            try:
+                downloader = await self._container.get_blob_client(name).download_blob()
+            except ResourceNotFoundError as exc:
+                if getattr(exc, "error_code", None) == "ContainerNotFound":
+                    raise
+                return None
+            if downloader.size > limit:
+                raise BlobTooLargeError(f"{name} is {downloader.size} bytes, more than the {limit} expected")
+            body = await downloader.readall()
+        return bytes(body), str(downloader.properties.etag)
+
+    async def read_json(self, name: str) -> tuple[Any, str] | None:
+        found = await self.read_bytes(name)
+        if found is None:
+            return None
+        return json.loads(found[0]), found[1]
+
+    async def stream(self, name: str) -> AsyncIterator[bytes]:
+        """The whole blob, piece by piece (re-hashing multi-GB media without holding it)."""
+        with storage_errors(f"read {name}"):
+            downloader = await self._container.get_blob_client(name).download_blob()
+            async for piece in downloader.chunks():
+                yield piece
+
+    def list_names(self, prefix: str) -> AsyncIterator[str]:
+        return translated_iter(f"list {prefix}*", self._container.list_blob_names(name_starts_with=prefix))
+
+    async def sha256(self, name: str, progress: Callable[[int], None] | None = None) -> tuple[str, int]:
+        """Hashed on a worker thread, piece by piece, so the event loop stays free for other transfers."""
+        hasher = hashlib.sha256()
+        size = 0
+        async for piece in self.stream(name):
+            size += len(piece)
+            await asyncio.to_thread(hasher.update, piece)
+            if progress is not None:
+                progress(len(piece))
+        return hasher.hexdigest(), size
+
+    # --- writing ---------------------------------------------------------
+
+    async def create(self, name: str, data: bytes, content_type: str, metadata: dict[str, str] | None = None) -> bool:
+        """Write a new blob. False if it already existed (left untouched)."""
+        with storage_errors(f"create {name}"):
+            try:
+                await self._container.get_blob_client(name).upload_blob(
+                    data,
+                    overwrite=False,
+                    content_settings=ContentSettings(content_type=content_type),
+                    metadata=metadata,
+                )
+            except ResourceExistsError:
+                return False
+        return True
+
+    async def update_json(
+        self, name: str, mutate: Callable[[Any | None], Any | None], attempts: int = 20
+    ) -> Any | None:
+        """Read-modify-write under ETag conditions; ``mutate`` may run several times. None: no change."""
+        for _ in range(attempts):
+            found = await self.read_json(name)
+            current, etag = found if found else (None, None)
+            updated = mutate(json.loads(json.dumps(current)) if current is not None else None)
+            if updated is None:
+                return current
+            if await self._replace_json(name, updated, etag):
+                return updated
+        raise ConcurrentUpdateError(f"{name}: gave up after {attempts} concurrent updates")
+
+    async def _replace_json(self, name: str, doc: Any, etag: str | None) -> bool:
+        """Write only if the blob is still at ``etag`` (None: only if absent); False if someone wrote first."""
+        conditions: dict[str, Any] = (
+            {"etag": etag, "match_condition": MatchConditions.IfNotModified}
+            if etag
+            else {"match_condition": MatchConditions.IfMissing}
+        )
+        with storage_errors(f"write {name}"):
+            try:
+                await self._container.get_blob_client(name).upload_blob(
+                    json.dumps(doc, indent=1, sort_keys=True).encode(),
+                    overwrite=True,
+                    content_settings=ContentSettings(content_type=JSON),
+                    **conditions,
+                )
+            except (ResourceModifiedError, ResourceExistsError):
+                return False
+            except HttpResponseError as exc:
+                if exc.status_code in (409, 412):
+                    return False
+                raise
+        return True
+
+    async def delete(self, name: str) -> None:
+        with storage_errors(f"delete {name}"), contextlib.suppress(ResourceNotFoundError):
+            await self._container.get_blob_client(name).delete_blob()
+
+    async def set_metadata(self, name: str, metadata: dict[str, str]) -> None:
+        with storage_errors(f"set metadata of {name}"):
+            await self._container.get_blob_client(name).set_blob_metadata(metadata)
+
+    # --- staged block uploads -------------------------------------------
+
+    async def uncommitted_blocks(self, name: str) -> list[StagedBlock]:
+        with storage_errors(f"block list of {name}"):
+            try:
+                _committed, uncommitted = await self._container.get_blob_client(name).get_block_list("uncommitted")
+            except ResourceNotFoundError:
+                return []
+        return [StagedBlock(str(b.id), int(b.size)) for b in uncommitted]
+
+    async def committed_blocks(self, name: str) -> list[StagedBlock]:
+        with storage_errors(f"block list of {name}"):
+            committed, _ = await self._container.get_blob_client(name).get_block_list("committed")
+        return [StagedBlock(str(b.id), int(b.size)) for b in committed]
+
+    async def stage_block(self, name: str, block_id: str, data: bytes) -> None:
+        with storage_errors(f"stage block {block_id} of {name}"):
+            await self._container.get_blob_client(name).stage_block(
+                block_id, data, length=len(data), validate_content="md5"
+            )
+
+    async def commit_new(self, name: str, block_ids: list[str], content_type: str, metadata: dict[str, str]) -> bool:
+        """Commit the staged blocks as a new blob. False if the blob already existed."""
+        with storage_errors(f"commit {name}"):
+            try:
+                await self._container.get_blob_client(name).commit_block_list(
+                    [BlobBlock(block_id=b) for b in block_ids],
+                    content_settings=ContentSettings(content_type=content_type),
+                    metadata=metadata,
+                    match_condition=MatchConditions.IfMissing,
+                )
+            except (ResourceExistsError, ResourceModifiedError):
+                return False
+            except HttpResponseError as exc:
+                if exc.status_code in (409, 412):
+                    return False
+                raise
+        return True
+
+    # --- leases ---------------------------------------------------------
+
+    @asynccontextmanager
+    async def lease(self, name: str, seconds: int, wait: float) -> AsyncIterator[bool]:
+        """A lease on ``name`` (which must exist), renewed every third of ``seconds`` while inside.
+
+        Another holder's lease is waited for up to ``wait`` seconds: one nobody renews expires within
+        ``seconds``. Losing a renewal costs efficiency, never correctness, so it is only logged.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait
+        lease = await self._try_lease(name, seconds)
+        while lease is None and loop.time() < deadline:
+            await asyncio.sleep(LEASE_POLL_SECONDS)
+            lease = await self._try_lease(name, seconds)
+        if lease is None:
+            yield False
+            return
+        held = lease
+
+        async def renew() -> None:
+            while True:
+                await asyncio.sleep(seconds / 3)
+                try:
+                    await held.renew()
+                except Exception as exc:
+                    log.warning("could not renew the lease on %s: %s", name, type(exc).__name__)
+
+        renewer = asyncio.create_task(renew())
+        try:
+            yield True
+        finally:
+            renewer.cancel()
+            await asyncio.gather(renewer, return_exceptions=True)
+            try:
+                await held.release()
+            except Exception:  # an unreleased lease simply expires in ``seconds``
+                log.warning("could not release the lease on %s", name)
+
+    async def _try_lease(self, name: str, seconds: int) -> BlobLeaseClient | None:
+        lease = BlobLeaseClient(self._container.get_blob_client(name))
+        with storage_errors(f"lease {name}"):
+            try:
+                await lease.acquire(lease_duration=seconds)
+            except HttpResponseError as exc:
+                if exc.status_code == 409:
+                    return None
+                raise
+        return lease

@@ -1,0 +1,55 @@
+"""Azure Storage's exceptions, translated into the pipeline's own (core.errors) at the edge.
+
+Nothing above the edges imports azure.core: the worker, the webhook and the
+operator commands see StorageError and its kinds only.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Awaitable, Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+from azure.core.exceptions import AzureError, HttpResponseError, ResourceExistsError
+
+from recording_pipeline.core.errors import BlobArchivedError, ContainerNotFoundError, StorageError
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+@contextmanager
+def storage_errors(what: str) -> Iterator[None]:
+    """Raise any Azure SDK error inside as a StorageError (with its status and error code) naming ``what``."""
+    try:
+        yield
+    except HttpResponseError as exc:
+        code = getattr(exc, "error_code", None)
+        status = exc.status_code
+        kind = {"ContainerNotFound": ContainerNotFoundError, "BlobArchived": BlobArchivedError}.get(
+            str(code), StorageError
+        )
+        raise kind(f"{what}: {status} {code or exc.reason}", status, str(code) if code else None) from None
+    except AzureError as exc:  # no answer at all: connection refused, reset, timed out
+        raise StorageError(f"{what}: {type(exc).__name__}: {exc.message}") from None
+
+
+async def translated_iter(what: str, source: AsyncIterator[T]) -> AsyncIterator[T]:
+    """``source`` with its errors translated, for listings and downloads."""
+    with storage_errors(what):
+        async for item in source:
+            yield item
+
+
+async def create_if_missing(create: Awaitable[Any], what: str) -> None:
+    """Create a container or queue unless it exists. 403 means least-privilege roles: the infra made it."""
+    try:
+        await create
+    except ResourceExistsError:
+        pass
+    except HttpResponseError as exc:
+        if exc.status_code != 403:
+            with storage_errors(f"create {what}"):
+                raise
+        log.info("no right to create %s; expecting the deployment to have created it", what)

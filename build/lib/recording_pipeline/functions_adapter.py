@@ -1,0 +1,93 @@
+"""What the Azure Functions adapter (function_app.py) needs besides the bindings.
+
+- The app's configuration is read once, at import: settings from the app
+  settings, and the host's rules from host.json beside function_app.py with
+  their ``AzureFunctionsJobHost__`` overrides. If it cannot be used (a missing
+  setting, or a Key Vault reference the platform has not resolved yet),
+  function_app.py declares no queue trigger, so the host takes no message and
+  counts no delivery against any job, and the webhook answers 503, so Event Grid
+  keeps every event and retries (up to 24 hours). Failing the import instead
+  would leave the host with no functions at all: routes answer 404 and nothing
+  says why (azure-functions-python-worker, ``functions_metadata_request``).
+- The Runtime is built on first use, inside the worker's event loop, and then
+  reused by every invocation: one aiohttp session and one set of storage clients
+  per process (the Python worker gives no start-up hook).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from recording_pipeline.app.webhook import WebhookRequest, WebhookResponse, handle_delivery
+from recording_pipeline.app.worker import Outcome, handle_chunk_message
+from recording_pipeline.core.errors import ConfigurationError
+from recording_pipeline.core.host_rules import HostRules, read_host_rules
+from recording_pipeline.core.settings import Settings
+from recording_pipeline.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+CONFIGURATION_RETRY_AFTER = "300"
+
+
+@dataclass(frozen=True)
+class AppConfig:
+    settings: Settings
+    host: HostRules
+
+
+def load_app_config(app_root: Path, env: Mapping[str, str] | None = None) -> AppConfig | ConfigurationError:
+    """The configuration, or the error that keeps the app from working (logged here, loudly)."""
+    try:
+        return AppConfig(Settings.from_env(env), read_host_rules(app_root, env))
+    except ConfigurationError as exc:
+        log.critical("configuration error; the chunk queue is not read until it is fixed: %s", exc)
+        return exc
+
+
+class RuntimeHolder:
+    def __init__(self, config: AppConfig) -> None:
+        self.config = config
+        self._runtime: Runtime | None = None
+        self._lock: asyncio.Lock | None = None
+
+    async def get(self) -> Runtime:
+        if self._runtime is not None:
+            return self._runtime
+        if self._lock is None:
+            self._lock = asyncio.Lock()
+        async with self._lock:
+            if self._runtime is None:
+                self._runtime = await Runtime.build(self.config.settings, self.config.host)
+        return self._runtime
+
+    async def close(self) -> None:
+        """For hosts that end the worker without ending the process (the local host's in-process worker)."""
+        if self._runtime is not None:
+            await self._runtime.close()
+            self._runtime = None
+
+
+async def deliver(app: RuntimeHolder | ConfigurationError, request: WebhookRequest) -> WebhookResponse:
+    """The webhook, or 503 while the app cannot work: Event Grid retries 5xx, and keeps what it gives up on."""
+    if isinstance(app, ConfigurationError):
+        log.error("refused a delivery with 503: configuration error: %s", app)
+        return WebhookResponse(
+            503, {"error": f"configuration error: {app}"}, {"Retry-After": CONFIGURATION_RETRY_AFTER}
+        )
+    runtime = await app.get()
+    try:
+        await runtime.ready()
+    except Exception as exc:
+        log.error("the queue or the archive is unavailable; Event Grid will retry: %s: %s", type(exc).__name__, exc)
+        return WebhookResponse(503, {"error": "the chunk queue or the archive is unavailable; retry later"})
+    return await handle_delivery(request, runtime.webhook, runtime.queue, runtime.audit)
+
+
+async def archive_message(app: RuntimeHolder, text: str, dequeue_count: int) -> Outcome | None:
+    runtime = await app.get()
+    return await handle_chunk_message(text, dequeue_count, runtime.worker)

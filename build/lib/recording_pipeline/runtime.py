@@ -1,0 +1,175 @@
+"""Runtime: every client the handlers need, built once per process from Settings.
+
+One aiohttp session, one blob service client, one queue service client, one
+credential; the handlers receive them as arguments, never as module globals.
+``open_archive`` and ``open_queue`` build one edge alone, for the operator
+commands, which need no ACS credentials.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import aiohttp
+from azure.storage.blob.aio import BlobServiceClient
+from azure.storage.queue.aio import QueueServiceClient
+
+from recording_pipeline.app.audit import ArchiveAudit
+from recording_pipeline.app.webhook import WebhookConfig
+from recording_pipeline.app.worker import ChunkWorker
+from recording_pipeline.core.attempts import AttemptPolicy
+from recording_pipeline.core.host_rules import HostRules, QueueRules
+from recording_pipeline.core.settings import ArchiveSettings, QueueSettings, Settings, StorageTarget
+from recording_pipeline.edges.acs import AcsRecordingClient, EntraTokenProvider
+from recording_pipeline.edges.archive import BlobArchive
+from recording_pipeline.edges.chunk_queue import StorageChunkQueue
+from recording_pipeline.edges.delivery_auth import EntraDeliveryValidator
+from recording_pipeline.edges.retry import RetryPolicy
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    session: aiohttp.ClientSession
+    store: BlobArchive
+    queue: StorageChunkQueue
+    acs: AcsRecordingClient
+    worker: ChunkWorker
+    audit: ArchiveAudit
+    webhook: WebhookConfig
+    _credential: Any = None
+    _ready: asyncio.Task[None] | None = None
+
+    @classmethod
+    async def start(
+        cls, settings: Settings, host: HostRules | None = None, retry: RetryPolicy | None = None, ensure: bool = True
+    ) -> Runtime:
+        """build(), then (``ensure``) make sure the container and queues exist; closed again if that fails."""
+        runtime = await cls.build(settings, host, retry, ensure)
+        if ensure:
+            try:
+                await runtime.ready()
+            except BaseException:
+                await runtime.close()
+                raise
+        return runtime
+
+    @classmethod
+    async def build(
+        cls, settings: Settings, host: HostRules | None = None, retry: RetryPolicy | None = None, ensure: bool = True
+    ) -> Runtime:
+        """Every client, with no network I/O (in the event loop that will use them).
+
+        Whatever was built is closed again if anything fails, so a start that keeps failing leaks no
+        session or credential. ``host``: the Functions host's rules (default: host.json's defaults).
+        ``ensure``: attempts first make sure the container and queues exist (once per process).
+        """
+        host = host or HostRules(function_timeout=None, queues=QueueRules())
+        retry = retry or RetryPolicy(**asdict(settings.acs.retry))
+        credentials = settings.acs.credentials
+        opened: list[Any] = []
+        try:
+            identity = credentials.access_key is None or needs_identity(settings.archive.target, settings.queue.target)
+            credential = _credential() if identity else None
+            opened.append(credential)
+            session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=256, ttl_dns_cache=300, enable_cleanup_closed=True),
+                auto_decompress=False,
+            )
+            opened.append(session)
+            policy = settings.url_policy
+            tokens = EntraTokenProvider(credential) if credentials.access_key is None else None
+            acs = AcsRecordingClient(
+                session, credentials, policy, tokens, retry, read_timeout=settings.acs.read_timeout_seconds
+            )
+            store = open_archive(settings.archive, credential)
+            opened.append(store)
+            queue = open_queue(settings.queue, credential)
+            opened.append(queue)
+            worker = ChunkWorker(
+                acs,
+                store,
+                queue,
+                settings.transfer.block_size,
+                settings.transfer.concurrency,
+                AttemptPolicy(host.attempts_per_message, settings.queue.requeue_delay_seconds),
+                host.attempt_seconds(),
+            )
+            webhook_settings = settings.webhook
+            entra = webhook_settings.entra
+            delivery_auth = (
+                EntraDeliveryValidator(session, entra.tenant_id, entra.audience, entra.jwks_url) if entra else None
+            )
+            webhook = WebhookConfig(
+                credentials.endpoint,
+                webhook_settings.retention_hours,
+                policy,
+                webhook_settings.acs_resource_id,
+                webhook_settings.max_body_bytes,
+                webhook_settings.max_events,
+                delivery_auth,
+            )
+            runtime = cls(settings, session, store, queue, acs, worker, ArchiveAudit(store), webhook, credential)
+        except BaseException:
+            await _close_all(reversed(opened))
+            raise
+        if ensure:
+            worker.ready = runtime.ready
+        return runtime
+
+    async def ready(self) -> None:
+        """The archive container and the queues exist. Once per process; a failure is tried again next time."""
+        if self._ready is None or (self._ready.done() and self._ready.exception() is not None):
+            self._ready = asyncio.ensure_future(self._ensure())
+        await asyncio.shield(self._ready)
+
+    async def _ensure(self) -> None:
+        await asyncio.gather(self.store.ensure(), self.queue.ensure())
+
+    async def close(self) -> None:
+        await _close_all([self.store, self.queue, self.session, self._credential])
+
+
+def open_archive(settings: ArchiveSettings, credential: Any = None) -> BlobArchive:
+    """The archive alone (the operator commands); an account URL needs ``credential``."""
+    target = settings.target
+    if target.connection_string:
+        service = BlobServiceClient.from_connection_string(target.connection_string, use_env_settings=False)
+    else:
+        service = BlobServiceClient(str(target.account_url), credential=credential, use_env_settings=False)
+    return BlobArchive(service, settings.container)
+
+
+def open_queue(settings: QueueSettings, credential: Any = None) -> StorageChunkQueue:
+    target = settings.target
+    if target.connection_string:
+        service = QueueServiceClient.from_connection_string(target.connection_string, use_env_settings=False)
+    else:
+        service = QueueServiceClient(str(target.account_url), credential=credential, use_env_settings=False)
+    return StorageChunkQueue(service, settings.name)
+
+
+def needs_identity(*targets: StorageTarget) -> bool:
+    return any(not t.connection_string for t in targets)
+
+
+def _credential() -> Any:
+    from azure.identity.aio import DefaultAzureCredential
+
+    return DefaultAzureCredential()
+
+
+async def _close_all(resources: Any) -> None:
+    """Close each (None skipped), all of them even if some fail."""
+    for resource in resources:
+        if resource is None:
+            continue
+        try:
+            await resource.close()
+        except Exception as exc:  # closing is best effort; the rest must still close
+            log.warning("could not close %s: %s", type(resource).__name__, exc)

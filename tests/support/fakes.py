@@ -1,0 +1,322 @@
+"""In-memory edges: the archive, the chunk queue and ACS, as the core.ports Protocols describe them.
+
+They let the lifecycle, the worker and the webhook be tested in milliseconds.
+tests/contract runs the same assertions against each fake and the real edge
+(Azurite, the simulator), so a fake that drifts fails there. Each fake keeps a
+census of the requests it served, by kind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import itertools
+import json
+from collections import Counter
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from recording_pipeline.core.errors import (
+    AcsTransientError,
+    BlobTooLargeError,
+    ConcurrentUpdateError,
+    RecordingGoneError,
+    StorageError,
+)
+from recording_pipeline.core.jobs import RecordingChunk, encode_job
+from recording_pipeline.core.ports import BlobInfo, StagedBlock
+from recording_pipeline.core.quarantine import QuarantineRecord
+from recording_pipeline.edges.retry import RetryPolicy
+
+PIECE = 256 * 1024
+_etags = itertools.count(1)
+
+
+@dataclass
+class _Blob:
+    data: bytes
+    content_type: str
+    metadata: dict[str, str]
+    etag: str = field(default_factory=lambda: f"0x{next(_etags):X}")
+    blocks: list[StagedBlock] = field(default_factory=list)
+
+
+class FakeArchive:
+    def __init__(self, container: str = "recordings") -> None:
+        self.container_name = container
+        self.blobs: dict[str, _Blob] = {}
+        self.staged: dict[str, dict[str, bytes]] = {}
+        self.leased: dict[str, asyncio.Event] = {}  # held leases, each set when it is released
+        self.requests: Counter[str] = Counter()
+        self.log: list[tuple[str, str]] = []  # (request kind, blob name), in order
+
+    def _seen(self, kind: str, name: str = "") -> None:
+        self.requests[kind] += 1
+        self.log.append((kind, name))
+
+    async def ensure(self) -> None:
+        self._seen("create-container")
+
+    async def info(self, name: str) -> BlobInfo | None:
+        self._seen("properties", name)
+        blob = self.blobs.get(name)
+        return None if blob is None else BlobInfo(name, len(blob.data), blob.etag, dict(blob.metadata))
+
+    async def read_bytes(self, name: str, limit: int = 4 * 1024 * 1024) -> tuple[bytes, str] | None:
+        self._seen("get", name)
+        blob = self.blobs.get(name)
+        if blob is None:
+            return None
+        if len(blob.data) > limit:
+            raise BlobTooLargeError(f"{name} is {len(blob.data)} bytes, more than the {limit} expected")
+        return blob.data, blob.etag
+
+    async def read_json(self, name: str) -> tuple[Any, str] | None:
+        found = await self.read_bytes(name)
+        return None if found is None else (json.loads(found[0]), found[1])
+
+    async def stream(self, name: str) -> AsyncIterator[bytes]:
+        self._seen("get", name)
+        blob = self.blobs.get(name)
+        if blob is None:
+            raise StorageError(f"read {name}: 404 BlobNotFound", 404, "BlobNotFound")
+        for start in range(0, len(blob.data), PIECE):
+            await asyncio.sleep(0)
+            yield blob.data[start : start + PIECE]
+
+    async def list_names(self, prefix: str) -> AsyncIterator[str]:
+        self._seen("list", prefix)
+        for name in sorted(n for n in self.blobs if n.startswith(prefix)):
+            yield name
+
+    async def sha256(self, name: str, progress: Callable[[int], None] | None = None) -> tuple[str, int]:
+        hasher, size = hashlib.sha256(), 0
+        async for piece in self.stream(name):
+            hasher.update(piece)
+            size += len(piece)
+            if progress is not None:
+                progress(len(piece))
+        return hasher.hexdigest(), size
+
+    async def create(self, name: str, data: bytes, content_type: str, metadata: dict[str, str] | None = None) -> bool:
+        self._seen("put", name)
+        if name in self.blobs:
+            return False
+        self.blobs[name] = _Blob(bytes(data), content_type, dict(metadata or {}))
+        return True
+
+    async def update_json(
+        self, name: str, mutate: Callable[[Any | None], Any | None], attempts: int = 20
+    ) -> Any | None:
+        for _ in range(attempts):
+            found = await self.read_json(name)
+            current, etag = found if found else (None, None)
+            updated = mutate(json.loads(json.dumps(current)) if current is not None else None)
+            if updated is None:
+                return current
+            await asyncio.sleep(0)  # another writer may come in between, as with the real store
+            self._seen("put", name)
+            now = self.blobs.get(name)
+            if (now.etag if now else None) != etag:
+                continue
+            self.blobs[name] = _Blob(json.dumps(updated, indent=1, sort_keys=True).encode(), "application/json", {})
+            return updated
+        raise ConcurrentUpdateError(f"{name}: gave up after {attempts} concurrent updates")
+
+    async def delete(self, name: str) -> None:
+        self._seen("delete", name)
+        self.blobs.pop(name, None)
+
+    async def set_metadata(self, name: str, metadata: dict[str, str]) -> None:
+        self._seen("set-metadata", name)
+        blob = self.blobs.get(name)
+        if blob is None:
+            raise StorageError(f"set metadata of {name}: 404 BlobNotFound", 404, "BlobNotFound")
+        blob.metadata = dict(metadata)
+        blob.etag = f"0x{next(_etags):X}"
+
+    async def uncommitted_blocks(self, name: str) -> list[StagedBlock]:
+        self._seen("block-list", name)
+        return [StagedBlock(b, len(d)) for b, d in self.staged.get(name, {}).items()]
+
+    async def committed_blocks(self, name: str) -> list[StagedBlock]:
+        self._seen("block-list", name)
+        blob = self.blobs.get(name)
+        if blob is None:
+            raise StorageError(f"block list of {name}: 404 BlobNotFound", 404, "BlobNotFound")
+        return list(blob.blocks)
+
+    async def stage_block(self, name: str, block_id: str, data: bytes) -> None:
+        self._seen("put-block", name)
+        await asyncio.sleep(0)
+        self.staged.setdefault(name, {})[block_id] = bytes(data)
+
+    async def commit_new(self, name: str, block_ids: list[str], content_type: str, metadata: dict[str, str]) -> bool:
+        self._seen("put-block-list", name)
+        if name in self.blobs:
+            return False
+        staged = self.staged.get(name, {})
+        missing = [b for b in block_ids if b not in staged]
+        if missing:
+            raise StorageError(f"commit {name}: 400 InvalidBlockList", 400, "InvalidBlockList")
+        blocks = [StagedBlock(b, len(staged[b])) for b in block_ids]
+        self.blobs[name] = _Blob(b"".join(staged[b] for b in block_ids), content_type, dict(metadata), blocks=blocks)
+        self.staged.pop(name, None)
+        return True
+
+    @asynccontextmanager
+    async def lease(self, name: str, seconds: int, wait: float) -> AsyncIterator[bool]:
+        self._seen("lease", name)
+        held = self.leased.get(name)
+        if held is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(held.wait(), wait)
+        if name in self.leased:
+            yield False
+            return
+        released = self.leased[name] = asyncio.Event()
+        try:
+            yield True
+        finally:
+            del self.leased[name]
+            released.set()
+            self._seen("lease", name)
+
+    async def close(self) -> None:
+        pass
+
+
+@dataclass
+class _FakePoisonMessage:
+    content: str
+    _queue: FakeQueue
+
+    async def remove(self) -> None:
+        self._queue.poison.remove(self.content)
+
+
+class FakeQueue:
+    def __init__(self, name: str = "recording-chunks") -> None:
+        self.name = name
+        self.poison_name = f"{name}-poison"
+        self.messages: list[tuple[str, int]] = []  # (job text, seconds before it is visible)
+        self.poison: list[str] = []
+        self.requests: Counter[str] = Counter()
+
+    async def ensure(self) -> None:
+        self.requests["create-queue"] += 2
+
+    async def enqueue(self, jobs: Sequence[RecordingChunk]) -> int:
+        texts = [encode_job(job) for job in jobs]
+        self.requests["send"] += len(texts)
+        self.messages += [(text, 0) for text in texts]
+        return len(texts)
+
+    async def enqueue_later(self, job: RecordingChunk, delay_seconds: int) -> None:
+        self.requests["send"] += 1
+        self.messages.append((encode_job(job), max(0, delay_seconds)))
+
+    async def send_poison(self, record: QuarantineRecord) -> None:
+        self.requests["send"] += 1
+        self.poison.append(record.to_json().decode())
+
+    async def poison_messages(self, limit: int) -> AsyncIterator[_FakePoisonMessage]:
+        for content in list(self.poison)[:limit]:
+            yield _FakePoisonMessage(content, self)
+
+    async def poison_count(self) -> int:
+        return len(self.poison)
+
+    async def close(self) -> None:
+        pass
+
+    def visible_jobs(self) -> list[str]:
+        return [text for text, delay in self.messages if delay == 0]
+
+
+@dataclass
+class FakeRecording:
+    media: bytes
+    metadata: bytes
+    declare_size: bool = True
+
+
+@dataclass
+class _FakeStream:
+    start: int
+    total: int | None
+    body: bytes
+    cut_after: int | None = None  # break the connection after this many bytes
+    piece_delay: float = 0.0  # a slow link: seconds before each piece
+
+    async def pieces(self) -> AsyncIterator[bytes]:
+        sent = 0
+        for offset in range(0, len(self.body), PIECE):
+            piece = self.body[offset : offset + PIECE]
+            if self.cut_after is not None and sent + len(piece) > self.cut_after:
+                raise AcsTransientError("media body broke off: connection reset")
+            sent += len(piece)
+            await asyncio.sleep(self.piece_delay)
+            yield piece
+
+
+class FakeAcs:
+    """Recordings by document id; a URL names its document in its path, as ACS's do."""
+
+    def __init__(self, retry: RetryPolicy | None = None) -> None:
+        self.recordings: dict[str, FakeRecording] = {}
+        self.deleted: set[str] = set()
+        self.retry = retry or RetryPolicy(attempts=4, initial_wait=0.001, max_wait=0.001)
+        self.requests: list[tuple[str, str, int]] = []  # (method, document id, offset)
+        self.cut_next_media: list[int] = []  # break the next downloads after these many bytes
+        self.fail_next_metadata = 0  # answer the next metadata requests with a transient error
+        self.piece_delay = 0.0  # a slow link: seconds before each piece of media
+        self.on_delete: Callable[[str], None] | None = None  # sees each DELETE before it is honoured
+
+    def _document(self, url: str) -> str:
+        parts = url.split("/")
+        return parts[parts.index("objects") + 1]
+
+    def _recording(self, url: str) -> FakeRecording:
+        document = self._document(url)
+        recording = self.recordings.get(document)
+        if recording is None or document in self.deleted:
+            raise RecordingGoneError(f"GET {url} -> 404: ACS no longer has this file", 404)
+        return recording
+
+    async def fetch_metadata(self, url: str) -> bytes:
+        async def once() -> bytes:
+            self.requests.append(("GET-metadata", self._document(url), 0))
+            if self.fail_next_metadata:
+                self.fail_next_metadata -= 1
+                raise AcsTransientError("GET metadata -> 503", 503)
+            return self._recording(url).metadata
+
+        return await self.retry.call("GET metadata", once)
+
+    @asynccontextmanager
+    async def open_media(self, url: str, offset: int = 0) -> AsyncIterator[_FakeStream]:
+        self.requests.append(("GET-media", self._document(url), offset))
+        recording = self._recording(url)
+        cut = self.cut_next_media.pop(0) if self.cut_next_media else None
+        total = len(recording.media) if recording.declare_size else None
+        yield _FakeStream(offset, total, recording.media[offset:], cut, self.piece_delay)
+
+    async def delete(self, url: str) -> bool:
+        async def once() -> bool:
+            document = self._document(url)
+            self.requests.append(("DELETE", document, 0))
+            if document not in self.recordings or document in self.deleted:
+                return False
+            if self.on_delete is not None:
+                self.on_delete(document)
+            self.deleted.add(document)
+            return True
+
+        return await self.retry.call("DELETE", once)
+
+    def count(self, method: str, document: str | None = None) -> int:
+        return sum(1 for m, d, _o in self.requests if m == method and (document is None or d == document))

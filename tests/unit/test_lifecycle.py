@@ -1,0 +1,176 @@
+"""core.lifecycle, exhaustively: every state an attempt can reach, under every observation each step can make.
+
+The walk starts where an attempt starts (knowing nothing; with or without a
+delete location) and follows, for each step, everything that step can observe
+in the world. Over all reachable states it checks the rules that keep a
+recording safe, and that every path ends in DONE.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterator
+
+import pytest
+
+from recording_pipeline.core.lifecycle import (
+    ChunkFacts,
+    Copy,
+    Lease,
+    Media,
+    Metadata,
+    Outcome,
+    Source,
+    Step,
+    next_step,
+    outcome,
+)
+
+STARTS = (ChunkFacts(source=Source.PRESENT), ChunkFacts(source=Source.NOTHING_TO_DELETE))
+
+
+def observations(step: Step, facts: ChunkFacts) -> Iterator[ChunkFacts]:
+    """Everything performing ``step`` can report (an exception ends the attempt and is not a state)."""
+    if step is Step.FETCH_METADATA:
+        yield facts.but(metadata=Metadata.KNOWN)
+        yield facts.but(source=Source.GONE)  # 404 from ACS, no archived metadata
+    elif step is Step.LOOK_UP_MEDIA:
+        for media in (Media.ABSENT, Media.COMMITTED, Media.VERIFIED):
+            yield facts.but(media=media)
+            if facts.source is Source.PRESENT:  # committed by an attempt that found ACS stated no size
+                yield facts.but(media=media, source=Source.UNPROVABLE)
+    elif step is Step.LEASE:
+        yield facts.but(lease=Lease.HELD, media=Media.UNKNOWN)
+        yield facts.but(lease=Lease.ELSEWHERE)
+    elif step is Step.LEAVE_TO_HOLDER:
+        yield facts.but(left=True)
+    elif step is Step.COPY:
+        yield facts.but(copied=True)
+        if facts.source is Source.PRESENT:
+            yield facts.but(copied=True, source=Source.UNPROVABLE)
+        yield facts.but(source=Source.GONE)
+    elif step is Step.COMMIT:
+        yield facts.but(media=Media.COMMITTED)
+    elif step is Step.VERIFY:
+        yield facts.but(media=Media.VERIFIED)
+    elif step is Step.RECORD:
+        yield facts.but(recorded=True)
+    elif step is Step.DELETE_SOURCE:
+        yield facts.but(source=Source.DELETED)
+    elif step is Step.KEEP_SOURCE:
+        yield facts.but(source=Source.KEPT)
+    elif step is Step.FIND_COPY:
+        yield facts.but(copy=Copy.FOUND)
+        yield facts.but(copy=Copy.NONE)
+    elif step is Step.RECORD_LOST:
+        yield facts.but(lost_recorded=True)
+    else:  # pragma: no cover
+        raise AssertionError(step)
+
+
+def reachable() -> dict[ChunkFacts, Step]:
+    seen: dict[ChunkFacts, Step] = {}
+    todo = deque(STARTS)
+    while todo:
+        facts = todo.popleft()
+        if facts in seen:
+            continue
+        step = seen[facts] = next_step(facts)
+        if step is not Step.DONE:
+            todo.extend(observations(step, facts))
+    return seen
+
+
+STATES = reachable()
+
+
+def test_the_walk_covers_every_step() -> None:
+    assert set(STATES.values()) == set(Step)
+    assert len(STATES) > 40
+
+
+@pytest.mark.parametrize("facts", [f for f, s in STATES.items() if s is Step.DELETE_SOURCE])
+def test_the_source_is_deleted_only_after_the_copy_is_verified_and_recorded(facts: ChunkFacts) -> None:
+    assert facts.media is Media.VERIFIED and facts.recorded and facts.source is Source.PRESENT
+
+
+@pytest.mark.parametrize("facts", [f for f, s in STATES.items() if s is Step.COPY])
+def test_media_is_copied_only_under_the_lease_into_an_empty_place(facts: ChunkFacts) -> None:
+    assert facts.lease is Lease.HELD and facts.media is Media.ABSENT and not facts.copied
+
+
+@pytest.mark.parametrize("facts", [f for f, s in STATES.items() if s is Step.COMMIT])
+def test_a_commit_follows_a_whole_copy_under_the_lease(facts: ChunkFacts) -> None:
+    assert facts.copied and facts.lease is Lease.HELD and facts.media is Media.ABSENT
+
+
+@pytest.mark.parametrize("facts", [f for f, s in STATES.items() if s is Step.RECORD_LOST])
+def test_lost_only_when_acs_has_nothing_and_the_archive_holds_no_verified_copy(facts: ChunkFacts) -> None:
+    assert facts.source is Source.GONE and facts.copy is Copy.NONE and facts.media is not Media.VERIFIED
+
+
+@pytest.mark.parametrize("facts", [f for f, s in STATES.items() if s is Step.RECORD])
+def test_recorded_archived_only_when_verified(facts: ChunkFacts) -> None:
+    assert facts.media is Media.VERIFIED
+
+
+def test_every_step_moves_the_facts_and_every_path_ends() -> None:
+    for facts, step in STATES.items():
+        if step is not Step.DONE:
+            assert all(after != facts for after in observations(step, facts)), step
+
+    # No cycles: a depth-first walk never meets a state on its own path.
+    def longest(facts: ChunkFacts, path: frozenset[ChunkFacts]) -> int:
+        assert facts not in path, f"cycle through {facts}"
+        step = STATES[facts]
+        if step is Step.DONE:
+            return 0
+        return 1 + max(longest(after, path | {facts}) for after in observations(step, facts))
+
+    assert max(longest(start, frozenset()) for start in STARTS) <= 12
+
+
+def test_the_fresh_happy_path() -> None:
+    facts, steps = STARTS[0], []
+    script: dict[Step, dict[str, object]] = {
+        Step.FETCH_METADATA: {"metadata": Metadata.KNOWN},
+        Step.LEASE: {"lease": Lease.HELD, "media": Media.UNKNOWN},
+        Step.COPY: {"copied": True},
+        Step.COMMIT: {"media": Media.COMMITTED},
+        Step.VERIFY: {"media": Media.VERIFIED},
+        Step.RECORD: {"recorded": True},
+        Step.DELETE_SOURCE: {"source": Source.DELETED},
+    }
+    looked = 0
+    while (step := next_step(facts)) is not Step.DONE:
+        steps.append(step)
+        if step is Step.LOOK_UP_MEDIA:
+            looked += 1
+            facts = facts.but(media=Media.ABSENT)
+        else:
+            facts = facts.but(**script[step])
+    assert steps == [
+        Step.FETCH_METADATA,
+        Step.LOOK_UP_MEDIA,
+        Step.LEASE,
+        Step.LOOK_UP_MEDIA,
+        Step.COPY,
+        Step.COMMIT,
+        Step.VERIFY,
+        Step.RECORD,
+        Step.DELETE_SOURCE,
+    ]
+    assert outcome(facts, archived_here=True) is Outcome.ARCHIVED
+
+
+def test_an_archived_chunk_is_recorded_and_its_source_deleted_without_a_lease() -> None:
+    facts = ChunkFacts(metadata=Metadata.KNOWN, media=Media.VERIFIED)
+    assert next_step(facts) is Step.RECORD
+    assert next_step(facts.but(recorded=True)) is Step.DELETE_SOURCE
+    assert outcome(facts.but(recorded=True, source=Source.DELETED), archived_here=False) is Outcome.ALREADY_ARCHIVED
+
+
+def test_outcomes() -> None:
+    assert outcome(ChunkFacts(lost_recorded=True), False) is Outcome.LOST
+    assert outcome(ChunkFacts(lease=Lease.ELSEWHERE, left=True), False) is Outcome.IN_PROGRESS_ELSEWHERE
+    assert outcome(ChunkFacts(source=Source.GONE, copy=Copy.FOUND), False) is Outcome.ALREADY_ARCHIVED
