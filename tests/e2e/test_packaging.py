@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -17,10 +18,12 @@ from tests.support.stack import REPO
 
 @pytest.mark.slow
 def test_the_wheel_installs_a_working_console_script_and_nothing_but_the_package(tmp_path: Path) -> None:
+    source = tmp_path / "source"  # a copy: building leaves build/ and *.egg-info behind
+    shutil.copytree(REPO, source, ignore=shutil.ignore_patterns(".*", "node_modules", "build", "*.egg-info"))
     wheels = tmp_path / "wheels"
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation", "-w", str(wheels), "."],
-        cwd=REPO,
+        cwd=source,
         check=True,
         capture_output=True,
     )

@@ -1,1 +1,0 @@
-"""The handlers: webhook, worker, and the streaming copy they drive."""

@@ -1,1 +1,0 @@
-"""The edges: ACS, the archive, the queue, delivery auth, retries, telemetry."""
