@@ -1,5 +1,5 @@
 // Recording archiver: Flex Consumption Function App that copies Azure
-// Communication Services call recordings into an immutable-capable archive.
+// Communication Services call recordings into a write-once (WORM) archive.
 //
 // Step 1 (azd provision, this file): everything except the Event Grid
 // subscription. Step 2 (azd postdeploy hook, infra/subscription.bicep): the
@@ -54,9 +54,19 @@ param coolAfterDays int = 30
 @minValue(0)
 param archiveAfterDays int = 180
 
-@description('Days of time-based immutability on the recordings container (0 = off).')
-@minValue(0)
-param immutabilityDays int = 0
+@description('Days each blob in the recordings container stays immutable after it is written (default 2555 = 7 years). A change applies to blobs written afterwards; once the policy is locked keep it equal to the locked period.')
+@minValue(1)
+@maxValue(146000)
+param retentionDays int = 2555
+
+@description('Set to true after locking the retention policy (docs/DEPLOY.md): the template then leaves the locked policy alone.')
+param retentionPolicyLocked bool = false
+
+@description('Delete recordings (media and evidence) 30 days after retentionDays, once nothing holds them. Off: the archive keeps everything.')
+param deleteAfterRetention bool = false
+
+@description('Encrypt the archive account with a customer-managed Key Vault key (RSA 3072, rotated yearly).')
+param customerManagedKey bool = false
 
 @description('Days deleted blobs, versions and containers stay restorable.')
 @minValue(1)
@@ -73,6 +83,9 @@ param archiveStorageSku string = 'Standard_GRS'
 
 @description('Archive container name (ARCHIVE_CONTAINER).')
 param archiveContainerName string = 'recordings'
+
+@description('Container of the app\'s mutable state (ARCHIVE_STATE_CONTAINER): manifests, quarantine records, locks, legal-hold registry.')
+param archiveStateContainer string = 'recordings-state'
 
 @description('Event Grid dead-letter container name.')
 param deadLetterContainerName string = 'eventgrid-deadletter'
@@ -164,6 +177,27 @@ module functionStorage 'modules/function-storage.bicep' = {
   }
 }
 
+// customerManagedKey: the archive account's own identity (not the app's, which
+// must not be able to use the key) and the key it is granted.
+module archiveEncryptionIdentity 'modules/identity.bicep' = if (customerManagedKey) {
+  name: 'archive-encryption-identity'
+  scope: rg
+  params: {
+    name: 'id-starc-${resourceToken}'
+    location: location
+    tags: tags
+  }
+}
+
+module archiveKey 'modules/archive-cmk.bicep' = if (customerManagedKey) {
+  name: 'archive-encryption-key'
+  scope: rg
+  params: {
+    vaultName: keyVault.outputs.name
+    encryptionPrincipalId: customerManagedKey ? archiveEncryptionIdentity.outputs.principalId : ''
+  }
+}
+
 module archiveStorage 'modules/archive-storage.bicep' = {
   name: 'archive-storage'
   scope: rg
@@ -173,11 +207,18 @@ module archiveStorage 'modules/archive-storage.bicep' = {
     tags: tags
     archiveSku: archiveStorageSku
     archiveContainerName: archiveContainerName
+    stateContainerName: archiveStateContainer
     deadLetterContainerName: deadLetterContainerName
     coolAfterDays: coolAfterDays
     archiveAfterDays: archiveAfterDays
-    immutabilityDays: immutabilityDays
+    retentionDays: retentionDays
+    retentionPolicyLocked: retentionPolicyLocked
+    deleteAfterRetention: deleteAfterRetention
     softDeleteRetentionDays: softDeleteRetentionDays
+    customerManagedKey: customerManagedKey
+    encryptionIdentityId: customerManagedKey ? archiveEncryptionIdentity.outputs.id : ''
+    keyVaultUri: customerManagedKey ? archiveKey.outputs.vaultUri : ''
+    keyName: customerManagedKey ? archiveKey.outputs.keyName : ''
   }
 }
 
@@ -219,6 +260,7 @@ module rbac 'modules/rbac.bicep' = {
     systemTopicPrincipalId: eventGridTopic.outputs.principalId
     archiveStorageAccountName: archiveStorage.outputs.name
     archiveContainerName: archiveStorage.outputs.archiveContainerName
+    stateContainerName: archiveStorage.outputs.stateContainerName
     deadLetterContainerName: archiveStorage.outputs.deadLetterContainerName
     functionStorageAccountName: functionStorage.outputs.name
     applicationInsightsName: monitoring.outputs.applicationInsightsName
@@ -256,6 +298,7 @@ module functionApp 'modules/function-app.bicep' = {
     zoneRedundant: zoneRedundant
     archiveStorageAccountUrl: archiveStorage.outputs.blobEndpoint
     archiveContainerName: archiveStorage.outputs.archiveContainerName
+    archiveStateContainerName: archiveStorage.outputs.stateContainerName
     chunkQueueName: functionStorage.outputs.chunkQueueName
     acsResourceId: acsResourceId
     acsAuthMode: acsAuthMode
@@ -293,6 +336,8 @@ output ACS_AUTH_MODE string = acsAuthMode
 output ARCHIVE_STORAGE_ACCOUNT_NAME string = archiveStorage.outputs.name
 output ARCHIVE_STORAGE_ACCOUNT_ID string = archiveStorage.outputs.id
 output ARCHIVE_CONTAINER string = archiveStorage.outputs.archiveContainerName
+output ARCHIVE_STATE_CONTAINER string = archiveStorage.outputs.stateContainerName
+output ARCHIVE_WRITER_ROLE_NAME string = rbac.outputs.archiveWriterRoleName
 output DEADLETTER_CONTAINER string = archiveStorage.outputs.deadLetterContainerName
 output EVENTGRID_SYSTEM_TOPIC_NAME string = eventGridTopic.outputs.name
 output EVENTGRID_RESOURCE_GROUP string = acsResourceGroupName

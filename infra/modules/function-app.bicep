@@ -57,6 +57,9 @@ param archiveStorageAccountUrl string
 @description('Archive container name (ARCHIVE_CONTAINER).')
 param archiveContainerName string
 
+@description('Container of the app\'s mutable state beside the write-once archive (ARCHIVE_STATE_CONTAINER).')
+param archiveStateContainerName string
+
 @description('Work queue name (CHUNK_QUEUE_NAME).')
 param chunkQueueName string
 
@@ -130,6 +133,10 @@ var baseSettings = [
   {
     name: 'ARCHIVE_CONTAINER'
     value: archiveContainerName
+  }
+  {
+    name: 'ARCHIVE_STATE_CONTAINER'
+    value: archiveStateContainerName
   }
   {
     name: 'CHUNK_QUEUE_NAME'

@@ -1,5 +1,6 @@
 // Least-privilege role assignments in the application resource group.
-//   app identity -> archive CONTAINER          : Storage Blob Data Contributor
+//   app identity -> archive CONTAINER          : Recording archive writer (custom role below)
+//   app identity -> state CONTAINER            : Storage Blob Data Contributor
 //   app identity -> function storage account   : Storage Blob Data Owner, Storage Queue Data Contributor
 //   app identity -> Application Insights       : Monitoring Metrics Publisher
 //   app identity -> Key Vault                  : Key Vault Secrets User
@@ -16,6 +17,9 @@ param archiveStorageAccountName string
 
 @description('Archive container the app writes recordings to.')
 param archiveContainerName string
+
+@description('Container of the app\'s mutable state (ARCHIVE_STATE_CONTAINER).')
+param stateContainerName string
 
 @description('Container Event Grid dead-letters into.')
 param deadLetterContainerName string
@@ -50,6 +54,11 @@ resource archiveContainer 'Microsoft.Storage/storageAccounts/blobServices/contai
   name: archiveContainerName
 }
 
+resource stateContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' existing = {
+  parent: archiveBlobService
+  name: stateContainerName
+}
+
 resource deadLetterContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' existing = {
   parent: archiveBlobService
   name: deadLetterContainerName
@@ -67,14 +76,60 @@ resource vault 'Microsoft.KeyVault/vaults@2023-07-01' existing = {
   name: keyVaultName
 }
 
+// The write-once archive needs create and read, and the index tag the app sets
+// on media in the same Put Block List. No built-in role fits: Storage Blob Data
+// Contributor lacks blobs/tags/write (the tagged commit is refused) and carries
+// delete; Storage Blob Data Owner adds immutableStorage/runAsSuperUser, which
+// could shorten or delete an unlocked retention policy or clear a legal hold.
+// Assignable only in this resource group, and assigned only on the container.
+var archiveWriterDataActions = [
+  'Microsoft.Storage/storageAccounts/blobServices/containers/blobs/read'
+  'Microsoft.Storage/storageAccounts/blobServices/containers/blobs/write'
+  'Microsoft.Storage/storageAccounts/blobServices/containers/blobs/add/action'
+  'Microsoft.Storage/storageAccounts/blobServices/containers/blobs/tags/write'
+]
+
+resource archiveWriterRole 'Microsoft.Authorization/roleDefinitions@2022-04-01' = {
+  name: guid(resourceGroup().id, 'recording-archive-writer')
+  properties: {
+    roleName: 'Recording archive writer (${resourceGroup().name}, ${uniqueString(resourceGroup().id)})'
+    description: 'Create, read and tag blobs in the write-once recordings archive; no delete, no immutability or legal-hold changes.'
+    type: 'CustomRole'
+    assignableScopes: [
+      resourceGroup().id
+    ]
+    permissions: [
+      {
+        actions: []
+        notActions: []
+        dataActions: archiveWriterDataActions
+        notDataActions: []
+      }
+    ]
+  }
+}
+
 resource archiveWriter 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
-  name: guid(archiveContainer.id, appPrincipalId, storageBlobDataContributor)
+  name: guid(archiveContainer.id, appPrincipalId, archiveWriterRole.name)
   scope: archiveContainer
+  properties: {
+    // Role assignments take the subscription-level id of a definition, also of
+    // one created in a resource group.
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', archiveWriterRole.name)
+    principalId: appPrincipalId
+    principalType: 'ServicePrincipal'
+    description: 'Function app creates and reads recordings in the write-once archive container only.'
+  }
+}
+
+resource stateWriter 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(stateContainer.id, appPrincipalId, storageBlobDataContributor)
+  scope: stateContainer
   properties: {
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', storageBlobDataContributor)
     principalId: appPrincipalId
     principalType: 'ServicePrincipal'
-    description: 'Function app writes recordings into the archive container only.'
+    description: 'Function app rewrites manifests, quarantine records, lock blobs and the legal-hold registry in the state container only.'
   }
 }
 
@@ -132,3 +187,5 @@ resource deadLetterWriter 'Microsoft.Authorization/roleAssignments@2022-04-01' =
     description: 'Event Grid system topic dead-letters undeliverable events (identity-based).'
   }
 }
+
+output archiveWriterRoleName string = archiveWriterRole.properties.roleName
