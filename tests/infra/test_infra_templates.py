@@ -37,6 +37,9 @@ BROAD_ROLES = {
     "17d1049b-9a84-46fb-8f53-869881c3d3ab",  # Storage Account Contributor
 }
 
+# The custom role rbac.bicep defines for the write-once archive container.
+ARCHIVE_WRITER = "custom:archiveWriterRole"
+
 RECORDING_EVENT = "Microsoft.Communication.RecordingFileStatusUpdated"
 
 _PARSER = BicepParser()
@@ -106,12 +109,23 @@ def walk(value: Any) -> Iterator[Any]:
 
 
 def role_guid(doc: dict[str, Any], assignment: dict[str, Any]) -> str:
-    """GUID of roleDefinitionId: subscriptionResourceId('...roleDefinitions', X)."""
+    """GUID of roleDefinitionId: subscriptionResourceId('...roleDefinitions', X).
+
+    A custom role defined in the same file (X is `<symbol>.name`) comes back as
+    ``custom:<symbol>``.
+    """
     role = body(assignment)["properties"]["roleDefinitionId"]
     function = role["function"]
     assert function["type"] == "subscription_resource_id"
     assert function["parameters"]["resource_type"] == "Microsoft.Authorization/roleDefinitions"
-    guid = resolve(doc, function["parameters"]["resource_name_1"])
+    name = function["parameters"]["resource_name_1"]
+    if isinstance(name, dict) and name.get("operator", {}).get("type") == "property_accessor":
+        operands = name["operator"]["operands"]
+        symbol = operands["operand_1"]
+        assert operands["operand_2"] == "name"
+        assert doc["resources"][symbol]["type"] == "Microsoft.Authorization/roleDefinitions"
+        return f"custom:{symbol}"
+    guid = resolve(doc, name)
     assert isinstance(guid, str)
     return guid
 
@@ -240,7 +254,7 @@ def test_system_topic_watches_the_acs_resource_with_an_identity() -> None:
 def test_archive_writer_is_scoped_to_the_archive_container_only() -> None:
     doc = bicep("rbac.bicep")
     assignments = [a for a in role_assignments(doc) if a["principal"] == "appPrincipalId"]
-    archive = [a for a in assignments if a["role"] == STORAGE_BLOB_DATA_CONTRIBUTOR]
+    archive = [a for a in assignments if a["role"] == ARCHIVE_WRITER]
     assert len(archive) == 1
     scope = archive[0]
     assert scope["scope_type"] == "Microsoft.Storage/storageAccounts/blobServices/containers"
@@ -292,6 +306,7 @@ def test_role_assignments_are_exactly_the_least_privilege_set() -> None:
     got = sorted((a["principal"], a["role"], a["scope_type"].rsplit("/", 1)[-1]) for a in role_assignments(doc))
     assert got == sorted(
         [
+            ("appPrincipalId", ARCHIVE_WRITER, "containers"),
             ("appPrincipalId", STORAGE_BLOB_DATA_CONTRIBUTOR, "containers"),
             ("appPrincipalId", STORAGE_BLOB_DATA_OWNER, "storageAccounts"),
             ("appPrincipalId", STORAGE_QUEUE_DATA_CONTRIBUTOR, "storageAccounts"),
@@ -363,43 +378,9 @@ def test_archive_containers_are_private() -> None:
     doc = bicep("archive-storage.bicep")
     containers = resources(doc, "Microsoft.Storage/storageAccounts/blobServices/containers")
     names = {resolve(doc, body(c)["name"]) for c in containers.values()}
-    assert names == {"recordings", "eventgrid-deadletter"}
+    assert names == {"recordings", "recordings-state", "eventgrid-deadletter"}
     for container in containers.values():
         assert body(container)["properties"]["publicAccess"] == "None"
-
-
-def test_lifecycle_tiers_to_cool_then_archive_and_never_deletes() -> None:
-    doc = bicep("archive-storage.bicep")
-    _, policy = the_resource(doc, "Microsoft.Storage/storageAccounts/managementPolicies")
-    (rule,) = body(policy)["properties"]["policy"]["rules"]
-    assert rule["enabled"] is True
-    assert rule["definition"]["filters"]["prefixMatch"] == ["${archiveContainerName}/"]
-    actions = rule["definition"]["actions"]
-    referenced = {node for node in walk(actions) if isinstance(node, str)}
-    assert {"coolAction", "archiveAction"} <= referenced
-    assert doc["variables"]["coolAction"]["value"] == {
-        "tierToCool": {"daysAfterModificationGreaterThan": "coolAfterDays"}
-    }
-    assert doc["variables"]["archiveAction"]["value"] == {
-        "tierToArchive": {"daysAfterModificationGreaterThan": "archiveAfterDays"}
-    }
-    assert resolve(doc, "coolAfterDays") < resolve(doc, "archiveAfterDays")
-    everything = [node for name in doc["variables"] for node in walk(doc["variables"][name])]
-    everything += list(walk(body(policy)))
-    assert not any(isinstance(node, dict) and "delete" in node for node in everything)
-
-
-def test_immutability_is_optional_and_driven_by_the_parameter() -> None:
-    doc = bicep("archive-storage.bicep")
-    _, policy = the_resource(doc, "Microsoft.Storage/storageAccounts/blobServices/containers/immutabilityPolicies")
-    assert condition(policy)["operator"] == {
-        "type": "greater_than",
-        "operands": {"operand_1": "immutabilityDays", "operand_2": 0},
-    }
-    assert resolve(doc, "immutabilityDays") == 0
-    assert body(policy)["properties"]["immutabilityPeriodSinceCreationInDays"] == "immutabilityDays"
-    parent = doc["resources"][body(policy)["parent"]]
-    assert resolve(doc, body(parent)["name"]) == "recordings"
 
 
 def test_function_storage_is_identity_only_and_has_the_queues() -> None:
