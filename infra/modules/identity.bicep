@@ -1,5 +1,7 @@
-// User-assigned managed identity shared by the Function App (host, worker code,
-// Key Vault references and the deployment package download).
+// User-assigned managed identity. main.bicep deploys it twice: the Function
+// App's (host, worker code, Key Vault references and the deployment package
+// download) and, with customerManagedKey, the archive account's own, which only
+// reaches the encryption key.
 
 @description('Name of the user-assigned managed identity.')
 param name string

@@ -1,6 +1,8 @@
 // Key Vault (RBAC authorization, soft delete, purge protection) holding the
 // ACS connection string when the app authenticates to ACS with HMAC
-// (the secret itself is in keyvault-secret.bicep).
+// (the secret itself is in keyvault-secret.bicep) and, with customerManagedKey,
+// the archive's encryption key (archive-cmk.bicep; Azure Storage requires soft
+// delete and purge protection on that vault).
 
 @description('Key Vault name (3-24 characters).')
 @minLength(3)
