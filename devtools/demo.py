@@ -1,15 +1,16 @@
 """The local demo: Azurite + the recording simulator + ``serve`` + one sample
 3-chunk recording event, ending with a verified archive.
 
-Exits 0 only when every chunk's media and metadata in Azurite hash to what the
-simulator served, the manifest says ``complete``, and each chunk was deleted
-from the simulator after it was archived.
+Exits 0 only when every chunk's media in Azurite hashes to what the simulator
+served and to its chain-of-custody record, the manifest says ``complete``, each
+chunk was deleted from the simulator after it was archived, ``verify`` finds
+nothing wrong, and the write-once guard finds no request that changed or
+deleted a blob of the archive container.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import os
 import secrets
 import time
@@ -20,15 +21,20 @@ from azure.storage.blob.aio import BlobServiceClient
 
 from devtools.devstack import REPO, Azurite, ServeProcess
 from devtools.simulator import RecordingSimulator
-from recording_pipeline.core.naming import manifest_name, recording_key
-from recording_pipeline.core.state import chunk_key
+from devtools.write_once import Guard, check_log
+from recording_pipeline.cli.operations import verify_recordings
+from recording_pipeline.core.custody import CustodyRecord
+from recording_pipeline.core.naming import chunk_stem, custody_name, manifest_name, recording_key
+from recording_pipeline.core.state import Manifest, RecordingState
+from recording_pipeline.edges.archive import BlobArchive
 
 
 async def run_demo(size_mib: int = 24, timeout: float = 300.0) -> int:
     workdir = REPO / ".demo"
     workdir.mkdir(exist_ok=True)
     # Both starts wait for a port: keep that off the event loop.
-    azurite = await asyncio.to_thread(Azurite(location=Path(workdir / f"azurite-{int(time.time())}")).start)
+    location = Path(workdir / f"azurite-{int(time.time())}")
+    azurite = await asyncio.to_thread(Azurite(location=location, access_log=True).start)  # the guard reads its log
     simulator = RecordingSimulator()
     await simulator.start()
     key = secrets.token_urlsafe(24)
@@ -38,6 +44,7 @@ async def run_demo(size_mib: int = 24, timeout: float = 300.0) -> int:
         "ARCHIVE_STORAGE_CONNECTION_STRING": azurite.connection_string,
         "AzureWebJobsStorage": azurite.connection_string,
         "ARCHIVE_CONTAINER": "recordings",
+        "ARCHIVE_STATE_CONTAINER": "recordings-state",
         "CHUNK_QUEUE_NAME": "recording-chunks",
         "RECORDING_ALLOWED_HOSTS": "127.0.0.1",
         "RECORDING_ALLOW_HTTP": "true",
@@ -77,59 +84,62 @@ async def run_demo(size_mib: int = 24, timeout: float = 300.0) -> int:
             if response.status != 200:
                 return 1
         rec_key = recording_key(recording_id, None)
-        service = BlobServiceClient.from_connection_string(azurite.connection_string)
-        async with service:
-            container = service.get_container_client("recordings")
-            manifest = await _wait_for_complete(container, manifest_name(call_id, rec_key), timeout)
+        archive = BlobArchive(BlobServiceClient.from_connection_string(azurite.connection_string), "recordings")
+        state = BlobArchive(BlobServiceClient.from_connection_string(azurite.connection_string), "recordings-state")
+        try:
+            manifest = await _wait_for_complete(state, manifest_name(call_id, rec_key), timeout)
             if manifest is None:
                 print("demo: FAILED: the recording did not complete in time; see .demo/serve.log")
                 return 1
             ok = True
             for chunk in chunks:
-                entry = manifest["chunks"][chunk_key(chunk.chunk_index)]
-                media = await _sha256(container, entry["mediaBlob"])
-                good = media == chunk.sha256 == entry["sha256"] and chunk.document_id in simulator.deleted
+                entry = manifest.chunk(chunk.chunk_index)
+                assert entry is not None and entry.media_blob is not None
+                media, _size = await archive.sha256(entry.media_blob)
+                found = await archive.read_bytes(
+                    custody_name(chunk_stem(call_id, rec_key, chunk.chunk_index, chunk.document_id))
+                )
+                proof = CustodyRecord.model_validate_json(found[0]) if found else None
+                deleted = chunk.document_id in simulator.deleted
+                good = proof is not None and media == chunk.sha256 == entry.sha256 == proof.sha256 and deleted
                 ok &= good
                 print(
-                    f"demo: {'ok ' if good else 'BAD'} {container.url}/{entry['mediaBlob']} "
-                    f"({entry['size']} bytes, sha256 {media[:16]}…, deleted from ACS: "
-                    f"{chunk.document_id in simulator.deleted})"
+                    f"demo: {'ok ' if good else 'BAD'} {archive.url}/{entry.media_blob} "
+                    f"({entry.size} bytes, sha256 {media[:16]}…, chain of custody: {'yes' if proof else 'NO'}, "
+                    f"deleted from ACS: {deleted})"
                 )
-            print(f"demo: manifest {container.url}/{manifest_name(call_id, rec_key)} state={manifest['state']}")
-            print("demo: archive verified" if ok else "demo: FAILED verification")
-            return 0 if ok else 1
+            print(f"demo: manifest {state.url}/{manifest_name(call_id, rec_key)} state={manifest.state.value}")
+            checks = await verify_recordings(archive, state)
+            verified = all(c.ok for c in checks)
+            print(
+                f"demo: recording-archive verify: {'every chunk matches its custody record' if verified else 'FAILED'}"
+            )
+            ok &= verified
+        finally:
+            await archive.close()
+            await state.close()
     finally:
         server.stop()
         await simulator.stop()
         azurite.stop()
+    assert azurite.log_path is not None
+    guard = check_log(azurite.log_path, Guard(is_archive=lambda container: container == "recordings"))
+    print(f"demo: {guard.report()}")
+    ok &= not guard.violations and guard.checked > 0
+    print("demo: archive verified" if ok else "demo: FAILED verification")
+    return 0 if ok else 1
 
 
-async def _wait_for_complete(container: object, name: str, timeout: float) -> dict | None:  # type: ignore[type-arg]
-    import json
-
-    from azure.core.exceptions import ResourceNotFoundError
-
+async def _wait_for_complete(state: BlobArchive, name: str, timeout: float) -> Manifest | None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        try:
-            body = await (await container.get_blob_client(name).download_blob()).readall()  # type: ignore[attr-defined]
-            manifest = json.loads(body)
-            if manifest.get("state") == "complete" and all(
-                c.get("sourceDeletedAt") for c in manifest.get("chunks", {}).values()
-            ):
-                return manifest  # type: ignore[no-any-return]
-        except ResourceNotFoundError:
-            pass
+        found = await state.read_json(name)
+        manifest = Manifest.from_json(found[0]) if found else None
+        complete = manifest is not None and manifest.state is RecordingState.COMPLETE
+        if manifest and complete and all(c.source_deleted_at for c in manifest.chunks.values()):
+            return manifest
         await asyncio.sleep(0.5)
     return None
-
-
-async def _sha256(container: object, name: str) -> str:
-    hasher = hashlib.sha256()
-    downloader = await container.get_blob_client(name).download_blob()  # type: ignore[attr-defined]
-    async for piece in downloader.chunks():
-        hasher.update(piece)
-    return hasher.hexdigest()
 
 
 def main() -> int:

@@ -60,6 +60,7 @@ class Azurite:
     location: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="azurite-")))
     process: subprocess.Popen[bytes] | None = None
     log_path: Path | None = None
+    access_log: bool = False  # a line per request in log_path, for the write-once guard
 
     def start(self) -> Azurite:
         self.blob_port = self.blob_port or free_port(self.host)
@@ -70,7 +71,7 @@ class Azurite:
         self.process = subprocess.Popen(
             [
                 azurite_binary(),
-                "--silent",
+                *([] if self.access_log else ["--silent"]),
                 "--skipApiVersionCheck",
                 "--loose",
                 "--location",

@@ -91,6 +91,15 @@ class SimRecording:
     def sha256(self) -> str:
         return content_sha256(self.seed, self.size)
 
+    @property
+    def etag(self) -> str:
+        """Like a storage service's: stable for the file, quoted."""
+        return f'"0x{hashlib.sha256(f"{self.document_id}/{self.seed}/{self.size}".encode()).hexdigest()[:16].upper()}"'
+
+    @property
+    def last_modified(self) -> str:
+        return "Tue, 01 Dec 2026 09:00:00 GMT"
+
     def metadata(self) -> bytes:
         if self.metadata_override is not None:
             return self.metadata_override
@@ -322,6 +331,8 @@ class RecordingSimulator:
         if recording.declare_size:
             response.content_length = end - start
         response.headers["Accept-Ranges"] = "bytes"
+        response.headers["ETag"] = recording.etag
+        response.headers["Last-Modified"] = recording.last_modified
         if status == 206:
             response.headers["Content-Range"] = f"bytes {start}-{end - 1}/{size if recording.declare_size else '*'}"
         await response.prepare(request)

@@ -3,4 +3,4 @@
 Event Grid → webhook → one queue job per chunk → streamed, verified copy → delete from ACS.
 """
 
-__version__ = "0.1.0"
+__version__ = "0.3.0"

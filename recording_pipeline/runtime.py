@@ -36,7 +36,8 @@ log = logging.getLogger(__name__)
 class Runtime:
     settings: Settings
     session: aiohttp.ClientSession
-    store: BlobArchive
+    store: BlobArchive  # the write-once archive container
+    state: BlobArchive  # the state container beside it
     queue: StorageChunkQueue
     acs: AcsRecordingClient
     worker: ChunkWorker
@@ -89,11 +90,14 @@ class Runtime:
             )
             store = open_archive(settings.archive, credential)
             opened.append(store)
+            state = open_state(settings.archive, credential)
+            opened.append(state)
             queue = open_queue(settings.queue, credential)
             opened.append(queue)
             worker = ChunkWorker(
                 acs,
                 store,
+                state,
                 queue,
                 settings.transfer.block_size,
                 settings.transfer.concurrency,
@@ -114,7 +118,8 @@ class Runtime:
                 webhook_settings.max_events,
                 delivery_auth,
             )
-            runtime = cls(settings, session, store, queue, acs, worker, ArchiveAudit(store), webhook, credential)
+            audit = ArchiveAudit(store, state)
+            runtime = cls(settings, session, store, state, queue, acs, worker, audit, webhook, credential)
         except BaseException:
             await _close_all(reversed(opened))
             raise
@@ -129,20 +134,26 @@ class Runtime:
         await asyncio.shield(self._ready)
 
     async def _ensure(self) -> None:
-        await asyncio.gather(self.store.ensure(), self.queue.ensure())
+        await asyncio.gather(self.store.ensure(), self.state.ensure(), self.queue.ensure())
 
     async def close(self) -> None:
-        await _close_all([self.store, self.queue, self.session, self._credential])
+        await _close_all([self.store, self.state, self.queue, self.session, self._credential])
 
 
 def open_archive(settings: ArchiveSettings, credential: Any = None) -> BlobArchive:
-    """The archive alone (the operator commands); an account URL needs ``credential``."""
-    target = settings.target
+    """The write-once archive container alone (the operator commands); an account URL needs ``credential``."""
+    return BlobArchive(_blob_service(settings.target, credential), settings.container)
+
+
+def open_state(settings: ArchiveSettings, credential: Any = None) -> BlobArchive:
+    """The state container beside the archive: manifests, quarantine, locks, holds."""
+    return BlobArchive(_blob_service(settings.target, credential), settings.state_container)
+
+
+def _blob_service(target: StorageTarget, credential: Any) -> BlobServiceClient:
     if target.connection_string:
-        service = BlobServiceClient.from_connection_string(target.connection_string, use_env_settings=False)
-    else:
-        service = BlobServiceClient(str(target.account_url), credential=credential, use_env_settings=False)
-    return BlobArchive(service, settings.container)
+        return BlobServiceClient.from_connection_string(target.connection_string, use_env_settings=False)
+    return BlobServiceClient(str(target.account_url), credential=credential, use_env_settings=False)
 
 
 def open_queue(settings: QueueSettings, credential: Any = None) -> StorageChunkQueue:

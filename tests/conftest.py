@@ -15,14 +15,34 @@ from azure.storage.blob.aio import BlobServiceClient
 
 from devtools.devstack import Azurite, ServeProcess
 from devtools.simulator import RecordingSimulator
-from tests.support.stack import Stack
+from devtools.write_once import Guard, check_log
+from tests.support.stack import ARCHIVE_PREFIX, Stack
 
 
 @pytest.fixture(scope="session")
-def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Azurite]:
-    instance = Azurite(location=tmp_path_factory.mktemp("azurite")).start()
+def write_once() -> Guard:
+    """The archive containers' rule, checked over every request Azurite answered in the session (see azurite)."""
+    return Guard(is_archive=lambda container: container.startswith(ARCHIVE_PREFIX))
+
+
+@pytest.fixture(scope="session")
+def azurite(tmp_path_factory: pytest.TempPathFactory, write_once: Guard) -> Iterator[Azurite]:
+    instance = Azurite(location=tmp_path_factory.mktemp("azurite"), access_log=True).start()
     yield instance
     instance.stop(grace=1)  # its data is thrown away
+    assert instance.log_path is not None
+    check_log(instance.log_path, write_once)
+    _REPORTS.append(write_once.report())
+    assert not write_once.violations, write_once.report()
+
+
+_REPORTS: list[str] = []
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """The write-once guard's verdict, in the summary of every run that started Azurite."""
+    for report in _REPORTS:
+        terminalreporter.write_line(report)
 
 
 @pytest.fixture
@@ -36,12 +56,13 @@ async def simulator() -> AsyncIterator[RecordingSimulator]:
 @pytest.fixture
 def stack(azurite: Azurite, simulator: RecordingSimulator) -> Stack:
     suffix = uuid.uuid4().hex[:12]
-    container, queue = f"rec-{suffix}", f"chunks-{suffix}"
+    container, queue = f"{ARCHIVE_PREFIX}{suffix}", f"chunks-{suffix}"
     env = {
         "ACS_CONNECTION_STRING": simulator.connection_string,
         "ARCHIVE_STORAGE_CONNECTION_STRING": azurite.connection_string,
         "AzureWebJobsStorage": azurite.connection_string,
         "ARCHIVE_CONTAINER": container,
+        "ARCHIVE_STATE_CONTAINER": f"state-{suffix}",
         "CHUNK_QUEUE_NAME": queue,
         "RECORDING_ALLOWED_HOSTS": "127.0.0.1",
         "RECORDING_ALLOW_HTTP": "true",

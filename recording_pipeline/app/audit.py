@@ -1,8 +1,9 @@
 """ArchiveAudit: what the webhook keeps in the archive besides jobs.
 
 Rejected events are kept whole with their reason (``_rejected/``), so nothing
-that reached us is lost even when it cannot be processed; bring-your-own-storage
-recordings get a manifest that says ACS already delivered them elsewhere.
+that reached us is lost even when it cannot be processed; a bring-your-own-
+storage recording gets a record, written once, that ACS delivered it to the
+customer's own container, and a manifest in the state container saying so.
 """
 
 from __future__ import annotations
@@ -11,16 +12,18 @@ import json
 from datetime import datetime
 from typing import Any
 
-from recording_pipeline.core.naming import manifest_name, rejected_name
-from recording_pipeline.core.ports import ArchiveStore
+from recording_pipeline.core.custody import ExternalRecord
+from recording_pipeline.core.naming import external_name, manifest_name, rejected_name
+from recording_pipeline.core.ports import ArchiveStore, StateStore
 from recording_pipeline.core.state import external_manifest
 
 JSON = "application/json"
 
 
 class ArchiveAudit:
-    def __init__(self, store: ArchiveStore) -> None:
+    def __init__(self, store: ArchiveStore, state: StateStore) -> None:
         self._store = store
+        self._state = state
 
     async def keep_rejected(self, raw: Any, reason: str, received: datetime) -> None:
         event = json.dumps(raw, sort_keys=True, default=str).encode()
@@ -28,14 +31,16 @@ class ArchiveAudit:
         await self._store.create(rejected_name(event, received), json.dumps(record, default=str).encode(), JSON)
 
     async def record_external(self, identity: dict[str, Any], received: datetime) -> None:
-        doc = external_manifest(
-            identity["eventId"],
-            identity["callId"],
-            identity["recordingId"],
-            identity["serverCallId"],
-            identity["recordingKey"],
-            identity["topic"],
-            received,
+        evidence = ExternalRecord(
+            event_id=identity["eventId"],
+            call_id=identity["callId"],
+            recording_id=identity["recordingId"],
+            server_call_id=identity["serverCallId"],
+            recording_key=identity["recordingKey"],
+            topic=identity["topic"],
+            received_at=received,
         )
+        await self._store.create(external_name(evidence.call_id, evidence.recording_key), evidence.to_json(), JSON)
+        doc = external_manifest(evidence)
         name = manifest_name(doc.call_id, doc.recording_key)
-        await self._store.create(name, json.dumps(doc.to_json(), indent=1).encode(), JSON)
+        await self._state.create(name, json.dumps(doc.to_json(), indent=1).encode(), JSON)

@@ -3,6 +3,12 @@
 One ChunkRun per attempt holds what the steps learn on the way (the metadata
 document, the media blob's name and properties, the transfer's result). The
 order of steps is not decided here: ``archive_chunk`` asks ``next_step``.
+
+Everything written to the archive is created once and never changed: the
+metadata document, the media (one Put Block List with its metadata and index
+tag), the chain-of-custody record, the participant index, the source-deleted
+and lost records. What changes — the recording's manifest, the lock — lives in
+the state store.
 """
 
 from __future__ import annotations
@@ -15,32 +21,45 @@ from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from pydantic import ValidationError
+
+from recording_pipeline import __version__
 from recording_pipeline.app.manifests import record
 from recording_pipeline.app.transfer import TransferResult, copy_to_blocks
 from recording_pipeline.core.attempts import AttemptProgress
+from recording_pipeline.core.custody import (
+    ArchivedBlock,
+    ChunkIdentity,
+    CustodyRecord,
+    DeclaredSource,
+    SourceAnswer,
+    SourceDeletedRecord,
+    Verification,
+)
 from recording_pipeline.core.errors import AcsAuthError, ArchiveIntegrityError, RecordingGoneError
 from recording_pipeline.core.jobs import RecordingChunk
 from recording_pipeline.core.lifecycle import ChunkFacts, Copy, Lease, Media, Metadata, Source, Step
 from recording_pipeline.core.metadata import ChunkMetadata, parse_metadata
 from recording_pipeline.core.naming import (
+    custody_name,
+    lock_name,
     lost_name,
     manifest_name,
     media_format,
     media_name,
     metadata_name,
     participant_entry,
+    source_deleted_name,
 )
-from recording_pipeline.core.ports import ArchiveStore, BlobInfo, ChunkQueue, RecordingSource
+from recording_pipeline.core.ports import ArchiveStore, BlobInfo, ChunkQueue, RecordingSource, StateStore
 from recording_pipeline.core.state import ChunkState, ChunkUpdate
+from recording_pipeline.core.urls import source_url
 from recording_pipeline.core.verification import (
     SHA256,
     SOURCE_SIZE,
     SOURCE_SIZE_DECLARED,
-    VERIFIED_AT,
     check_committed,
     check_read_back,
-    is_verified,
-    source_size_declared,
 )
 from recording_pipeline.edges.telemetry import (
     BYTES_ARCHIVED,
@@ -54,6 +73,7 @@ from recording_pipeline.edges.telemetry import (
 log = logging.getLogger(__name__)
 
 JSON = "application/json"
+MEDIA_TAGS = {"kind": "media"}  # the lifecycle rule tiers blobs with this tag, and only them
 LEASE_SECONDS = 15  # the shortest the service allows: a dead worker's lease frees up soon
 # A lease nobody renews expires within LEASE_SECONDS (a crashed worker, whose message is very likely the one being
 # processed now), so only one held throughout this long proves a live worker, whose own queue message is in flight.
@@ -66,6 +86,7 @@ class ChunkDeps:
 
     acs: RecordingSource
     store: ArchiveStore
+    state: StateStore
     queue: ChunkQueue
     block_size: int
     concurrency: int
@@ -85,8 +106,11 @@ class ChunkRun:
     content_type: str = ""
     info: BlobInfo | None = None
     result: TransferResult | None = None
+    custody: CustodyRecord | None = None
     archived_here: bool = False
     started: datetime | None = None
+    finished: datetime | None = None
+    deleted_at: datetime | None = None
     gone: RecordingGoneError | None = None
     lease_scope: AsyncExitStack = field(default_factory=AsyncExitStack)
 
@@ -132,18 +156,35 @@ class ChunkRun:
         return facts.but(metadata=Metadata.KNOWN)
 
     async def _look_up_media(self, facts: ChunkFacts) -> ChunkFacts:
+        """Verified if its custody record exists; else committed if the blob exists; else absent."""
+        self.custody = await self._read_custody()
+        if self.custody is not None:
+            return facts.but(media=Media.VERIFIED, source=self._source_given(facts.source, self.custody))
         self.info = await self.deps.store.info(self.media_blob)
         if self.info is None:
             return facts.but(media=Media.ABSENT)
         source = facts.source
-        if source is Source.PRESENT and not source_size_declared(self.info):
+        if source is Source.PRESENT and self.info.metadata.get(SOURCE_SIZE_DECLARED) == "false":
             source = Source.UNPROVABLE
-        return facts.but(media=Media.VERIFIED if is_verified(self.info) else Media.COMMITTED, source=source)
+        return facts.but(media=Media.COMMITTED, source=source)
+
+    async def _read_custody(self) -> CustodyRecord | None:
+        found = await self.deps.store.read_bytes(custody_name(self.job.stem))
+        if found is None:
+            return None
+        try:
+            return CustodyRecord.model_validate_json(found[0])
+        except ValidationError:
+            raise ArchiveIntegrityError(f"{custody_name(self.job.stem)} is not a chain-of-custody record") from None
+
+    @staticmethod
+    def _source_given(source: Source, custody: CustodyRecord) -> Source:
+        return Source.UNPROVABLE if source is Source.PRESENT and not custody.source_proved_whole else source
 
     async def _lease(self, facts: ChunkFacts) -> ChunkFacts:
         """Hold the chunk while it is copied; the lease saves work, it does not make the copy correct."""
         held = await self.lease_scope.enter_async_context(
-            self.deps.store.lease(self.meta_blob, LEASE_SECONDS, LEASE_WAIT_SECONDS)
+            self.deps.state.lease(lock_name(self.job.stem), LEASE_SECONDS, LEASE_WAIT_SECONDS)
         )
         if not held:
             return facts.but(lease=Lease.ELSEWHERE)
@@ -163,7 +204,7 @@ class ChunkRun:
         try:
             # Download and block upload overlap, so they share one span.
             with tracer.start_as_current_span("transfer", attributes=span_attributes()) as span:
-                self.result = await copy_to_blocks(
+                result = self.result = await copy_to_blocks(
                     deps.acs,
                     deps.store,
                     self.job.content_url,
@@ -172,17 +213,17 @@ class ChunkRun:
                     deps.concurrency,
                     progress=self.progress,
                 )
-                span.set_attributes(
-                    {"recording.bytes": self.result.size, "recording.resumed_from": self.result.resumed_from}
-                )
+                span.set_attributes({"recording.bytes": result.size, "recording.resumed_from": result.resumed_from})
         except RecordingGoneError as exc:
             self.gone = exc
             return facts.but(source=Source.GONE)
-        if facts.source is Source.PRESENT and not self.result.size_declared:
+        self.finished = deps.clock()
+        if facts.source is Source.PRESENT and not result.size_declared:
             return facts.but(copied=True, source=Source.UNPROVABLE)
         return facts.but(copied=True)
 
     async def _commit(self, facts: ChunkFacts) -> ChunkFacts:
+        """One Put Block List, only if the blob is absent, carrying everything known to prove it at commit time."""
         assert self.result is not None
         result, job = self.result, self.job
         metadata = {
@@ -195,79 +236,71 @@ class ChunkRun:
         }
         if result.sha256:
             metadata[SHA256] = result.sha256
+        store = self.deps.store
         with tracer.start_as_current_span("archive.commit", attributes=span_attributes()):
-            if await self.deps.store.commit_new(self.media_blob, result.block_ids, self.content_type, metadata):
+            if await store.commit_new(self.media_blob, result.block_ids, self.content_type, metadata, MEDIA_TAGS):
                 self.info = BlobInfo(self.media_blob, result.size, "", metadata)  # what we committed, as committed
             else:  # another attempt committed it first: look at what it wrote
-                self.info = await self.deps.store.info(self.media_blob)
+                self.info = await store.info(self.media_blob)
         if self.info is None:
             raise ArchiveIntegrityError(f"{self.media_blob}: not found after commit")
         return facts.but(media=Media.COMMITTED)
 
     async def _verify(self, facts: ChunkFacts) -> ChunkFacts:
-        """Prove the committed blob is the file ACS served; only then may the source be deleted."""
-        store, info, result = self.deps.store, self.info, self.result
-        assert info is not None
+        """Prove the committed blob is the file ACS served, and write that proof once: the custody record."""
+        store, info, result, job = self.deps.store, self.info, self.result, self.job
+        assert info is not None and self.metadata is not None
         with tracer.start_as_current_span("archive.verify", attributes=span_attributes()):
-            check_committed(info, await store.committed_blocks(self.media_blob), result.block_ids if result else None)
+            committed = await store.committed_blocks(self.media_blob)
+            check_committed(info, committed, result.block_ids if result else None)
             sha256 = info.metadata.get(SHA256)
+            method = Verification.WHILE_STAGING
             if not sha256 or result is None:
-                # Resumed (or committed by an attempt that died before recording its hash): hash what is archived.
+                # Resumed (or committed by another attempt): hash what is archived.
                 sha256, size = await store.sha256(self.media_blob)
                 check_read_back(info, sha256, size)
-            metadata = {**info.metadata, SHA256: sha256, VERIFIED_AT: self.deps.clock().isoformat()}
-            await store.set_metadata(self.media_blob, metadata)
-        self.info = BlobInfo(info.name, info.size, info.etag, metadata)
+                method = Verification.READ_BACK
+            declared = result.declared if result else {}
+            record = CustodyRecord(
+                chunk=ChunkIdentity.of(job),
+                source=DeclaredSource(
+                    url=source_url(job.content_url),
+                    content_length=int(info.metadata[SOURCE_SIZE])
+                    if info.metadata.get(SOURCE_SIZE_DECLARED) != "false"
+                    else None,
+                    content_type=declared.get("Content-Type"),
+                    etag=declared.get("ETag"),
+                    last_modified=declared.get("Last-Modified"),
+                ),
+                received_from=self.started if result else None,
+                received_until=self.finished if result else None,
+                resumed_from_byte=result.resumed_from if result else 0,
+                media_blob=self.media_blob,
+                content_type=self.content_type,
+                size=info.size,
+                sha256=sha256,
+                blocks=[ArchivedBlock(id=b.block_id, size=b.size) for b in committed],
+                metadata_blob=self.meta_blob,
+                metadata_sha256=self.metadata.sha256,
+                verification=method,
+                verified_at=self.deps.clock(),
+                app_version=__version__,
+            )
+            if not await store.create(custody_name(job.stem), record.to_json(), JSON):
+                record = await self._read_custody() or record  # another attempt proved it first
+        self.custody = record
         self.archived_here = True
         return facts.but(media=Media.VERIFIED)
 
     # --- after the copy ------------------------------------------------------------------------------
 
-    async def _record(self, facts: ChunkFacts) -> ChunkFacts:
-        """The manifest says archived, and every participant is indexed; the lease is no longer needed."""
-        await self.lease_scope.aclose()
-        info, job, deps = self.info, self.job, self.deps
-        assert info is not None and self.metadata is not None
-        finished = deps.clock()
-        left = job.seconds_left(finished)
-        started = self.started or finished
-        await record(
-            deps.store,
-            job,
-            ChunkUpdate(
-                ChunkState.ARCHIVED,
-                media_blob=self.media_blob,
-                metadata_blob=self.meta_blob,
-                content_type=self.content_type,
-                size=info.size,
-                sha256=info.metadata.get(SHA256),
-                archived_at=finished,
-                seconds_left_at_archive=round(left),
-                transfer_seconds=round((finished - started).total_seconds(), 3) if self.result else None,
-                resumed_from_byte=self.result.resumed_from if self.result and self.result.resumed_from else None,
-            ),
-            finished,
-        )
-        await self._index_participants()
-        if self.archived_here:
-            elapsed = max((finished - started).total_seconds(), 1e-6)
-            BYTES_ARCHIVED.add(info.size)
-            CHUNK_DURATION.record(elapsed)
-            CHUNK_THROUGHPUT.record(info.size / elapsed / 1e6)
-            SECONDS_LEFT.record(left)
-            log.info(
-                "recording chunk archived: %d bytes to %s, %.1f h before the deadline",
-                info.size,
-                self.media_blob,
-                left / 3600,
-                extra={"bytes": info.size, "seconds_left": round(left), "blob": self.media_blob},
-            )
-        return facts.but(recorded=True)
-
-    async def _index_participants(self) -> None:
+    async def _index(self, facts: ChunkFacts) -> ChunkFacts:
         """One small blob per (participant, recording): a prefix listing answers "which recordings"."""
+        await self.lease_scope.aclose()  # the copy is proved: nothing left to guard
         job = self.job
-        assert self.metadata is not None
+        if self.metadata is None:  # the media was verified before this attempt read the document
+            found = await self.deps.store.read_bytes(self.meta_blob)
+            self.metadata = parse_metadata(found[0]) if found else None
         entry = json.dumps(
             {
                 "callId": job.call_id,
@@ -277,44 +310,90 @@ class ChunkRun:
                 "manifest": manifest_name(job.call_id, job.recording_key),
             }
         ).encode()
+        participants = self.metadata.participants if self.metadata else []
         await asyncio.gather(
             *(
                 self.deps.store.create(participant_entry(pid, job.call_id, job.recording_key), entry, JSON)
-                for pid in self.metadata.participants
+                for pid in participants
             )
         )
+        return facts.but(indexed=True)
 
     async def _delete_source(self, facts: ChunkFacts) -> ChunkFacts:
-        assert self.job.delete_url is not None
+        """ACS's copy goes only now: the custody record exists. The DELETE is then recorded, once."""
+        assert self.job.delete_url is not None and self.custody is not None
         try:
             with tracer.start_as_current_span("acs.delete", attributes=span_attributes()):
                 deleted = await self.deps.acs.delete(self.job.delete_url)
         except AcsAuthError:
             log.error("ACS refused the DELETE of an archived chunk: check the credentials' rights")
             raise
-        now = self.deps.clock()
-        await record(self.deps.store, self.job, ChunkUpdate(ChunkState.ARCHIVED, source_deleted_at=now), now)
+        self.deleted_at = self.deps.clock()
+        evidence = SourceDeletedRecord(
+            chunk=self.custody.chunk,
+            delete_url=source_url(self.job.delete_url),
+            answer=SourceAnswer.DELETED if deleted else SourceAnswer.ALREADY_GONE,
+            deleted_at=self.deleted_at,
+            app_version=__version__,
+        )
+        await self.deps.store.create(source_deleted_name(self.job.stem), evidence.to_json(), JSON)
         log.info("deleted from ACS after verification" if deleted else "already gone from ACS (counts as deleted)")
         return facts.but(source=Source.DELETED)
 
-    async def _keep_source(self, facts: ChunkFacts) -> ChunkFacts:
-        # Without a size from ACS, a connection closed early looks like the end of the file: the copy cannot be
-        # proved whole, so the source stays (ACS removes it at its deadline).
-        log.warning("ACS never stated this file's size; leaving it in ACS rather than deleting an unproved copy")
-        now = self.deps.clock()
-        reason = "ACS did not state the file's size"
-        await record(self.deps.store, self.job, ChunkUpdate(ChunkState.ARCHIVED, source_kept_reason=reason), now)
-        return facts.but(source=Source.KEPT)
+    async def _record(self, facts: ChunkFacts) -> ChunkFacts:
+        """One write of the recording's state: archived, and what became of ACS's copy."""
+        custody, job, deps = self.custody, self.job, self.deps
+        assert custody is not None
+        now = deps.clock()
+        left = job.seconds_left(now)
+        kept = facts.source is Source.UNPROVABLE
+        if kept:
+            # Without a size from ACS, a connection closed early looks like the end of the file: the copy cannot
+            # be proved whole, so the source stays (ACS removes it at its deadline).
+            log.warning("ACS never stated this file's size; leaving it in ACS rather than deleting an unproved copy")
+        since, until = custody.received_from, custody.received_until
+        await record(
+            deps.state,
+            job,
+            ChunkUpdate(
+                ChunkState.ARCHIVED,
+                media_blob=custody.media_blob,
+                metadata_blob=custody.metadata_blob,
+                content_type=custody.content_type,
+                size=custody.size,
+                sha256=custody.sha256,
+                archived_at=custody.verified_at,
+                seconds_left_at_archive=round(job.seconds_left(custody.verified_at)),
+                transfer_seconds=round((until - since).total_seconds(), 3) if since and until else None,
+                resumed_from_byte=custody.resumed_from_byte or None,
+                source_deleted_at=self.deleted_at,
+                source_kept_reason="ACS did not state the file's size" if kept else None,
+            ),
+            now,
+        )
+        if self.archived_here:
+            BYTES_ARCHIVED.add(custody.size)
+            if self.started and self.finished:
+                elapsed = max((self.finished - self.started).total_seconds(), 1e-6)
+                CHUNK_DURATION.record(elapsed)
+                CHUNK_THROUGHPUT.record(custody.size / elapsed / 1e6)
+            SECONDS_LEFT.record(left)
+            log.info(
+                "recording chunk archived: %d bytes to %s, %.1f h before the deadline",
+                custody.size,
+                custody.media_blob,
+                left / 3600,
+                extra={"bytes": custody.size, "seconds_left": round(left), "blob": custody.media_blob},
+            )
+        return facts.but(recorded=True)
 
     # --- gone from ACS ---------------------------------------------------------------------------------
 
     async def _find_copy(self, facts: ChunkFacts) -> ChunkFacts:
         """ACS answered 404: lost, unless another attempt archived (and deleted) it meanwhile."""
-        store = self.deps.store
-        async for name in store.list_names(f"{self.job.stem}."):
-            if not name.endswith(".json") and is_verified(await store.info(name)):
-                log.info("ACS no longer has the chunk, and the archive holds its verified copy %s", name)
-                return facts.but(copy=Copy.FOUND)
+        if await self._read_custody() is not None:
+            log.info("ACS no longer has the chunk, and the archive holds its proved copy")
+            return facts.but(copy=Copy.FOUND)
         return facts.but(copy=Copy.NONE)
 
     async def _record_lost(self, facts: ChunkFacts) -> ChunkFacts:
@@ -324,9 +403,10 @@ class ChunkRun:
             "reason": reason,
             "detectedAt": now.isoformat(),
             "secondsPastDeadline": round(-job.seconds_left(now)),
+            "appVersion": __version__,
         }
         await self.deps.store.create(lost_name(job.stem), json.dumps(lost, indent=1).encode(), JSON)
-        await record(self.deps.store, job, ChunkUpdate(ChunkState.LOST, lost_at=now, last_error=reason), now)
+        await record(self.deps.state, job, ChunkUpdate(ChunkState.LOST, lost_at=now, last_error=reason), now)
         log.error(
             "recording chunk lost: ACS no longer has it and it was never archived (%s)",
             reason,

@@ -1,4 +1,4 @@
-"""The one place the worker writes a recording's manifest.
+"""The one place the worker writes a recording's manifest, in the state container.
 
 ``record_chunk`` (core.state) is applied under ETag conditions by the store, so
 concurrent attempts on chunks of one recording all land, and a late duplicate
@@ -11,11 +11,11 @@ from datetime import datetime
 
 from recording_pipeline.core.jobs import RecordingChunk
 from recording_pipeline.core.naming import manifest_name
-from recording_pipeline.core.ports import ArchiveStore
+from recording_pipeline.core.ports import StateStore
 from recording_pipeline.core.state import ChunkUpdate, Manifest, record_chunk
 
 
-async def record(store: ArchiveStore, job: RecordingChunk, update: ChunkUpdate, now: datetime) -> Manifest:
+async def record(store: StateStore, job: RecordingChunk, update: ChunkUpdate, now: datetime) -> Manifest:
     def apply(doc: object | None) -> object:
         current = Manifest.from_json(doc) if doc is not None else None
         return record_chunk(current, job, now, update).to_json()

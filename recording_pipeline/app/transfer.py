@@ -61,6 +61,7 @@ class TransferResult:
     sha256: str | None  # None when resumed: the earlier bytes are only in the archive
     resumed_from: int
     size_declared: bool  # ACS stated the file's size: the byte count was checked against it
+    declared: dict[str, str]  # what ACS's answer declared about the file (content type, ETag, last modified)
 
 
 class BufferBudget:
@@ -154,6 +155,7 @@ class _Transfer:
         self.resumed_from = self.offset
         self.downloaded = 0
         self.total: int | None = None
+        self.declared: dict[str, str] = {}
         self.hasher = hashlib.sha256() if resume_blocks == 0 else None
         self._budget = budget
         self._progress = progress
@@ -173,6 +175,7 @@ class _Transfer:
                 if skip < 0:
                     raise AcsTransientError(f"asked for bytes from {self.offset}, got them from {stream.start}")
                 self.total = stream.total if stream.total is not None else self.total
+                self.declared = self.declared or dict(stream.headers)
                 if self.total == 0:
                     raise AcsTransientError("ACS answered with an empty recording (it does when the file is not ready)")
                 pieces: list[memoryview] = []
@@ -315,5 +318,10 @@ async def copy_to_blocks(
         raise
     digest = transfer.hasher.hexdigest() if transfer.hasher is not None else None
     return TransferResult(
-        transfer.block_ids, transfer.offset, digest, transfer.resumed_from, transfer.total is not None
+        transfer.block_ids,
+        transfer.offset,
+        digest,
+        transfer.resumed_from,
+        transfer.total is not None,
+        transfer.declared,
     )

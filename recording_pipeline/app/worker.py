@@ -23,7 +23,7 @@ from recording_pipeline.core.errors import AttemptTimeoutError, InvalidEventErro
 from recording_pipeline.core.jobs import RecordingChunk, decode_job
 from recording_pipeline.core.lifecycle import ChunkFacts, Outcome, Source, Step, next_step, outcome
 from recording_pipeline.core.naming import quarantine_invalid_name, quarantine_name
-from recording_pipeline.core.ports import ArchiveStore, ChunkQueue, RecordingSource
+from recording_pipeline.core.ports import ArchiveStore, ChunkQueue, RecordingSource, StateStore
 from recording_pipeline.core.quarantine import QuarantineRecord
 from recording_pipeline.core.state import ChunkState, ChunkUpdate
 from recording_pipeline.edges.telemetry import FAILURES, OUTCOMES, log_context, span_attributes, tracer
@@ -39,6 +39,7 @@ class ChunkWorker:
 
     acs: RecordingSource
     store: ArchiveStore
+    state: StateStore
     queue: ChunkQueue
     block_size: int
     concurrency: int
@@ -52,6 +53,7 @@ class ChunkWorker:
         return ChunkDeps(
             self.acs,
             self.store,
+            self.state,
             self.queue,
             self.block_size,
             self.concurrency,
@@ -186,14 +188,14 @@ async def _requeue_later(job: RecordingChunk, error: str, delay: int, worker: Ch
     )
     try:
         update = ChunkUpdate(ChunkState.PENDING, last_error=error, requeues=job.requeues + 1)
-        await record(worker.store, job, update, worker.clock())
+        await record(worker.state, job, update, worker.clock())
     except Exception:  # the requeued message is what matters
         log.exception("could not record the failure in the manifest")
 
 
 async def _quarantine(job: RecordingChunk, error: str, dequeue_count: int, worker: ChunkWorker) -> None:
-    """The job, its error and its attempts: a durable record in the archive, and a poison message that never
-    expires. Either is enough for ``replay --poison``; the manifest is a view."""
+    """The job, its error and its attempts: a durable record in the state container, and a poison message that
+    never expires. Either is enough for ``replay --poison``; the manifest is a view."""
     attempts = worker.policy.attempts_per_message * job.requeues + min(
         dequeue_count, worker.policy.attempts_per_message
     )
@@ -201,7 +203,7 @@ async def _quarantine(job: RecordingChunk, error: str, dequeue_count: int, worke
     await _keep_quarantined(quarantine_name(job.stem), kept, worker)
     try:
         update = ChunkUpdate(ChunkState.FAILED, last_error=error, failed_at=kept.quarantined_at)
-        await record(worker.store, job, update, kept.quarantined_at)
+        await record(worker.state, job, update, kept.quarantined_at)
     except Exception:
         log.exception("could not record the failure in the manifest")
 
@@ -214,7 +216,7 @@ async def _quarantine_text(text: str, exc: Exception, dequeue_count: int, worker
 async def _keep_quarantined(name: str, record: QuarantineRecord, worker: ChunkWorker) -> None:
     """Both copies are attempted; the message is deleted only if at least one was written."""
     results = await asyncio.gather(
-        worker.store.create(name, record.to_json(), "application/json"),
+        worker.state.create(name, record.to_json(), "application/json"),
         worker.queue.send_poison(record),
         return_exceptions=True,
     )

@@ -9,6 +9,7 @@ import os
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -53,7 +54,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     p_status.add_argument("--json", action="store_true", help="print a JSON array instead of a table")
 
-    p_verify = sub.add_parser("verify", help="re-hash archived media against the manifests (exit 1 on any mismatch)")
+    p_verify = sub.add_parser(
+        "verify", help="re-hash archived media against its chain-of-custody records (exit 1 on any mismatch)"
+    )
     p_verify.add_argument(
         "recordings", nargs="*", metavar="RECORDING", help="callId or callId/recordingKey (all if none)"
     )
@@ -63,6 +66,17 @@ def main(argv: list[str] | None = None) -> int:
     p_part.add_argument("participant_id", metavar="PARTICIPANT_ID", help="e.g. 8:acs:... or 4:+14255550123")
     p_part.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
+    p_rebuild = sub.add_parser(
+        "rebuild-state", help="make every manifest again from the archive's write-once records, over the state's"
+    )
+    p_rebuild.add_argument("--dry-run", action="store_true", help="read and report, write nothing")
+
+    p_hold = sub.add_parser("hold", help="legal holds: place or clear one, for a case, on calls or recordings")
+    p_hold.add_argument("action", choices=("place", "clear", "list"))
+    p_hold.add_argument("case", nargs="?", default="", metavar="CASE", help="the case id (place, clear)")
+    p_hold.add_argument("targets", nargs="*", metavar="RECORDING", help="callId or callId/recordingKey (place)")
+    p_hold.add_argument("--json", action="store_true", help="print JSON (list)")
+
     args = parser.parse_args(argv)
     configure_json_logging()
     try:
@@ -70,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
             return _serve(args.host, args.port)
         if args.command == "replay":
             return asyncio.run(_replay(args.files, args.poison))
-        if args.command in ("status", "verify", "participant"):
+        if args.command in ("status", "verify", "participant", "rebuild-state", "hold"):
             return asyncio.run(_operate(args))
     except ConfigurationError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
@@ -100,13 +114,13 @@ async def _replay(files: list[Path], poison: bool) -> int:
     if not files and not poison:
         print("replay: name files, or --poison", file=sys.stderr)
         return 2
-    if poison:  # needs the queue and the archive only
-        async with _operator_edges(queue=True) as (store, queue):
-            assert queue is not None
-            await queue.ensure()
-            redriven, kept = await replay_poison(queue, store)
+    if poison:  # needs the queue and the state container only
+        async with _operator_edges(queue=True) as edges:
+            assert edges.queue is not None
+            await edges.queue.ensure()
+            redriven, kept = await replay_poison(edges.queue, edges.state)
             print(
-                f"re-driven {redriven} job(s) from {queue.poison_name} and the archive's _quarantine/; "
+                f"re-driven {redriven} job(s) from {edges.queue.poison_name} and _quarantine/; "
                 f"{kept} unreadable left in place"
             )
             return 0 if not kept else 1
@@ -130,10 +144,17 @@ async def _replay(files: list[Path], poison: bool) -> int:
         await runtime.close()
 
 
+@dataclass
+class _Edges:
+    archive: BlobArchive  # the write-once archive container
+    state: BlobArchive  # the state container beside it
+    queue: StorageChunkQueue | None
+
+
 @asynccontextmanager
-async def _operator_edges(queue: bool) -> AsyncIterator[tuple[BlobArchive, StorageChunkQueue | None]]:
-    """The archive (and, if asked and configured, the chunk queue) alone: no ACS credentials needed."""
-    from recording_pipeline.runtime import needs_identity, open_archive, open_queue
+async def _operator_edges(queue: bool) -> AsyncIterator[_Edges]:
+    """The archive account's two containers (and, if asked and configured, the chunk queue): no ACS key needed."""
+    from recording_pipeline.runtime import needs_identity, open_archive, open_queue, open_state
 
     archive_settings = ArchiveSettings.from_env(os.environ)
     queue_settings = QueueSettings.from_env(os.environ) if queue else None
@@ -143,16 +164,17 @@ async def _operator_edges(queue: bool) -> AsyncIterator[tuple[BlobArchive, Stora
         from azure.identity.aio import DefaultAzureCredential
 
         credential = DefaultAzureCredential()
-    store = open_archive(archive_settings, credential)
-    chunk_queue = open_queue(queue_settings, credential) if queue_settings else None
+    edges = _Edges(
+        open_archive(archive_settings, credential),
+        open_state(archive_settings, credential),
+        open_queue(queue_settings, credential) if queue_settings else None,
+    )
     try:
-        yield store, chunk_queue
+        yield edges
     finally:
-        await store.close()
-        if chunk_queue is not None:
-            await chunk_queue.close()
-        if credential is not None:
-            await credential.close()
+        for edge in (edges.archive, edges.state, edges.queue, credential):
+            if edge is not None:
+                await edge.close()
 
 
 def _date(value: str) -> datetime:
@@ -165,23 +187,31 @@ def _date(value: str) -> datetime:
 
 
 async def _operate(args: argparse.Namespace) -> int:
-    """The read-only operator commands: the archive alone (and, for status, the poison queue's count)."""
-    from recording_pipeline.core.errors import ContainerNotFoundError, OperatorInputError
+    """The operator commands on the archive account (and, for status, the poison queue's count)."""
+    from recording_pipeline.core.errors import ContainerNotFoundError, OperatorInputError, StorageError
 
     wants_queue = args.command == "status" and _queue_configured()
-    async with _operator_edges(queue=wants_queue) as (store, queue):
+    async with _operator_edges(queue=wants_queue) as edges:
+        command = {
+            "status": _status,
+            "verify": _verify,
+            "participant": _participant,
+            "rebuild-state": _rebuild,
+            "hold": _hold,
+        }[args.command]
         try:
-            if args.command == "status":
-                return await _status(store, queue, args)
-            if args.command == "verify":
-                return await _verify(store, args)
-            return await _participant(store, args)
+            return await command(edges, args)
         except OperatorInputError as exc:
             print(f"{args.command}: {exc}", file=sys.stderr)
             return 2
         except ContainerNotFoundError:
-            print(f"{args.command}: archive container {store.container_name!r} does not exist", file=sys.stderr)
+            missing = [s.container_name for s in (edges.archive, edges.state) if not await s.exists()]
+            verb = "does" if len(missing) == 1 else "do"
+            print(f"{args.command}: container {', '.join(map(repr, missing))} {verb} not exist", file=sys.stderr)
             return 2
+        except StorageError as exc:
+            print(f"{args.command}: the storage account refused: {exc}", file=sys.stderr)
+            return 1
 
 
 def _queue_configured() -> bool:
@@ -192,14 +222,15 @@ def _queue_configured() -> bool:
     return True
 
 
-async def _status(store: BlobArchive, queue: StorageChunkQueue | None, args: argparse.Namespace) -> int:
+async def _status(edges: _Edges, args: argparse.Namespace) -> int:
     from recording_pipeline.cli.operations import recording_status
     from recording_pipeline.cli.output import status_table, to_json
 
-    report = await recording_status(store, since=args.since, state=args.state)
+    report = await recording_status(edges.state, since=args.since, state=args.state)
     print(to_json([r.to_dict() for r in report.recordings]) if args.json else status_table(report.recordings))
     for line in report.unreadable:
         print(f"unreadable manifest: {line}", file=sys.stderr)
+    queue = edges.queue
     waiting = await queue.poison_count() if queue is not None else 0
     if waiting and queue is not None:
         # Not every way into the poison queue can mark a manifest (the host poisons a job whose last attempt died).
@@ -207,25 +238,64 @@ async def _status(store: BlobArchive, queue: StorageChunkQueue | None, args: arg
     return 0
 
 
-async def _verify(store: BlobArchive, args: argparse.Namespace) -> int:
+async def _verify(edges: _Edges, args: argparse.Namespace) -> int:
     from recording_pipeline.cli.operations import verify_recordings
     from recording_pipeline.cli.output import ProgressBar, to_json, verify_report
 
     bar = ProgressBar("verifying", sys.stderr)
     try:
-        checks = await verify_recordings(store, args.recordings, bar.update)
+        checks = await verify_recordings(edges.archive, edges.state, args.recordings, bar.update)
     finally:
         bar.close()
     print(to_json([c.to_dict() for c in checks]) if args.json else verify_report(checks))
     return 0 if all(c.ok for c in checks) else 1
 
 
-async def _participant(store: BlobArchive, args: argparse.Namespace) -> int:
+async def _participant(edges: _Edges, args: argparse.Namespace) -> int:
     from recording_pipeline.cli.operations import participant_recordings
     from recording_pipeline.cli.output import participant_table, to_json
 
-    report = await participant_recordings(store, args.participant_id)
+    report = await participant_recordings(edges.archive, edges.state, args.participant_id)
     print(to_json(report.to_dict()) if args.json else participant_table(report))
+    return 0
+
+
+async def _rebuild(edges: _Edges, args: argparse.Namespace) -> int:
+    from recording_pipeline.cli.rebuild import rebuild_state
+
+    await edges.state.ensure()
+    report = await rebuild_state(edges.archive, edges.state, write=not args.dry_run)
+    verb = "would write" if args.dry_run else "wrote"
+    print(f"{verb} {len(report.manifests)} manifest(s) from the archive's records")
+    for line in report.unreadable:
+        print(f"  unreadable: {line}", file=sys.stderr)
+    return 0 if not report.unreadable else 1
+
+
+async def _hold(edges: _Edges, args: argparse.Namespace) -> int:
+    from datetime import UTC
+
+    from recording_pipeline.cli.holds import active_holds, clear_hold, place_hold
+    from recording_pipeline.cli.output import to_json
+
+    now = datetime.now(UTC)
+    if args.action == "place":
+        if not args.targets:
+            print("hold place: name at least one CALLID or CALLID/RECORDINGKEY", file=sys.stderr)
+            return 2
+        await edges.state.ensure()
+        hold = await place_hold(edges.archive, edges.state, args.case, args.targets, now)
+        print(f"case {hold.case}: {len(hold.blobs)} blob(s) of {len(hold.recordings)} recording(s) under legal hold")
+    elif args.action == "clear":
+        hold, kept = await clear_hold(edges.archive, edges.state, args.case, now)
+        print(f"case {hold.case}: hold cleared on {len(hold.blobs) - kept} blob(s); {kept} still held by other cases")
+    else:
+        holds = await active_holds(edges.state)
+        if args.json:
+            print(to_json([h.model_dump(mode="json", by_alias=True) for h in holds]))
+        for hold in holds if not args.json else []:
+            since = f"{hold.placed_at:%Y-%m-%d %H:%M}Z"
+            print(f"{hold.case}  since {since}  {len(hold.blobs)} blob(s)  {', '.join(hold.targets)}")
     return 0
 
 

@@ -1,12 +1,13 @@
 """What an operator asks of the archive: status, verify, participant lookups.
 
-Everything here reads the archive and returns plain data (dataclasses with a
-JSON-ready ``to_dict``); rendering is ``cli_output``'s job. Nothing writes.
+Everything here reads — manifests from the state container, evidence and
+media from the archive — and returns plain data (dataclasses with a JSON-ready
+``to_dict``); rendering is ``cli.output``'s job. Nothing writes.
 
 - ``recording_status``: every recording's manifest, summarised (chunks, bytes,
-  time left before the ACS deadline), filtered by start time and state.
-- ``verify_recordings``: re-hash archived media, streamed, against the manifest's
-  sha256 and size and the blob's own ``sha256`` metadata.
+  time left before the ACS deadline, legal holds), filtered by start time and state.
+- ``verify_recordings``: re-hash archived media, streamed, against its chain-of-
+  custody record (size, sha256, block list) and the manifest.
 - ``participant_recordings``: the recordings a participant was in, from the
   participant index (one prefix listing), joined with their manifests.
 """
@@ -14,6 +15,7 @@ JSON-ready ``to_dict``); rendering is ``cli_output``'s job. Nothing writes.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -22,6 +24,7 @@ from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
+from recording_pipeline.core.custody import CustodyRecord
 from recording_pipeline.core.errors import (
     BlobArchivedError,
     BlobTooLargeError,
@@ -29,8 +32,15 @@ from recording_pipeline.core.errors import (
     OperatorInputError,
     StorageError,
 )
-from recording_pipeline.core.naming import check_id, manifest_name, participant_digest, participant_prefix
-from recording_pipeline.core.ports import ArchiveStore
+from recording_pipeline.core.naming import (
+    check_id,
+    chunk_stem,
+    custody_name,
+    manifest_name,
+    participant_digest,
+    participant_prefix,
+)
+from recording_pipeline.core.ports import ArchiveStore, StateStore
 from recording_pipeline.core.state import ChunkState, Manifest, RecordingState
 
 MANIFEST_SUFFIX = "/manifest.json"
@@ -66,6 +76,7 @@ class RecordingStatus:
     expires_at: datetime | None
     seconds_left: float | None  # before the earliest ACS deadline; only while the recording is incomplete
     updated_at: datetime | None
+    holds: tuple[str, ...] = ()  # the cases whose legal hold covers it
 
     @property
     def started(self) -> datetime | None:
@@ -88,6 +99,7 @@ class RecordingStatus:
             "expiresAt": _iso(self.expires_at),
             "secondsLeft": None if self.seconds_left is None else round(self.seconds_left),
             "updatedAt": _iso(self.updated_at),
+            "holds": list(self.holds),
             "manifest": self.manifest,
         }
 
@@ -98,7 +110,7 @@ class StatusReport:
     unreadable: list[str] = field(default_factory=list)  # "name: why" for manifests that could not be read
 
 
-def summarize(name: str, doc: Manifest, now: datetime) -> RecordingStatus:
+def summarize(name: str, doc: Manifest, now: datetime, holds: tuple[str, ...] = ()) -> RecordingStatus:
     """A manifest → its status line. Pure."""
     incomplete = doc.state is RecordingState.INCOMPLETE
     deadline = as_utc(doc.expires_at) if doc.expires_at else None
@@ -119,6 +131,7 @@ def summarize(name: str, doc: Manifest, now: datetime) -> RecordingStatus:
         expires_at=deadline,
         seconds_left=(deadline - now).total_seconds() if deadline and incomplete else None,
         updated_at=_utc(doc.updated_at),
+        holds=holds,
     )
 
 
@@ -133,20 +146,21 @@ def matches(status: RecordingStatus, since: datetime | None, state: str | None) 
 
 
 async def recording_status(
-    store: ArchiveStore, since: datetime | None = None, state: str | None = None, now: datetime | None = None
+    ledger: StateStore, since: datetime | None = None, state: str | None = None, now: datetime | None = None
 ) -> StatusReport:
-    """Every recording in the archive (oldest start first), optionally filtered."""
+    """Every recording in the state container (oldest start first), optionally filtered."""
     if state is not None and state not in STATE_FILTERS:
         raise OperatorInputError(f"state must be one of {', '.join(STATE_FILTERS)}")
     now = now or datetime.now(UTC)
     since = as_utc(since) if since else None
-    docs, unreadable = await read_manifests(store, await list_manifests(store))
-    found = [summarize(name, doc, now) for name, doc in docs if doc is not None]
+    docs, unreadable = await read_manifests(ledger, await list_manifests(ledger))
+    holds = await held_recordings(ledger)
+    found = [summarize(n, doc, now, holds.get((doc.call_id, doc.recording_key), ())) for n, doc in docs if doc]
     selected = [s for s in found if matches(s, since, state)]
     return StatusReport(sorted(selected, key=_order), unreadable)
 
 
-async def list_manifests(store: ArchiveStore, prefix: str = "") -> list[str]:
+async def list_manifests(store: StateStore, prefix: str = "") -> list[str]:
     """Names of the manifests under ``prefix``: ``{callId}/{recordingKey}/manifest.json``, never ``_...``."""
     return [
         name
@@ -155,7 +169,7 @@ async def list_manifests(store: ArchiveStore, prefix: str = "") -> list[str]:
     ]
 
 
-async def read_manifests(store: ArchiveStore, names: list[str]) -> tuple[list[tuple[str, Manifest | None]], list[str]]:
+async def read_manifests(store: StateStore, names: list[str]) -> tuple[list[tuple[str, Manifest | None]], list[str]]:
     """Each name with its manifest (None if absent or unreadable), in order; and "name: why" for the unreadable."""
     unreadable: list[str] = []
 
@@ -259,25 +273,26 @@ def parse_target(target: str) -> tuple[str, str | None]:
 
 
 async def verify_recordings(
-    store: ArchiveStore,
+    archive: ArchiveStore,
+    ledger: StateStore,
     targets: list[str] | None = None,
     progress: Progress | None = None,
     concurrency: int = VERIFY_CONCURRENCY,
 ) -> list[RecordingCheck]:
-    """Re-hash every archived chunk of the named recordings (all, with none named)."""
+    """Re-hash every archived chunk of the named recordings (all, with none named) against its custody record."""
     names: list[str] = []
     checks: list[RecordingCheck] = []
     for call_id, rec_key in (parse_target(t) for t in targets or []):
         if rec_key is not None:
             names.append(manifest_name(call_id, rec_key))
             continue
-        under = await list_manifests(store, f"{call_id}/")
+        under = await list_manifests(ledger, f"{call_id}/")
         if not under:
             checks.append(RecordingCheck(f"{call_id}/", call_id, "", None, problems=["no recording under this call"]))
         names.extend(under)
     if not targets:
-        names = await list_manifests(store)
-    docs, unreadable = await read_manifests(store, list(dict.fromkeys(names)))
+        names = await list_manifests(ledger)
+    docs, unreadable = await read_manifests(ledger, list(dict.fromkeys(names)))
     bad = {line.split(": ", 1)[0]: line.split(": ", 1)[1] for line in unreadable}
     for name, doc in docs:
         call_id, rec_key, *_rest = [*name.split("/"), "", ""]
@@ -287,6 +302,9 @@ async def verify_recordings(
         else:
             check.chunks = _planned_checks(doc)
         checks.append(check)
+    stems = {
+        id(c): chunk_stem(r.call_id, r.recording_key, c.index, c.document_id or "") for r in checks for c in r.chunks
+    }
 
     work = [c for r in checks for c in r.chunks if c.result is CheckResult.OK]
     total = sum(c.expected_size or 0 for c in work)
@@ -300,7 +318,7 @@ async def verify_recordings(
 
     if progress is not None:
         progress(0, total)
-    await _bounded(concurrency, (_verify_chunk(store, c, advance) for c in work))
+    await _bounded(concurrency, (_verify_chunk(archive, c, stems[id(c)], advance) for c in work))
     return sorted(checks, key=lambda r: (r.call_id, r.recording_key))
 
 
@@ -323,10 +341,12 @@ def _planned_checks(doc: Manifest) -> list[ChunkCheck]:
     return planned
 
 
-async def _verify_chunk(store: ArchiveStore, check: ChunkCheck, advance: Callable[[int], None]) -> None:
+async def _verify_chunk(archive: ArchiveStore, check: ChunkCheck, stem: str, advance: Callable[[int], None]) -> None:
+    """The media, re-hashed, against its chain-of-custody record and the manifest."""
     assert check.media_blob is not None and check.expected_size is not None
     expected = check.expected_size
-    info = await store.info(check.media_blob)
+    custody = await _custody(archive, stem, check)
+    info = await archive.info(check.media_blob)
     if info is None:
         check.fail(CheckResult.MISSING, "media blob is missing")
         advance(expected)
@@ -334,11 +354,17 @@ async def _verify_chunk(store: ArchiveStore, check: ChunkCheck, advance: Callabl
     check.actual_size = info.size
     if info.size != expected:
         check.fail(CheckResult.MISMATCH, f"blob is {info.size} bytes, manifest says {expected}")
-    recorded = info.metadata.get("sha256")
-    if recorded is None:
-        check.fail(CheckResult.MISMATCH, "blob has no sha256 metadata")
-    elif recorded != check.expected_sha256:
-        check.fail(CheckResult.MISMATCH, f"blob metadata sha256 is {recorded}, manifest says {check.expected_sha256}")
+    if custody is not None:
+        if (custody.size, custody.sha256) != (expected, check.expected_sha256):
+            check.fail(CheckResult.MISMATCH, "the custody record and the manifest disagree on size or sha256")
+        committed = [(b.block_id, b.size) for b in await archive.committed_blocks(check.media_blob)]
+        if committed != [(b.id, b.size) for b in custody.blocks]:
+            check.fail(CheckResult.MISMATCH, "committed block list is not the one the custody record names")
+        document = await archive.read_bytes(custody.metadata_blob)
+        if document is None:
+            check.fail(CheckResult.MISSING, "the metadata document is missing")
+        elif hashlib.sha256(document[0]).hexdigest() != custody.metadata_sha256:
+            check.fail(CheckResult.MISMATCH, "the metadata document's sha256 is not the custody record's")
     read = 0
 
     def step(count: int) -> None:
@@ -347,7 +373,7 @@ async def _verify_chunk(store: ArchiveStore, check: ChunkCheck, advance: Callabl
         advance(count)
 
     try:
-        check.actual_sha256, _size = await store.sha256(check.media_blob, step)
+        check.actual_sha256, _size = await archive.sha256(check.media_blob, step)
     except StorageError as exc:
         if exc.status != 404:
             raise
@@ -361,6 +387,20 @@ async def _verify_chunk(store: ArchiveStore, check: ChunkCheck, advance: Callabl
         check.fail(
             CheckResult.MISMATCH, f"content sha256 is {check.actual_sha256}, manifest says {check.expected_sha256}"
         )
+    if custody is not None and check.actual_sha256 != custody.sha256:
+        check.fail(CheckResult.MISMATCH, f"content sha256 is {check.actual_sha256}, custody says {custody.sha256}")
+
+
+async def _custody(archive: ArchiveStore, stem: str, check: ChunkCheck) -> CustodyRecord | None:
+    found = await archive.read_bytes(custody_name(stem))
+    if found is None:
+        check.fail(CheckResult.MISMATCH, "no chain-of-custody record")
+        return None
+    try:
+        return CustodyRecord.model_validate_json(found[0])
+    except ValidationError:
+        check.fail(CheckResult.MISMATCH, "the chain-of-custody record is not one")
+        return None
 
 
 # --- participant ---------------------------------------------------------
@@ -383,7 +423,7 @@ class ParticipantReport:
 
 
 async def participant_recordings(
-    store: ArchiveStore, participant_id: str, now: datetime | None = None
+    archive: ArchiveStore, ledger: StateStore, participant_id: str, now: datetime | None = None
 ) -> ParticipantReport:
     """The recordings ``participant_id`` was in: one listing of its index prefix, then their manifests."""
     if not participant_id:
@@ -392,20 +432,32 @@ async def participant_recordings(
     prefix = participant_prefix(participant_id)
     names: list[str] = []
     dangling: list[str] = []
-    async for entry in store.list_names(prefix):
+    async for entry in archive.list_names(prefix):
         parts = entry[len(prefix) :].split("/")
         if len(parts) == 2 and all(parts):
             names.append(manifest_name(parts[0], parts[1]))
         else:
             dangling.append(entry)
-    docs, unreadable = await read_manifests(store, list(dict.fromkeys(names)))
-    found = [summarize(name, doc, now) for name, doc in docs if doc is not None]
+    docs, unreadable = await read_manifests(ledger, list(dict.fromkeys(names)))
+    holds = await held_recordings(ledger)
+    found = [summarize(n, doc, now, holds.get((doc.call_id, doc.recording_key), ())) for n, doc in docs if doc]
     bad = {line.split(": ", 1)[0] for line in unreadable}
     dangling += [name for name, doc in docs if doc is None and name not in bad] + unreadable
     return ParticipantReport(participant_id, participant_digest(participant_id), sorted(found, key=_order), dangling)
 
 
 # --- helpers -------------------------------------------------------------
+
+
+async def held_recordings(ledger: StateStore) -> dict[tuple[str, str], tuple[str, ...]]:
+    """(callId, recordingKey) → the cases whose legal hold covers it, from the hold registry."""
+    from recording_pipeline.cli.holds import active_holds
+
+    held: dict[tuple[str, str], list[str]] = {}
+    for hold in await active_holds(ledger):
+        for recording in hold.recordings:
+            held.setdefault(recording, []).append(hold.case)
+    return {key: tuple(sorted(cases)) for key, cases in held.items()}
 
 
 def as_utc(value: datetime) -> datetime:

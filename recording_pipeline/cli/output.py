@@ -80,6 +80,8 @@ def notes_cell(status: RecordingStatus) -> str:
         notes.append(f"not archived: {shown}{more}")
     if status.chunks_total is None and status.state not in (RecordingState.EXTERNAL, RecordingState.LOST):
         notes.append("last chunk not seen yet")
+    if status.holds:
+        notes.append(f"legal hold: {', '.join(status.holds)}")
     return "; ".join(notes)
 
 
@@ -106,7 +108,7 @@ def status_table(recordings: Sequence[RecordingStatus]) -> str:
     return render_table(STATUS_HEADERS, rows, right=(3, 4, 5))
 
 
-PARTICIPANT_HEADERS = ("CALL ID", "RECORDING", "STATE", "STARTED", "CHUNKS", "SIZE")
+PARTICIPANT_HEADERS = ("CALL ID", "RECORDING", "STATE", "STARTED", "CHUNKS", "SIZE", "LEGAL HOLD")
 
 
 def participant_table(report: ParticipantReport) -> str:
@@ -120,6 +122,7 @@ def participant_table(report: ParticipantReport) -> str:
                 format_time(r.recording_start_time or r.created_at),
                 chunks_cell(r),
                 format_bytes(r.total_bytes),
+                ", ".join(r.holds) or "-",
             ]
             for r in report.recordings
         ]

@@ -18,7 +18,7 @@ from recording_pipeline.app.webhook import WebhookRequest, handle_delivery
 from recording_pipeline.core.errors import ContainerNotFoundError
 from recording_pipeline.core.jobs import decode_job
 from recording_pipeline.core.naming import QUARANTINE_PREFIX
-from recording_pipeline.core.ports import ArchiveStore, ChunkQueue
+from recording_pipeline.core.ports import ChunkQueue, StateStore
 from recording_pipeline.core.quarantine import job_text_of
 from recording_pipeline.runtime import Runtime
 
@@ -85,8 +85,8 @@ def _unlimited(config: Any) -> Any:
     return replace(config, max_body_bytes=1 << 40, max_events=1 << 30, delivery_auth=None)
 
 
-async def replay_poison(queue: ChunkQueue, store: ArchiveStore, limit: int = 10_000) -> tuple[int, int]:
-    """Put quarantined jobs back on the chunk queue: the archive's ``_quarantine/`` records, then the poison
+async def replay_poison(queue: ChunkQueue, store: StateStore, limit: int = 10_000) -> tuple[int, int]:
+    """Put quarantined jobs back on the chunk queue: the state container's ``_quarantine/`` records, then the poison
     queue's messages (the worker writes both; the host's own poisoning only the latter). A job found in both is
     sent once. Returns (re-driven, unreadable kept in place)."""
     sent: set[str] = set()

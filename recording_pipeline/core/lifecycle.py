@@ -6,7 +6,8 @@ any number of attempts, duplicates and crashes converge: each step first looks
 at what the archive already holds. The rules that keep recordings safe are
 rules of this function, and its tests walk every reachable state:
 
-- the source is deleted only after the archived copy is verified and recorded;
+- the source is deleted only after the archived copy is verified, that is, after
+  its chain-of-custody record was written (once) in the archive;
 - media is copied only under the lease, and only when the archive has none;
 - a chunk is recorded lost only when ACS no longer has it and no verified copy
   exists anywhere in the archive;
@@ -26,10 +27,10 @@ class Step(StrEnum):
     LEAVE_TO_HOLDER = "leave-to-holder"  # a live worker holds it: check again later, stop here
     COPY = "copy"  # stream the media from ACS into staged blocks (resuming)
     COMMIT = "commit"  # the staged blocks become the blob, only if it is absent
-    VERIFY = "verify"  # block list, size and sha256 prove the copy whole
-    RECORD = "record"  # the manifest and the participant index say it is archived
-    DELETE_SOURCE = "delete-source"  # ACS's copy goes, now that ours is proved and recorded
-    KEEP_SOURCE = "keep-source"  # ACS never stated the size: the copy cannot be proved whole
+    VERIFY = "verify"  # block list, size and sha256 prove the copy whole; the custody record is written once
+    INDEX = "index"  # the participant index names the recording
+    DELETE_SOURCE = "delete-source"  # ACS's copy goes, now that ours is proved; a record of it is written once
+    RECORD = "record"  # the recording's state (a view, in the state container) says archived
     FIND_COPY = "find-copy"  # ACS answered 404: did another attempt archive it already?
     RECORD_LOST = "record-lost"  # gone from ACS and never archived
     DONE = "done"
@@ -59,7 +60,6 @@ class Source(StrEnum):
     NOTHING_TO_DELETE = "nothing-to-delete"  # the oldest events carry no delete location
     GONE = "gone"  # ACS answered 404 before we had a copy
     DELETED = "deleted"
-    KEPT = "kept"
 
 
 class Copy(StrEnum):
@@ -74,7 +74,8 @@ class ChunkFacts:
     media: Media = Media.UNKNOWN
     lease: Lease = Lease.NOT_TRIED
     copied: bool = False  # this attempt staged every block
-    recorded: bool = False  # the manifest says archived, the participants are indexed
+    indexed: bool = False  # the participant index names the recording
+    recorded: bool = False  # the recording's state says archived (and what became of the source)
     source: Source = Source.PRESENT
     copy: Copy = Copy.UNKNOWN  # after a 404: a verified copy elsewhere in the archive?
     lost_recorded: bool = False
@@ -108,12 +109,12 @@ def next_step(facts: ChunkFacts) -> Step:
 
 
 def _after_archived(facts: ChunkFacts) -> Step:
-    if not facts.recorded:
-        return Step.RECORD
+    if not facts.indexed:
+        return Step.INDEX
     if facts.source is Source.PRESENT:
         return Step.DELETE_SOURCE
-    if facts.source is Source.UNPROVABLE:
-        return Step.KEEP_SOURCE
+    if not facts.recorded:
+        return Step.RECORD
     return Step.DONE
 
 

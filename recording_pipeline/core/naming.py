@@ -4,16 +4,24 @@ Deterministic names are what make duplicate deliveries converge on one copy.
 Ids are validated before they become names: a forged id must not climb out of
 its folder, hide control characters, or collide with another recording.
 
-Layout (container ``ARCHIVE_CONTAINER``)::
+Layout of the write-once archive (container ``ARCHIVE_CONTAINER``)::
 
-    {callId}/{recordingKey}/manifest.json
-    {callId}/{recordingKey}/{index:05d}-{documentId}.{mp4|mp3|wav|bin}
-    {callId}/{recordingKey}/{index:05d}-{documentId}.metadata.json
+    {callId}/{recordingKey}/{index:05d}-{documentId}.{mp4|mp3|wav|bin}   the media
+    {callId}/{recordingKey}/{index:05d}-{documentId}.metadata.json       ACS's metadata document
+    {callId}/{recordingKey}/{index:05d}-{documentId}.custody.json        chain of custody: the proof
+    {callId}/{recordingKey}/{index:05d}-{documentId}.source-deleted.json when ACS's copy was deleted
+    {callId}/{recordingKey}/external.json                                bring-your-own-storage recording
     _lost/{callId}/{recordingKey}/{index:05d}-{documentId}.json
-    _quarantine/{callId}/{recordingKey}/{index:05d}-{documentId}.json
-    _quarantine/_invalid/{sha256 of the message}.json
     _rejected/{yyyy}/{mm}/{dd}/{sha256 of the raw event}.json
     _index/participants/{sha256(participantId)}/{callId}/{recordingKey}
+
+and of the state beside it (container ``ARCHIVE_STATE_CONTAINER``), which changes and can be rebuilt::
+
+    {callId}/{recordingKey}/manifest.json
+    _quarantine/{callId}/{recordingKey}/{index:05d}-{documentId}.json
+    _quarantine/_invalid/{sha256 of the message}.json
+    _locks/{callId}/{recordingKey}/{index:05d}-{documentId}
+    _holds/{case}.json
 """
 
 from __future__ import annotations
@@ -26,6 +34,8 @@ from recording_pipeline.core.errors import InvalidEventError
 
 MAX_ID_LENGTH = 256
 QUARANTINE_PREFIX = "_quarantine/"
+HOLDS_PREFIX = "_holds/"
+LOST_PREFIX = "_lost/"
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_=.:-]*$")
 
 _FORMATS = {
@@ -80,8 +90,28 @@ def metadata_name(stem: str) -> str:
     return f"{stem}.metadata.json"
 
 
+def custody_name(stem: str) -> str:
+    return f"{stem}.custody.json"
+
+
+def source_deleted_name(stem: str) -> str:
+    return f"{stem}.source-deleted.json"
+
+
+def external_name(call_id: str, rec_key: str) -> str:
+    return f"{recording_prefix(call_id, rec_key)}external.json"
+
+
+def lock_name(stem: str) -> str:
+    return f"_locks/{stem}"
+
+
+def hold_name(case: str) -> str:
+    return f"{HOLDS_PREFIX}{check_id(case, 'case')}.json"
+
+
 def lost_name(stem: str) -> str:
-    return f"_lost/{stem}.json"
+    return f"{LOST_PREFIX}{stem}.json"
 
 
 def quarantine_name(stem: str) -> str:

@@ -8,7 +8,7 @@ assertions against both, so the fakes cannot drift from the real thing.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
@@ -33,9 +33,7 @@ class StagedBlock:
     size: int
 
 
-class ArchiveStore(Protocol):
-    """One blob container. Nothing is overwritten unless a method says so; every failure is a StorageError."""
-
+class _Readable(Protocol):
     container_name: str
 
     async def ensure(self) -> None:
@@ -48,16 +46,40 @@ class ArchiveStore(Protocol):
 
     async def read_json(self, name: str) -> tuple[Any, str] | None: ...
 
+    def list_names(self, prefix: str) -> AsyncIterator[str]: ...
+
+    async def create(self, name: str, data: bytes, content_type: str, metadata: dict[str, str] | None = None) -> bool:
+        """A new blob; False (and nothing written) if it already exists."""
+
+    async def close(self) -> None: ...
+
+
+class ArchiveStore(_Readable, Protocol):
+    """The archive container: write-once. Every blob is created once and never modified or deleted, so the
+    container can be under a WORM policy; nothing here offers to change a blob. Every failure is a StorageError."""
+
     def stream(self, name: str) -> AsyncIterator[bytes]:
         """The blob piece by piece, for media of any size."""
-
-    def list_names(self, prefix: str) -> AsyncIterator[str]: ...
 
     async def sha256(self, name: str, progress: Callable[[int], None] | None = None) -> tuple[str, int]:
         """(hex sha256, bytes read), streamed; ``progress`` is told each piece's size."""
 
-    async def create(self, name: str, data: bytes, content_type: str, metadata: dict[str, str] | None = None) -> bool:
-        """A new blob; False (and nothing written) if it already exists."""
+    async def uncommitted_blocks(self, name: str) -> list[StagedBlock]: ...
+
+    async def committed_blocks(self, name: str) -> list[StagedBlock]: ...
+
+    async def stage_block(self, name: str, block_id: str, data: bytes) -> None:
+        """Upload one block, its MD5 checked by the service (an uncommitted block changes no blob)."""
+
+    async def commit_new(
+        self, name: str, block_ids: list[str], content_type: str, metadata: dict[str, str], tags: dict[str, str]
+    ) -> bool:
+        """Commit the staged blocks as a new blob, metadata and index tags set in the same request; False if the
+        blob already exists."""
+
+
+class StateStore(_Readable, Protocol):
+    """The state container: what changes (manifests, quarantine records, locks, the legal-hold registry)."""
 
     async def update_json(
         self, name: str, mutate: Callable[[Any | None], Any | None], attempts: int = 20
@@ -67,30 +89,29 @@ class ArchiveStore(Protocol):
     async def delete(self, name: str) -> None:
         """Remove a blob; absent counts as removed."""
 
-    async def set_metadata(self, name: str, metadata: dict[str, str]) -> None: ...
-
-    async def uncommitted_blocks(self, name: str) -> list[StagedBlock]: ...
-
-    async def committed_blocks(self, name: str) -> list[StagedBlock]: ...
-
-    async def stage_block(self, name: str, block_id: str, data: bytes) -> None:
-        """Upload one block, its MD5 checked by the service."""
-
-    async def commit_new(self, name: str, block_ids: list[str], content_type: str, metadata: dict[str, str]) -> bool:
-        """Commit the staged blocks as a new blob; False if the blob already exists."""
-
     def lease(self, name: str, seconds: int, wait: float) -> AbstractAsyncContextManager[bool]:
-        """Hold a lease on ``name`` (renewed) while inside; True if held, False if another holder kept it
-        throughout ``wait`` seconds."""
+        """Hold a lease on the lock ``name`` (created if missing, renewed) while inside; True if held, False if
+        another holder kept it throughout ``wait`` seconds."""
 
-    async def close(self) -> None: ...
+
+class HoldableArchive(ArchiveStore, Protocol):
+    """What the legal-hold command needs besides reading: a hold on one blob, placed or cleared."""
+
+    async def set_legal_hold(self, name: str, hold: bool) -> None: ...
 
 
 class MediaStream(Protocol):
-    """An open download: ``start`` is where the body begins, ``total`` the whole file's size if known."""
+    """An open download: ``start`` is where the body begins, ``total`` the whole file's size if known, ``headers``
+    what ACS declared about the file (Content-Type, ETag, Last-Modified), for the chain of custody."""
 
-    start: int
-    total: int | None
+    @property
+    def start(self) -> int: ...
+
+    @property
+    def total(self) -> int | None: ...
+
+    @property
+    def headers(self) -> Mapping[str, str]: ...
 
     def pieces(self) -> AsyncIterator[bytes]: ...
 
@@ -144,3 +165,8 @@ class ChunkQueue(Protocol):
     async def poison_count(self) -> int: ...
 
     async def close(self) -> None: ...
+
+
+class ContainerStore(HoldableArchive, StateStore, Protocol):
+    """Everything one blob container offers. An edge implements all of it; the app holds it by the narrower role
+    of the container it is over (ArchiveStore, StateStore), so it cannot ask the archive to change a blob."""

@@ -51,7 +51,11 @@ SPECS: dict[str, Spec] = {
     "WEBHOOK_MAX_EVENTS": Spec(1000, 1, 5000, whole=True),
     "LOCAL_HOST_LEASE_SECONDS": Spec(600, 1, 3600),
 }
-NAMES = {"ARCHIVE_CONTAINER": "recordings", "CHUNK_QUEUE_NAME": "recording-chunks"}
+NAMES = {
+    "ARCHIVE_CONTAINER": "recordings",
+    "ARCHIVE_STATE_CONTAINER": "recordings-state",
+    "CHUNK_QUEUE_NAME": "recording-chunks",
+}
 DEFAULT_CONTAINER = NAMES["ARCHIVE_CONTAINER"]
 DEFAULT_QUEUE_NAME = NAMES["CHUNK_QUEUE_NAME"]
 
@@ -147,16 +151,23 @@ class RecordingUrls:
 
 @dataclass(frozen=True)
 class ArchiveSettings:
-    """The customer's archive container: what every operator command needs, and nothing more."""
+    """The customer's archive account: the write-once archive container, and the container of mutable state
+    (manifests, quarantine, locks, holds) beside it. What every operator command needs, and nothing more."""
 
     target: StorageTarget
     container: str
+    state_container: str
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> ArchiveSettings:
         _check_resolved(env)
         target = _storage_target(env, "ARCHIVE_STORAGE_CONNECTION_STRING", "ARCHIVE_STORAGE_ACCOUNT_URL", "the archive")
-        return cls(target, _name(env, "ARCHIVE_CONTAINER"))
+        container, state = _name(env, "ARCHIVE_CONTAINER"), _name(env, "ARCHIVE_STATE_CONTAINER")
+        if container == state:
+            raise ConfigurationError(
+                "ARCHIVE_STATE_CONTAINER must differ from ARCHIVE_CONTAINER: the archive is write-once"
+            )
+        return cls(target, container, state)
 
 
 @dataclass(frozen=True)

@@ -13,12 +13,13 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer
 from pydantic.alias_generators import to_camel
 
-from recording_pipeline.core.jobs import RecordingChunk
+if TYPE_CHECKING:
+    from recording_pipeline.core.custody import ExternalRecord
 
 SCHEMA = 1
 
@@ -149,11 +150,29 @@ class ChunkUpdate:
     requeues: int | None = None
 
 
+class ChunkOf(Protocol):
+    """Who a chunk is: a RecordingChunk job, or the identity its chain-of-custody record keeps."""
+
+    call_id: str
+    recording_id: str | None
+    server_call_id: str | None
+    recording_key: str
+    recording_start_time: datetime | None
+    topic: str | None
+    chunk_index: int
+    document_id: str
+    end_reason: str | None
+    expires_at: datetime
+
+    @property
+    def is_last_chunk(self) -> bool: ...
+
+
 def chunk_key(index: int) -> str:
     return f"{index:05d}"
 
 
-def new_manifest(job: RecordingChunk, now: datetime) -> Manifest:
+def new_manifest(job: ChunkOf, now: datetime) -> Manifest:
     return Manifest(
         call_id=job.call_id,
         recording_id=job.recording_id,
@@ -167,7 +186,7 @@ def new_manifest(job: RecordingChunk, now: datetime) -> Manifest:
     )
 
 
-def record_chunk(manifest: Manifest | None, job: RecordingChunk, now: datetime, update: ChunkUpdate) -> Manifest:
+def record_chunk(manifest: Manifest | None, job: ChunkOf, now: datetime, update: ChunkUpdate) -> Manifest:
     """Set one chunk's state and fields (never lowering its state) and recompute the recording's."""
     doc = manifest.model_copy(deep=True) if manifest is not None else new_manifest(job, now)
     key = chunk_key(job.chunk_index)
@@ -191,22 +210,19 @@ def record_chunk(manifest: Manifest | None, job: RecordingChunk, now: datetime, 
     return doc
 
 
-def external_manifest(
-    event_id: str, call_id: str, recording_id: str | None, server_call_id: str | None, rec_key: str, topic: str | None,
-    now: datetime,
-) -> Manifest:  # fmt: skip
+def external_manifest(record: ExternalRecord) -> Manifest:
     """A bring-your-own-storage recording: ACS wrote it to the customer's container already."""
     return Manifest(
-        event_id=event_id,
-        call_id=call_id,
-        recording_id=recording_id,
-        server_call_id=server_call_id,
-        recording_key=rec_key,
-        topic=topic,
+        event_id=record.event_id,
+        call_id=record.call_id,
+        recording_id=record.recording_id,
+        server_call_id=record.server_call_id,
+        recording_key=record.recording_key,
+        topic=record.topic,
         storage_type=StorageType.BLOB,
         state=RecordingState.EXTERNAL,
-        created_at=now,
-        updated_at=now,
+        created_at=record.received_at,
+        updated_at=record.received_at,
     )
 
 

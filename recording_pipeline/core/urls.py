@@ -84,8 +84,16 @@ def _is_ip_literal(host: str) -> bool:
 
 def redact_url(url: str) -> str:
     """The URL without its query string (SAS tokens live there) for logs and errors."""
+    bare = source_url(url)
+    return bare + ("?<redacted>" if bare != "<invalid url>" and urlsplit(url).query else "")
+
+
+def source_url(url: str) -> str:
+    """Scheme, host, port and path only: no user info, query or fragment (where credentials can live)."""
     try:
         parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not one
     except ValueError:
         return "<invalid url>"
-    return f"{parts.scheme}://{parts.hostname or ''}{parts.path}" + ("?<redacted>" if parts.query else "")
+    host = parts.netloc.rpartition("@")[2].lower()
+    return f"{parts.scheme}://{host}{parts.path}"

@@ -1,8 +1,9 @@
-"""What proves an archived copy whole, before ACS's copy may be deleted.
+"""What proves an archived copy whole, before its custody record is written and ACS's copy deleted.
 
-Pure checks over what the archive reports; the worker gathers the facts (blob
-properties, committed block list, the sha256 it streamed or read back) and
-these decide. Any doubt raises ArchiveIntegrityError, and the source is kept.
+Pure checks over what the archive reports; the worker gathers the facts (what
+it committed or the blob's properties, the committed block list, the sha256 it
+streamed or read back) and these decide. Any doubt raises ArchiveIntegrityError:
+no custody record is written, and the source is kept.
 """
 
 from __future__ import annotations
@@ -13,15 +14,6 @@ from recording_pipeline.core.ports import BlobInfo, StagedBlock
 SHA256 = "sha256"
 SOURCE_SIZE = "source_size"
 SOURCE_SIZE_DECLARED = "source_size_declared"
-VERIFIED_AT = "verified_at"
-
-
-def is_verified(info: BlobInfo | None) -> bool:
-    """A blob this pipeline verified: a sha256, a verification time, and the size ACS served."""
-    if info is None:
-        return False
-    meta = info.metadata
-    return bool(meta.get(VERIFIED_AT)) and bool(meta.get(SHA256)) and meta.get(SOURCE_SIZE) == str(info.size)
 
 
 def check_committed(info: BlobInfo, committed: list[StagedBlock], staged: list[str] | None) -> None:
@@ -42,8 +34,3 @@ def check_read_back(info: BlobInfo, sha256: str, size: int) -> None:
     recorded = info.metadata.get(SHA256)
     if recorded and recorded != sha256:
         raise ArchiveIntegrityError(f"{info.name}: sha256 of the archive differs from the recorded one")
-
-
-def source_size_declared(info: BlobInfo) -> bool:
-    """False when ACS never stated the file's size: a copy cut short cannot be told from a whole one."""
-    return info.metadata.get(SOURCE_SIZE_DECLARED) != "false"

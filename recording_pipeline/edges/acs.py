@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 ENTRA_SCOPE = "https://communication.azure.com//.default"
 MAX_METADATA_BYTES = 4 * 1024 * 1024
 MAX_REDIRECTS = 3
+DECLARED_HEADERS = ("Content-Type", "ETag", "Last-Modified")  # what ACS says of the file, kept as evidence
 _NOT_RETRYABLE_5XX = {501, 505}  # "not implemented", "HTTP version": asking again changes nothing
 _REDIRECTS = {301, 302, 303, 307, 308}
 _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
@@ -66,12 +67,14 @@ class EntraTokenProvider:
 
 @dataclass
 class MediaStream:
-    """An open download. ``start`` is where the body begins; ``total`` the whole file's size if known."""
+    """An open download. ``start`` is where the body begins; ``total`` the whole file's size if known; ``headers``
+    what ACS declared about the file."""
 
     response: aiohttp.ClientResponse
     start: int
     total: int | None
     read_size: int
+    headers: dict[str, str]
 
     async def pieces(self) -> AsyncIterator[bytes]:
         try:
@@ -139,7 +142,8 @@ class AcsRecordingClient:
                     raise AcsTransientError("206 without a usable Content-Range", 206)
                 start = int(match[1])
                 total = None if match[3] == "*" else int(match[3])
-            yield MediaStream(response, start, total, self._read_size)
+            declared = {k: response.headers[k] for k in DECLARED_HEADERS if k in response.headers}
+            yield MediaStream(response, start, total, self._read_size, declared)
 
     async def delete(self, url: str) -> bool:
         """DELETE the chunk from ACS. True if deleted now, False if it was already gone."""

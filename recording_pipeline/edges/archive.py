@@ -1,10 +1,12 @@
-"""BlobArchive: the customer's archive container, through azure-storage-blob (async).
+"""BlobArchive: one blob container of the customer's archive account, through azure-storage-blob (async).
 
-Implements core.ports.ArchiveStore. Nothing here overwrites an archived
-recording: media and metadata are created with If-None-Match: *, JSON documents
-that change (manifests) are replaced only with If-Match on the ETag that was
-read, and blocks are staged under deterministic ids so a later attempt can see
-what an earlier one left. Every Azure SDK error leaves as a StorageError.
+One class, two roles (core.ports): over the archive container it is the
+write-once ArchiveStore — blobs are created with If-None-Match: * (media by
+one Put Block List that carries its metadata and index tags), blocks are staged
+under deterministic ids so a later attempt can see what an earlier one left,
+and nothing is ever modified or deleted; over the state container it is the
+StateStore — JSON documents replaced only with If-Match on the ETag that was
+read, lock blobs leased. Every Azure SDK error leaves as a StorageError.
 """
 
 from __future__ import annotations
@@ -46,6 +48,10 @@ class BlobArchive:
 
     async def ensure(self) -> None:
         await create_if_missing(self._container.create_container(), f"container {self.container_name}")
+
+    async def exists(self) -> bool:
+        with storage_errors(f"container {self.container_name}"):
+            return bool(await self._container.exists())
 
     async def close(self) -> None:
         await self._service.close()
@@ -160,9 +166,10 @@ class BlobArchive:
         with storage_errors(f"delete {name}"), contextlib.suppress(ResourceNotFoundError):
             await self._container.get_blob_client(name).delete_blob()
 
-    async def set_metadata(self, name: str, metadata: dict[str, str]) -> None:
-        with storage_errors(f"set metadata of {name}"):
-            await self._container.get_blob_client(name).set_blob_metadata(metadata)
+    async def set_legal_hold(self, name: str, hold: bool) -> None:
+        """A legal hold on the blob's current version (needs version-level immutability on the container)."""
+        with storage_errors(f"legal hold on {name}"):
+            await self._container.get_blob_client(name).set_legal_hold(hold)
 
     # --- staged block uploads -------------------------------------------
 
@@ -185,14 +192,17 @@ class BlobArchive:
                 block_id, data, length=len(data), validate_content="md5"
             )
 
-    async def commit_new(self, name: str, block_ids: list[str], content_type: str, metadata: dict[str, str]) -> bool:
-        """Commit the staged blocks as a new blob. False if the blob already existed."""
+    async def commit_new(
+        self, name: str, block_ids: list[str], content_type: str, metadata: dict[str, str], tags: dict[str, str]
+    ) -> bool:
+        """Commit the staged blocks as a new blob, with its metadata and index tags. False if it already existed."""
         with storage_errors(f"commit {name}"):
             try:
                 await self._container.get_blob_client(name).commit_block_list(
                     [BlobBlock(block_id=b) for b in block_ids],
                     content_settings=ContentSettings(content_type=content_type),
                     metadata=metadata,
+                    tags=tags or None,
                     match_condition=MatchConditions.IfMissing,
                 )
             except (ResourceExistsError, ResourceModifiedError):
@@ -207,7 +217,7 @@ class BlobArchive:
 
     @asynccontextmanager
     async def lease(self, name: str, seconds: int, wait: float) -> AsyncIterator[bool]:
-        """A lease on ``name`` (which must exist), renewed every third of ``seconds`` while inside.
+        """A lease on the lock blob ``name`` (created empty if missing), renewed every third of ``seconds``.
 
         Another holder's lease is waited for up to ``wait`` seconds: one nobody renews expires within
         ``seconds``. Losing a renewal costs efficiency, never correctness, so it is only logged.
@@ -247,6 +257,11 @@ class BlobArchive:
         with storage_errors(f"lease {name}"):
             try:
                 await lease.acquire(lease_duration=seconds)
+            except ResourceNotFoundError as exc:
+                if getattr(exc, "error_code", None) == "ContainerNotFound":
+                    raise
+                await self.create(name, b"", "application/octet-stream")  # the first lock of this name
+                return await self._try_lease(name, seconds)
             except HttpResponseError as exc:
                 if exc.status_code == 409:
                     return None

@@ -10,7 +10,8 @@ import pytest
 from azure.storage.blob.aio import BlobServiceClient
 
 from recording_pipeline.app.transfer import resume_count
-from recording_pipeline.core.naming import chunk_stem, media_name, recording_key
+from recording_pipeline.core.custody import CustodyRecord, Verification
+from recording_pipeline.core.naming import chunk_stem, custody_name, media_name, recording_key
 from recording_pipeline.core.ports import StagedBlock
 from tests.support.stack import Stack, post_events, wait_until
 
@@ -87,8 +88,11 @@ async def test_sigkill_mid_transfer_resumes_at_the_first_unstaged_block(
         hasher.update(piece)
         size += len(piece)
     assert (hasher.hexdigest(), size) == (chunk.sha256, chunk.size)
-    props = await client.get_blob_properties()
-    assert props.metadata["sha256"] == chunk.sha256 and props.metadata["verified_at"]
+    # The copy was resumed, so its hash was not known at commit: the archive was read back, and the proof says so.
+    custody_blob = blob_service.get_container_client(stack.container).get_blob_client(custody_name(blob[:-4]))
+    custody = CustodyRecord.model_validate_json(await (await custody_blob.download_blob()).readall())
+    assert (custody.sha256, custody.size, custody.verification) == (chunk.sha256, chunk.size, Verification.READ_BACK)
+    assert custody.resumed_from_byte == staged_prefix
     assert sum(1 for r in sim.requests if r.method == "DELETE" and r.status == 200) == 1
 
 

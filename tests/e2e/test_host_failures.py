@@ -22,7 +22,7 @@ from devtools.simulator import Fault, SimRecording
 from recording_pipeline.app.transfer import process_budget
 from recording_pipeline.core.events import parse_recording_event, read_envelope
 from recording_pipeline.core.jobs import RecordingChunk, plan_jobs
-from recording_pipeline.core.naming import QUARANTINE_PREFIX, manifest_name, recording_key
+from recording_pipeline.core.naming import QUARANTINE_PREFIX, recording_key
 from recording_pipeline.core.state import chunk_key
 from tests.support.stack import Stack, post_events, wait_until
 
@@ -40,11 +40,9 @@ async def _queue_messages(stack: Stack, name: str) -> list[Any]:
             return []
 
 
-async def _archived(container: ContainerClient, rec: str, chunks: list[SimRecording]) -> dict[str, Any] | None:
-    client = container.get_blob_client(manifest_name(CALL, recording_key(rec, None)))
-    try:
-        manifest: dict[str, Any] = json.loads(await (await client.download_blob()).readall())
-    except ResourceNotFoundError:
+async def _archived(stack: Stack, rec: str, chunks: list[SimRecording]) -> dict[str, Any] | None:
+    manifest = await stack.manifest(CALL, recording_key(rec, None))
+    if manifest is None:
         return None
     entries = manifest["chunks"]
     done = all(entries.get(chunk_key(c.chunk_index), {}).get("sourceDeletedAt") for c in chunks)
@@ -63,7 +61,9 @@ async def _assert_archived_once(container: ContainerClient, stack: Stack, chunks
         deletes = [r for r in stack.simulator.requests if r.method == "DELETE" and r.document_id == chunk.document_id]
         assert [r.status for r in deletes] == [200], "one DELETE per chunk, after the copy"
     assert await _queue_messages(stack, f"{stack.queue}-poison") == []
-    assert not [n for n in names if n.startswith(QUARANTINE_PREFIX)]
+    state = container.__class__.from_connection_string(stack.azurite.connection_string, stack.state_container)
+    async with state:
+        assert not [n async for n in state.list_blob_names(name_starts_with=QUARANTINE_PREFIX)]
 
 
 def _jobs(stack: Stack, event: dict[str, Any]) -> list[RecordingChunk]:
@@ -106,8 +106,8 @@ async def test_settings_unresolved_at_the_first_starts_then_fixed_archive_all_an
         status, _ = await post_events(fixed.url, [event], stack.env["WEBHOOK_KEY"])  # Event Grid's next retry
         assert status == 200
         container = blob_service.get_container_client(stack.container)
-        await wait_until(lambda: _archived(container, "recWaiting", [queued]), timeout=60)
-        await wait_until(lambda: _archived(container, "recRetried", [later]), timeout=60)
+        await wait_until(lambda: _archived(stack, "recWaiting", [queued]), timeout=60)
+        await wait_until(lambda: _archived(stack, "recRetried", [later]), timeout=60)
         await _assert_archived_once(container, stack, [queued, later])
     finally:
         await fixed.stop()
@@ -144,7 +144,7 @@ async def test_killed_mid_transfer_more_times_than_max_dequeue_count_is_archived
         assert sim.bytes_served[chunk.document_id] < 2 * chunk.size, "re-downloading, not resuming"
         serve = serve_factory(env)
     container = blob_service.get_container_client(stack.container)
-    manifest = await wait_until(lambda: _archived(container, "recKilled", [chunk]), timeout=120)
+    manifest = await wait_until(lambda: _archived(stack, "recKilled", [chunk]), timeout=120)
     await _assert_archived_once(container, stack, [chunk])
     assert manifest["chunks"]["00000"]["requeues"] >= 1  # the app took the job back from the host's count
     media_gets = [r for r in sim.requests if r.kind == "media" and r.status in (200, 206)]
@@ -173,8 +173,8 @@ async def test_an_attempt_ends_itself_before_function_timeout_and_the_chunk_besi
         # In flight from about second 5 to 9: across the moment (8 s) the host would time the first one out.
         assert (await post_events(local.url, [sim.event(CALL, "recBeside", [beside])], key))[0] == 200
         container = blob_service.get_container_client(stack.container)
-        await wait_until(lambda: _archived(container, "recBeside", [beside]), timeout=60)
-        await wait_until(lambda: _archived(container, "recLong", [long]), timeout=90)
+        await wait_until(lambda: _archived(stack, "recBeside", [beside]), timeout=60)
+        await wait_until(lambda: _archived(stack, "recLong", [long]), timeout=90)
         await _assert_archived_once(container, stack, [long, beside])
         assert local.host.stats.timeouts == 0 and local.host.stats.worker_starts == 1
         assert sim.count("GET", "media", beside.document_id) == 1, "the chunk beside it was never interrupted"
@@ -196,7 +196,7 @@ async def test_a_reset_after_the_retry_budget_s_first_try_resumes_in_place(
     try:
         assert (await post_events(local.url, [sim.event(CALL, "recSlow", [chunk])], stack.env["WEBHOOK_KEY"]))[0] == 200
         container = blob_service.get_container_client(stack.container)
-        await wait_until(lambda: _archived(container, "recSlow", [chunk]), timeout=60)
+        await wait_until(lambda: _archived(stack, "recSlow", [chunk]), timeout=60)
         await _assert_archived_once(container, stack, [chunk])
         ranges = [r.range for r in sim.requests if r.kind == "media" and r.status in (200, 206)]
         assert len(ranges) == 2 and ranges[0] is None
@@ -217,8 +217,7 @@ async def test_repeated_transfer_failures_leave_no_buffer_budget_held(
     try:
         event = sim.event(CALL, "recBudget", chunks)
         assert (await post_events(local.url, [event], stack.env["WEBHOOK_KEY"]))[0] == 200
-        container = blob_service.get_container_client(stack.container)
-        await wait_until(lambda: _archived(container, "recBudget", chunks), timeout=120)
+        await wait_until(lambda: _archived(stack, "recBudget", chunks), timeout=120)
         broken = sum(1 for f in sim.faults if f.times == 0)
         assert broken >= 6, f"only {broken} downloads broke off"
         assert process_budget().held == 0
@@ -245,17 +244,17 @@ async def test_a_quarantined_job_is_kept_in_the_archive_and_its_poison_message_n
         poison = f"{stack.queue}-poison"
         [message] = await wait_until(lambda: _queue_messages(stack, poison), timeout=60)
         assert message.expires_on.year >= 9999, "a poison message that never expires"
-        container = blob_service.get_container_client(stack.container)
-        records = [n async for n in container.list_blob_names(name_starts_with=QUARANTINE_PREFIX)]
+        state = blob_service.get_container_client(stack.state_container)
+        records = [n async for n in state.list_blob_names(name_starts_with=QUARANTINE_PREFIX)]
         assert records == [f"{QUARANTINE_PREFIX}{CALL}/r-recQuarantined/00000-{chunk.document_id}.json"]
-        record = json.loads(await (await container.get_blob_client(records[0]).download_blob()).readall())
+        record = json.loads(await (await state.get_blob_client(records[0]).download_blob()).readall())
         assert record["job"]["document_id"] == chunk.document_id and "AcsTransientError" in record["error"]
         async with stack.raw_queue(poison=True) as poison_queue:  # the queue copy lost: the archive's is enough
             await poison_queue.clear_messages()
         sim.faults.clear()
-        assert await replay_poison(runtime.queue, runtime.store) == (1, 0)
-        await wait_until(lambda: _archived(container, "recQuarantined", [chunk]), timeout=60)
-        assert [n async for n in container.list_blob_names(name_starts_with=QUARANTINE_PREFIX)] == []
+        assert await replay_poison(runtime.queue, runtime.state) == (1, 0)
+        await wait_until(lambda: _archived(stack, "recQuarantined", [chunk]), timeout=60)
+        assert [n async for n in state.list_blob_names(name_starts_with=QUARANTINE_PREFIX)] == []
     finally:
         await runtime.close()
         await local.stop()

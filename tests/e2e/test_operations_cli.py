@@ -18,12 +18,13 @@ import pytest
 from azure.storage.blob.aio import BlobServiceClient, ContainerClient
 
 from devtools.simulator import SimRecording
+from devtools.write_once import Guard
 from recording_pipeline.app.webhook import WebhookRequest, handle_delivery
 from recording_pipeline.app.worker import archive_chunk, handle_chunk_message
 from recording_pipeline.cli import main, operations
 from recording_pipeline.cli import output as cli_output
 from recording_pipeline.core.jobs import RecordingChunk, encode_job
-from recording_pipeline.core.naming import participant_prefix
+from recording_pipeline.core.naming import HOLDS_PREFIX, participant_prefix
 from recording_pipeline.edges.archive import BlobArchive
 from tests.support.stack import Stack
 
@@ -50,9 +51,11 @@ class _Jobs:
 @dataclass
 class Seeded:
     stack: Stack
-    container: ContainerClient
+    container: ContainerClient  # the archive
+    state: ContainerClient  # the state container beside it
     chunks: dict[str, list[SimRecording]]
     started: dict[str, datetime]
+    write_once: Guard
 
     def media(self, call: str, index: int) -> str:
         chunk = self.chunks[call][index]
@@ -71,7 +74,7 @@ def _restore_logging() -> Iterator[None]:
 
 @pytest.fixture
 async def seeded(
-    stack: Stack, blob_service: BlobServiceClient, monkeypatch: pytest.MonkeyPatch
+    stack: Stack, blob_service: BlobServiceClient, monkeypatch: pytest.MonkeyPatch, write_once: Guard
 ) -> AsyncIterator[Seeded]:
     sim = stack.simulator
     now = datetime.now(UTC)
@@ -132,7 +135,8 @@ async def seeded(
         await runtime.close()
     for name, value in stack.env.items():
         monkeypatch.setenv(name, value)
-    yield Seeded(stack, blob_service.get_container_client(stack.container), chunks, started)
+    archive = blob_service.get_container_client(stack.container)
+    yield Seeded(stack, archive, blob_service.get_container_client(stack.state_container), chunks, started, write_once)
 
 
 async def run_cli(*args: str) -> int:
@@ -231,7 +235,13 @@ async def test_status_json_and_filters(seeded: Seeded, capsys: pytest.CaptureFix
 
 
 async def _tamper(seeded: Seeded) -> bytes:
-    """Same size, same blob metadata, other bytes in A's chunk 1; B's chunk 0 deleted."""
+    """Same size, same blob metadata, other bytes in A's chunk 1; B's chunk 0 deleted; A's chunk 0's metadata
+    document edited (on purpose: allowed)."""
+    document = seeded.media(CALL_A, 0).rsplit(".", 1)[0] + ".metadata.json"
+    for name in (seeded.media(CALL_A, 1), seeded.media(CALL_B, 0), document):
+        seeded.write_once.allow(seeded.stack.container, name)
+    edited = seeded.container.get_blob_client(document)
+    await edited.upload_blob((await (await edited.download_blob()).readall()) + b" ", overwrite=True)
     blob = seeded.container.get_blob_client(seeded.media(CALL_A, 1))
     props = await blob.get_blob_properties()
     forged = b"\x00" * props.size
@@ -265,23 +275,24 @@ async def test_verify_finds_tampered_and_missing_media(
     )
     archived = [seeded.media(CALL_A, 0), seeded.media(CALL_A, 1), seeded.media(CALL_B, 0), seeded.media(CALL_B, 2)]
     assert sorted(streamed) == sorted([*archived, seeded.media(CALL_C, 0)])  # every archived chunk, streamed
-    assert all(name.endswith("/manifest.json") for name in read_whole), read_whole  # media never read whole
+    # Media never read whole: only manifests, chain-of-custody records and the metadata documents they name are.
+    assert all(name.endswith(("/manifest.json", ".custody.json", ".metadata.json")) for name in read_whole)
 
     forged = await _tamper(seeded)
     assert await run_cli("verify") == 1
     header, rows = table(capsys.readouterr().out)
     assert re.split(r"\s{2,}", header) == list(cli_output.VERIFY_HEADERS)
     expected_sha = seeded.chunks[CALL_A][1].sha256
-    assert rows[:2] == [
-        [
-            "mismatch",
-            seeded.media(CALL_A, 1),
-            f"content sha256 is {hashlib.sha256(forged).hexdigest()}, manifest says {expected_sha}",
-        ],
+    actual = hashlib.sha256(forged).hexdigest()
+    assert rows[:5] == [
+        ["mismatch", seeded.media(CALL_A, 0), "the metadata document's sha256 is not the custody record's"],
+        ["mismatch", seeded.media(CALL_A, 1), "committed block list is not the one the custody record names"],
+        ["mismatch", seeded.media(CALL_A, 1), f"content sha256 is {actual}, manifest says {expected_sha}"],
+        ["mismatch", seeded.media(CALL_A, 1), f"content sha256 is {actual}, custody says {expected_sha}"],
         ["missing", seeded.media(CALL_B, 0), "media blob is missing"],
     ]
-    assert rows[2] == [
-        "verified 5 chunk(s), 4.5 MiB, in 5 recording(s): 3 ok, 1 mismatch, 1 missing, 2 not archived (not checked)"
+    assert rows[5] == [
+        "verified 5 chunk(s), 4.5 MiB, in 5 recording(s): 2 ok, 2 mismatch, 1 missing, 2 not archived (not checked)"
     ]
 
     assert await run_cli("verify", "--json") == 1
@@ -311,7 +322,7 @@ async def test_verify_named_recordings_and_exit_codes(seeded: Seeded, capsys: py
     assert await run_cli("verify", f"{CALL_A}/r-recA", "--json") == 1
     assert [d["callId"] for d in json.loads(capsys.readouterr().out)] == [CALL_A]
     assert await run_cli("verify", f"{CALL_A}/r-recA", CALL_C, CALL_D) == 1
-    assert "in 3 recording(s): 2 ok, 1 mismatch, 0 missing, 2 not archived" in capsys.readouterr().out
+    assert "in 3 recording(s): 1 ok, 2 mismatch, 0 missing, 2 not archived" in capsys.readouterr().out
     assert await run_cli("verify", "ffffffff-0000-0000-0000-00000000000f") == 1
     assert "no recording under this call" in capsys.readouterr().out
     assert await run_cli("verify", f"{CALL_A}/r-nope") == 1
@@ -381,7 +392,8 @@ async def test_participant_lists_exactly_their_recordings_from_the_index(
         assert await run_cli("participant", participant, "--json") == 0
         doc = json.loads(capsys.readouterr().out)
         assert doc["participantId"] == participant
-        assert listed == [participant_prefix(participant)]  # one prefix listing, never the whole archive
+        # One listing of the participant's index prefix, one of the legal-hold registry; never the whole archive.
+        assert listed == [participant_prefix(participant), HOLDS_PREFIX]
         assert sorted(read) == sorted(r["manifest"] for r in doc["recordings"])  # and only their manifests
         return [(r["callId"], r["state"]) for r in doc["recordings"]]
 
@@ -396,8 +408,8 @@ async def test_participant_lists_exactly_their_recordings_from_the_index(
     assert re.split(r"\s{2,}", header) == list(cli_output.PARTICIPANT_HEADERS)
     started = {c: seeded.started[c].strftime("%Y-%m-%d %H:%M:%SZ") for c in (CALL_A, CALL_B)}
     assert rows == [
-        [CALL_A, "r-recA", "complete", started[CALL_A], "2/2", "3.0 MiB"],
-        [CALL_B, "r-recB", "incomplete", started[CALL_B], "2/3", "1.5 MiB"],
+        [CALL_A, "r-recA", "complete", started[CALL_A], "2/2", "3.0 MiB", "-"],
+        [CALL_B, "r-recB", "incomplete", started[CALL_B], "2/3", "1.5 MiB", "-"],
     ]
     assert await run_cli("participant", DAVE) == 0
     assert capsys.readouterr().out.strip() == "no archived recordings for this participant"
@@ -409,7 +421,8 @@ async def test_a_missing_container_is_reported_not_created(
     for name, value in stack.env.items():
         monkeypatch.setenv(name, value)
     assert await run_cli("status") == 2
-    assert f"archive container '{stack.container}' does not exist" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert f"'{stack.container}'" in err and f"'{stack.state_container}'" in err and "do not exist" in err
     assert await run_cli("participant", ALICE) == 2
     assert not await blob_service.get_container_client(stack.container).exists()  # read-only: nothing created
 
@@ -445,9 +458,68 @@ async def test_status_survives_a_manifest_moved_to_the_archive_tier(
 ) -> None:
     """The lifecycle rule may archive-tier old manifests; status reports them instead of failing."""
     name = f"{CALL_A}/r-recA/manifest.json"
-    await seeded.container.get_blob_client(name).set_standard_blob_tier("Archive")
+    await seeded.state.get_blob_client(name).set_standard_blob_tier("Archive")
     assert await run_cli("status") == 0
     captured = capsys.readouterr()
     _, rows = table(captured.out)
     assert CALL_A not in [r[0] for r in rows] and CALL_B in [r[0] for r in rows]
     assert f"unreadable manifest: {name}: in the archive tier: rehydrate it to read" in captured.err
+
+
+# --- rebuild-state -------------------------------------------------------------
+
+
+def _essentials(manifest: dict[str, Any]) -> dict[str, Any]:
+    """What the archive's records prove of a recording: everything but the state's own bookkeeping."""
+    keep = ("state", "mediaBlob", "metadataBlob", "size", "sha256", "contentType", "index", "documentId", "endReason")
+    chunks = {
+        key: {k: v for k, v in entry.items() if k in keep} | {"deleted": bool(entry.get("sourceDeletedAt"))}
+        for key, entry in manifest["chunks"].items()
+        if entry["state"] in ("archived", "lost")
+    }
+    fields = ("callId", "recordingId", "recordingKey", "state", "lastChunkIndex", "storageType", "expiresAt")
+    return {k: manifest.get(k) for k in fields} | {"chunks": chunks}
+
+
+async def test_rebuild_state_makes_every_manifest_again_from_the_write_once_records(
+    seeded: Seeded, capsys: pytest.CaptureFixture[str]
+) -> None:
+    before = {}
+    async for name in seeded.state.list_blob_names():
+        if name.endswith("/manifest.json"):
+            before[name] = json.loads(await (await seeded.state.get_blob_client(name).download_blob()).readall())
+            await seeded.state.get_blob_client(name).delete_blob()  # the state is lost
+    assert await run_cli("rebuild-state", "--dry-run") == 0
+    assert "would write 4 manifest(s)" in capsys.readouterr().out
+    assert [n async for n in seeded.state.list_blob_names() if n.endswith("/manifest.json")] == []
+    assert await run_cli("rebuild-state") == 0
+    assert "wrote 4 manifest(s)" in capsys.readouterr().out
+    after = {}
+    async for name in seeded.state.list_blob_names():
+        if name.endswith("/manifest.json"):
+            after[name] = json.loads(await (await seeded.state.get_blob_client(name).download_blob()).readall())
+    # D only ever failed: nothing of it is in the archive, and its job waits in the poison queue and _quarantine/.
+    assert set(after) == set(before) - {f"{CALL_D}/r-recD/manifest.json"}
+    for name, manifest in after.items():
+        assert _essentials(manifest) == _essentials(before[name]), name
+    assert await run_cli("status", "--json") == 0
+    states = {r["callId"]: r["state"] for r in json.loads(capsys.readouterr().out)}
+    assert states == {CALL_A: "complete", CALL_B: "incomplete", CALL_C: "lost", CALL_E: "external"}
+
+
+# --- legal hold ----------------------------------------------------------------
+
+
+async def test_hold_on_azurite_names_what_it_would_hold_and_says_it_cannot(
+    seeded: Seeded, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Azurite does not implement Set Blob Legal Hold: the command selects the blobs, registers the case, and
+    reports the service's refusal as an error (tests/unit/test_holds.py covers the rest on in-memory edges)."""
+    assert await run_cli("hold", "place", "CASE-7") == 2
+    assert "name at least one" in capsys.readouterr().err
+    assert await run_cli("hold", "place", "../x", CALL_A) == 2
+    assert "case id" in capsys.readouterr().err
+    assert await run_cli("hold", "place", "CASE-7", CALL_A) == 1
+    assert "the storage account refused: legal hold on" in capsys.readouterr().err
+    registry = json.loads(await (await seeded.state.get_blob_client("_holds/CASE-7.json").download_blob()).readall())
+    assert registry["recordings"] == [[CALL_A, "r-recA"]] and len(registry["blobs"]) == 2 * 4 + 2  # + 2 participants

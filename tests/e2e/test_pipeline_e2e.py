@@ -4,13 +4,14 @@ worker → Azurite, with the simulator playing ACS."""
 from __future__ import annotations
 
 import hashlib
-import json
 from typing import Any
 
 from azure.storage.blob.aio import BlobServiceClient
 
 from devtools.simulator import SimRecording
-from recording_pipeline.core.naming import manifest_name, recording_key
+from recording_pipeline import __version__
+from recording_pipeline.core.custody import CustodyRecord
+from recording_pipeline.core.naming import recording_key
 from recording_pipeline.core.state import chunk_key
 from tests.support.stack import Stack, post_events, wait_until
 
@@ -48,10 +49,15 @@ async def test_three_chunks_archived_byte_identical_and_deleted_only_after_verif
         props = await container.get_blob_client(media).get_blob_properties()
         meta_blob = next(n for n in names if recording.document_id in n and n.endswith(".metadata.json"))
         meta_bytes = await (await container.get_blob_client(meta_blob).download_blob()).readall()
+        proof = next((n for n in names if recording.document_id in n and n.endswith(".custody.json")), None)
+        custody = (
+            CustodyRecord.model_validate_json(await (await container.get_blob_client(proof).download_blob()).readall())
+            if proof
+            else None
+        )
         state_at_delete[recording.document_id] = {
             "size": props.size,
-            "sha256": props.metadata.get("sha256"),
-            "verified_at": props.metadata.get("verified_at"),
+            "custody": custody,
             "metadata_identical": meta_bytes == recording.metadata(),
         }
 
@@ -71,17 +77,23 @@ async def test_three_chunks_archived_byte_identical_and_deleted_only_after_verif
         assert sim.count("DELETE", "delete", chunk.document_id) == 1
         seen = state_at_delete[chunk.document_id]
         assert seen["size"] == chunk.size
-        assert seen["sha256"] == expected[chunk.document_id]
-        assert seen["verified_at"], "DELETE came before the blob was marked verified"
+        custody = seen["custody"]
+        assert isinstance(custody, CustodyRecord), "DELETE came before the chain-of-custody record"
+        assert (custody.sha256, custody.size) == (expected[chunk.document_id], chunk.size)
+        assert custody.source.content_length == chunk.size and custody.source.content_type == "video/mp4"
+        # What ACS declared, as it declared it; the URL it came from, without its query.
+        assert (custody.source.etag, custody.source.last_modified) == (chunk.etag, chunk.last_modified)
+        assert custody.source.url == sim.chunk_urls(chunk)["contentLocation"]
+        assert custody.chunk.document_id == chunk.document_id and custody.app_version == __version__
         assert seen["metadata_identical"]
 
     # Byte-identical media (re-hashed from Azurite, not from our own metadata) and metadata.
     rec_key = recording_key(RECORDING_ID, None)
-    manifest_blob = container.get_blob_client(manifest_name(CALL_ID, rec_key))
 
     async def recorded_deleted() -> dict[str, Any] | None:
-        doc = json.loads(await (await manifest_blob.download_blob()).readall())
-        return doc if all(c.get("sourceDeletedAt") for c in doc["chunks"].values()) else None
+        doc = await stack.manifest(CALL_ID, rec_key)
+        entries = (doc or {}).get("chunks", {}).values()
+        return doc if len(entries) == len(chunks) and all(c.get("sourceDeletedAt") for c in entries) else None
 
     manifest = await wait_until(recorded_deleted, timeout=30)
     assert manifest["state"] == "complete"
@@ -93,6 +105,7 @@ async def test_three_chunks_archived_byte_identical_and_deleted_only_after_verif
         props = await container.get_blob_client(entry["mediaBlob"]).get_blob_properties()
         assert props.content_settings.content_type == "video/mp4"
         assert props.metadata["source_size"] == str(chunk.size)
+        assert await container.get_blob_client(entry["mediaBlob"]).get_blob_tags() == {"kind": "media"}
         meta = await (await container.get_blob_client(entry["metadataBlob"]).download_blob()).readall()
         assert meta == chunk.metadata()
         assert entry["sourceDeletedAt"]

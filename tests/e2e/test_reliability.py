@@ -20,10 +20,12 @@ import pytest
 from azure.storage.blob.aio import BlobServiceClient, ContainerClient
 
 from devtools.simulator import Fault, SimRecording
+from devtools.write_once import Guard
 from recording_pipeline.app.worker import Outcome, handle_chunk_message
+from recording_pipeline.core.custody import CustodyRecord
 from recording_pipeline.core.events import parse_recording_event, read_envelope
 from recording_pipeline.core.jobs import encode_job, plan_jobs
-from recording_pipeline.core.naming import manifest_name, recording_key
+from recording_pipeline.core.naming import recording_key
 from recording_pipeline.core.state import chunk_key
 from recording_pipeline.runtime import Runtime
 from tests.support.stack import LocalHost, Stack, post_events, wait_until
@@ -51,10 +53,7 @@ class Pipeline:
         return body
 
     async def manifest(self, rec_id: str = REC, call: str = CALL) -> dict[str, Any] | None:
-        client = self.container.get_blob_client(manifest_name(call, recording_key(rec_id, None)))
-        if not await client.exists():
-            return None
-        return json.loads(await (await client.download_blob()).readall())  # type: ignore[no-any-return]
+        return await self.stack.manifest(call, recording_key(rec_id, None))
 
     async def wait_archived(
         self, chunks: list[SimRecording], rec_id: str = REC, timeout: float = 120
@@ -100,9 +99,13 @@ async def pipeline(
         if not media:
             violations.append(f"DELETE of {recording.document_id} before any archive")
             return
-        props = await container.get_blob_client(media[0]).get_blob_properties()
-        if props.metadata.get("sha256") != recording.sha256 or not props.metadata.get("verified_at"):
-            violations.append(f"DELETE of {recording.document_id} before verification")
+        proof = [n for n in names if recording.document_id in n and n.endswith(".custody.json")]
+        if not proof:
+            violations.append(f"DELETE of {recording.document_id} before its chain-of-custody record")
+            return
+        record = await (await container.get_blob_client(proof[0]).download_blob()).readall()
+        if CustodyRecord.model_validate_json(record).sha256 != recording.sha256:
+            violations.append(f"DELETE of {recording.document_id} proved by another file's hash")
 
     stack.simulator.on_delete = deletes_only_verified
     host = await stack.local_host(**overrides)
@@ -375,7 +378,9 @@ async def test_an_outage_longer_than_one_message_s_attempts_is_waited_out_not_po
     )
 
 
-async def test_a_404_after_another_attempt_archived_and_deleted_it_is_not_lost(pipeline: Pipeline) -> None:
+async def test_a_404_after_another_attempt_archived_and_deleted_it_is_not_lost(
+    pipeline: Pipeline, write_once: Guard
+) -> None:
     """A duplicate whose ACS reads were slow can meet the 404 the winner's DELETE caused: not a lost chunk."""
     sim = pipeline.stack.simulator
     chunks = _chunks(pipeline.stack, [MIB])
@@ -383,7 +388,9 @@ async def test_a_404_after_another_attempt_archived_and_deleted_it_is_not_lost(p
     await pipeline.deliver([event])
     manifest = await pipeline.wait_archived(chunks)
     # The duplicate's view: no archived metadata yet (as when it looked before the winner wrote it).
-    await pipeline.container.get_blob_client(manifest["chunks"]["00000"]["metadataBlob"]).delete_blob()
+    metadata_blob = manifest["chunks"]["00000"]["metadataBlob"]
+    write_once.allow(pipeline.stack.container, metadata_blob)  # tampered with on purpose
+    await pipeline.container.get_blob_client(metadata_blob).delete_blob()
     [job] = plan_jobs(
         parse_recording_event(read_envelope(event, "eventgrid")),
         pipeline.runtime.webhook.acs_endpoint,

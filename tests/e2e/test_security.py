@@ -172,10 +172,12 @@ async def test_a_forged_queue_job_is_quarantined_before_any_request(
     [poisoned] = await stack.peek(poison=True)
     assert reason in json.loads(poisoned.content)["error"]
     assert stack.simulator.deleted == set()
-    names = [n async for n in runtime.store.list_names("")]
-    # Nothing written in the archive but the quarantine record, named by the message's digest, not its ids.
+    # Nothing written in the archive; the quarantine record, in the state container, is named by the message's
+    # digest, not by its ids.
+    assert [n async for n in runtime.store.list_names("")] == []
+    names = [n async for n in runtime.state.list_names("")]
     assert names == [quarantine_invalid_name(forged)]
-    record = await runtime.store.read_json(names[0])
+    record = await runtime.state.read_json(names[0])
     assert record is not None and record[0]["original"] == forged and record[0]["job"] is None
 
 
@@ -324,9 +326,11 @@ async def test_no_secret_reaches_the_logs(stack: Stack, caplog: pytest.LogCaptur
     finally:
         await runtime.close()
     container = blob_service.get_container_client(stack.container)
-    [manifest] = [n async for n in container.list_blob_names() if n.endswith("manifest.json")]
-    manifest_text = (await (await container.get_blob_client(manifest).download_blob()).readall()).decode()
-    text = "\n".join([r.getMessage() for r in caplog.records] + [caplog.text, str(refused.value), manifest_text])
+    [custody] = [n async for n in container.list_blob_names() if n.endswith(".custody.json")]
+    evidence = [(await (await container.get_blob_client(custody).download_blob()).readall()).decode()]
+    evidence.append(json.dumps(await stack.manifest(CALL, "r-recS")))
+    text = "\n".join([r.getMessage() for r in caplog.records] + [caplog.text, str(refused.value), *evidence])
+    assert "/doc-secrets/content/" in evidence[0]  # the custody record names the source, without its query
     assert "recording chunk archived" in text  # the capture really saw the worker
     settings = stack.settings()
     secrets = {

@@ -11,6 +11,7 @@ from azure.storage.blob.aio import BlobServiceClient
 
 from devtools.simulator import to_cloudevent
 from recording_pipeline.app.webhook import WebhookRequest, handle_delivery
+from recording_pipeline.core.custody import ExternalRecord
 from recording_pipeline.runtime import Runtime
 from tests.support.stack import Stack, post_events
 
@@ -202,8 +203,13 @@ async def test_bring_your_own_storage_is_recorded_not_copied(
     assert (status, body["enqueued"], body["external"]) == (200, 0, 1)
     container = blob_service.get_container_client(stack.container)
     names = [n async for n in container.list_blob_names()]
-    manifest = json.loads(await (await container.get_blob_client(names[0]).download_blob()).readall())
-    assert names == [f"{CALL}/r-rec1/manifest.json"] and manifest["state"] == "external"
+    assert names == [f"{CALL}/r-rec1/external.json"]  # the evidence, written once
+    record = ExternalRecord.model_validate_json(
+        await (await container.get_blob_client(names[0]).download_blob()).readall()
+    )
+    assert (record.call_id, record.recording_key, record.event_id) == (CALL, "r-rec1", event["id"])
+    manifest = await stack.manifest(CALL, "r-rec1")
+    assert manifest is not None and manifest["state"] == "external"
 
 
 async def test_serve_demands_the_function_key(stack: Stack, serve_factory: Any) -> None:

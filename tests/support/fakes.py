@@ -42,6 +42,8 @@ class _Blob:
     metadata: dict[str, str]
     etag: str = field(default_factory=lambda: f"0x{next(_etags):X}")
     blocks: list[StagedBlock] = field(default_factory=list)
+    tags: dict[str, str] = field(default_factory=dict)
+    legal_hold: bool = False
 
 
 class FakeArchive:
@@ -52,6 +54,7 @@ class FakeArchive:
         self.leased: dict[str, asyncio.Event] = {}  # held leases, each set when it is released
         self.requests: Counter[str] = Counter()
         self.log: list[tuple[str, str]] = []  # (request kind, blob name), in order
+        self.changed: list[str] = []  # blobs modified or deleted after they were created: must stay empty in an archive
 
     def _seen(self, kind: str, name: str = "") -> None:
         self.requests[kind] += 1
@@ -122,21 +125,23 @@ class FakeArchive:
             now = self.blobs.get(name)
             if (now.etag if now else None) != etag:
                 continue
+            if now is not None:
+                self.changed.append(name)
             self.blobs[name] = _Blob(json.dumps(updated, indent=1, sort_keys=True).encode(), "application/json", {})
             return updated
         raise ConcurrentUpdateError(f"{name}: gave up after {attempts} concurrent updates")
 
     async def delete(self, name: str) -> None:
         self._seen("delete", name)
-        self.blobs.pop(name, None)
+        if self.blobs.pop(name, None) is not None:
+            self.changed.append(name)
 
-    async def set_metadata(self, name: str, metadata: dict[str, str]) -> None:
-        self._seen("set-metadata", name)
+    async def set_legal_hold(self, name: str, hold: bool) -> None:
+        self._seen("legal-hold", name)
         blob = self.blobs.get(name)
         if blob is None:
-            raise StorageError(f"set metadata of {name}: 404 BlobNotFound", 404, "BlobNotFound")
-        blob.metadata = dict(metadata)
-        blob.etag = f"0x{next(_etags):X}"
+            raise StorageError(f"legal hold on {name}: 404 BlobNotFound", 404, "BlobNotFound")
+        blob.legal_hold = hold
 
     async def uncommitted_blocks(self, name: str) -> list[StagedBlock]:
         self._seen("block-list", name)
@@ -154,7 +159,9 @@ class FakeArchive:
         await asyncio.sleep(0)
         self.staged.setdefault(name, {})[block_id] = bytes(data)
 
-    async def commit_new(self, name: str, block_ids: list[str], content_type: str, metadata: dict[str, str]) -> bool:
+    async def commit_new(
+        self, name: str, block_ids: list[str], content_type: str, metadata: dict[str, str], tags: dict[str, str]
+    ) -> bool:
         self._seen("put-block-list", name)
         if name in self.blobs:
             return False
@@ -163,12 +170,15 @@ class FakeArchive:
         if missing:
             raise StorageError(f"commit {name}: 400 InvalidBlockList", 400, "InvalidBlockList")
         blocks = [StagedBlock(b, len(staged[b])) for b in block_ids]
-        self.blobs[name] = _Blob(b"".join(staged[b] for b in block_ids), content_type, dict(metadata), blocks=blocks)
+        data = b"".join(staged[b] for b in block_ids)
+        self.blobs[name] = _Blob(data, content_type, dict(metadata), blocks=blocks, tags=dict(tags))
         self.staged.pop(name, None)
         return True
 
     @asynccontextmanager
     async def lease(self, name: str, seconds: int, wait: float) -> AsyncIterator[bool]:
+        if name not in self.blobs:  # the lock blob, as the real edge makes it on first use
+            await self.create(name, b"", "application/octet-stream")
         self._seen("lease", name)
         held = self.leased.get(name)
         if held is not None:
@@ -249,6 +259,7 @@ class _FakeStream:
     start: int
     total: int | None
     body: bytes
+    headers: dict[str, str]
     cut_after: int | None = None  # break the connection after this many bytes
     piece_delay: float = 0.0  # a slow link: seconds before each piece
 
@@ -299,11 +310,13 @@ class FakeAcs:
 
     @asynccontextmanager
     async def open_media(self, url: str, offset: int = 0) -> AsyncIterator[_FakeStream]:
-        self.requests.append(("GET-media", self._document(url), offset))
+        document = self._document(url)
+        self.requests.append(("GET-media", document, offset))
         recording = self._recording(url)
         cut = self.cut_next_media.pop(0) if self.cut_next_media else None
         total = len(recording.media) if recording.declare_size else None
-        yield _FakeStream(offset, total, recording.media[offset:], cut, self.piece_delay)
+        headers = {"Content-Type": "video/mp4", "ETag": f'"{document}"', "Last-Modified": "Tue, 01 Dec 2026 08:00 GMT"}
+        yield _FakeStream(offset, total, recording.media[offset:], headers, cut, self.piece_delay)
 
     async def delete(self, url: str) -> bool:
         async def once() -> bool:

@@ -22,11 +22,13 @@ from devtools.local_host import InProcessWorker, LocalFunctionsHost, SubprocessW
 from devtools.simulator import RecordingSimulator
 from recording_pipeline.core.host_rules import read_host_rules
 from recording_pipeline.core.jobs import RecordingChunk, decode_job
+from recording_pipeline.core.naming import manifest_name
 from recording_pipeline.core.settings import Settings
 from recording_pipeline.edges.retry import RetryPolicy
 from recording_pipeline.runtime import Runtime
 
 REPO = Path(__file__).resolve().parents[2]
+ARCHIVE_PREFIX = "rec-"  # the archive containers of the tests: the write-once guard watches them
 FIXTURES = REPO / "tests" / "fixtures"
 
 
@@ -43,6 +45,21 @@ class Stack:
 
     def settings(self, **overrides: str) -> Settings:
         return Settings.from_env({**self.env, **overrides})
+
+    @property
+    def state_container(self) -> str:
+        return self.env["ARCHIVE_STATE_CONTAINER"]
+
+    async def manifest(self, call_id: str, rec_key: str) -> dict[str, Any] | None:
+        """A recording's manifest, from the state container; None if there is none."""
+        service = BlobServiceClient.from_connection_string(self.azurite.connection_string)
+        async with service:
+            blob = service.get_container_client(self.state_container).get_blob_client(manifest_name(call_id, rec_key))
+            try:
+                doc: dict[str, Any] = json.loads(await (await blob.download_blob()).readall())
+            except ResourceNotFoundError:
+                return None
+            return doc
 
     async def runtime(self, retry: RetryPolicy | None = None, **overrides: str) -> Runtime:
         """The app's clients in this process, built as function_app.py builds them (host.json's rules included)."""

@@ -53,12 +53,12 @@ def observations(step: Step, facts: ChunkFacts) -> Iterator[ChunkFacts]:
         yield facts.but(media=Media.COMMITTED)
     elif step is Step.VERIFY:
         yield facts.but(media=Media.VERIFIED)
-    elif step is Step.RECORD:
-        yield facts.but(recorded=True)
+    elif step is Step.INDEX:
+        yield facts.but(indexed=True)
     elif step is Step.DELETE_SOURCE:
         yield facts.but(source=Source.DELETED)
-    elif step is Step.KEEP_SOURCE:
-        yield facts.but(source=Source.KEPT)
+    elif step is Step.RECORD:
+        yield facts.but(recorded=True)
     elif step is Step.FIND_COPY:
         yield facts.but(copy=Copy.FOUND)
         yield facts.but(copy=Copy.NONE)
@@ -90,8 +90,9 @@ def test_the_walk_covers_every_step() -> None:
 
 
 @pytest.mark.parametrize("facts", [f for f, s in STATES.items() if s is Step.DELETE_SOURCE])
-def test_the_source_is_deleted_only_after_the_copy_is_verified_and_recorded(facts: ChunkFacts) -> None:
-    assert facts.media is Media.VERIFIED and facts.recorded and facts.source is Source.PRESENT
+def test_the_source_is_deleted_only_after_the_copy_is_proved(facts: ChunkFacts) -> None:
+    """VERIFIED: the custody record, written once in the archive, exists."""
+    assert facts.media is Media.VERIFIED and facts.indexed and facts.source is Source.PRESENT
 
 
 @pytest.mark.parametrize("facts", [f for f, s in STATES.items() if s is Step.COPY])
@@ -110,8 +111,8 @@ def test_lost_only_when_acs_has_nothing_and_the_archive_holds_no_verified_copy(f
 
 
 @pytest.mark.parametrize("facts", [f for f, s in STATES.items() if s is Step.RECORD])
-def test_recorded_archived_only_when_verified(facts: ChunkFacts) -> None:
-    assert facts.media is Media.VERIFIED
+def test_the_state_says_archived_only_when_verified_and_after_the_source_is_dealt_with(facts: ChunkFacts) -> None:
+    assert facts.media is Media.VERIFIED and facts.source is not Source.PRESENT
 
 
 def test_every_step_moves_the_facts_and_every_path_ends() -> None:
@@ -138,8 +139,9 @@ def test_the_fresh_happy_path() -> None:
         Step.COPY: {"copied": True},
         Step.COMMIT: {"media": Media.COMMITTED},
         Step.VERIFY: {"media": Media.VERIFIED},
-        Step.RECORD: {"recorded": True},
+        Step.INDEX: {"indexed": True},
         Step.DELETE_SOURCE: {"source": Source.DELETED},
+        Step.RECORD: {"recorded": True},
     }
     looked = 0
     while (step := next_step(facts)) is not Step.DONE:
@@ -157,17 +159,25 @@ def test_the_fresh_happy_path() -> None:
         Step.COPY,
         Step.COMMIT,
         Step.VERIFY,
-        Step.RECORD,
+        Step.INDEX,
         Step.DELETE_SOURCE,
+        Step.RECORD,
     ]
     assert outcome(facts, archived_here=True) is Outcome.ARCHIVED
 
 
-def test_an_archived_chunk_is_recorded_and_its_source_deleted_without_a_lease() -> None:
+def test_an_archived_chunk_is_indexed_its_source_deleted_and_recorded_without_a_lease() -> None:
     facts = ChunkFacts(metadata=Metadata.KNOWN, media=Media.VERIFIED)
+    assert next_step(facts) is Step.INDEX
+    assert next_step(facts.but(indexed=True)) is Step.DELETE_SOURCE
+    assert next_step(facts.but(indexed=True, source=Source.DELETED)) is Step.RECORD
+    done = facts.but(indexed=True, source=Source.DELETED, recorded=True)
+    assert next_step(done) is Step.DONE and outcome(done, archived_here=False) is Outcome.ALREADY_ARCHIVED
+
+
+def test_a_source_acs_never_sized_is_kept_and_recorded_as_kept() -> None:
+    facts = ChunkFacts(metadata=Metadata.KNOWN, media=Media.VERIFIED, indexed=True, source=Source.UNPROVABLE)
     assert next_step(facts) is Step.RECORD
-    assert next_step(facts.but(recorded=True)) is Step.DELETE_SOURCE
-    assert outcome(facts.but(recorded=True, source=Source.DELETED), archived_here=False) is Outcome.ALREADY_ARCHIVED
 
 
 def test_outcomes() -> None:

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
+from recording_pipeline.core.custody import ExternalRecord
 from recording_pipeline.core.jobs import RecordingChunk
 from recording_pipeline.core.state import (
     ChunkState,
@@ -219,7 +220,8 @@ def test_recording_state_of_a_hand_built_document() -> None:
 
 
 def test_external_manifest() -> None:
-    doc = external_manifest("evt-1", CALL, REC, None, f"r-{REC}", None, NOW)
+    record = ExternalRecord(event_id="evt-1", call_id=CALL, recording_id=REC, recording_key=f"r-{REC}", received_at=NOW)
+    doc = external_manifest(record)
     assert doc.state is RecordingState.EXTERNAL and doc.storage_type is StorageType.BLOB
     assert doc.call_id == CALL and recording_state(doc) is RecordingState.EXTERNAL
     assert doc.to_json()["storageType"] == "blobstorage"

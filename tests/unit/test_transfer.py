@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pytest
 
@@ -25,6 +25,7 @@ class _CutOffStream:
     start: int
     total: int
     sent: int
+    headers: dict[str, str] = field(default_factory=dict)
 
     async def pieces(self) -> AsyncIterator[bytes]:
         for _ in range(self.sent // BLOCK if self.start == 0 else 0):
@@ -84,6 +85,7 @@ class _SlowStream:
     start: int
     total: int
     source: _SlowSource
+    headers: dict[str, str] = field(default_factory=dict)
 
     async def pieces(self) -> AsyncIterator[bytes]:
         end = min(self.total, self.start + self.source.per_try)

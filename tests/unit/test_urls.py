@@ -10,7 +10,7 @@ from recording_pipeline.core.errors import InvalidEventError, UnsafeUrlError
 from recording_pipeline.core.events import parse_recording_event, read_envelope
 from recording_pipeline.core.jobs import RecordingChunk, plan_jobs
 from recording_pipeline.core.settings import DEFAULT_ALLOWED_HOSTS
-from recording_pipeline.core.urls import UrlPolicy, redact_url
+from recording_pipeline.core.urls import UrlPolicy, redact_url, source_url
 
 ACS_HOST = "acs-prod.communication.azure.com"
 ACS_ENDPOINT = f"https://{ACS_HOST}"
@@ -229,10 +229,28 @@ def test_what_names_the_field_in_the_error() -> None:
         ("https://user:pw@storage.asm.skype.com/v1/x", "https://storage.asm.skype.com/v1/x"),
         ("https://storage.asm.skype.com/v1/x?token=abc#frag", "https://storage.asm.skype.com/v1/x?<redacted>"),
         ("https://[::1/x", "<invalid url>"),
+        ("http://127.0.0.1:8080/v1/x?sig=1", "http://127.0.0.1:8080/v1/x?<redacted>"),
+        ("https://u:p@[::1]:8443/v1/x", "https://[::1]:8443/v1/x"),
+        ("https://h.example.com:99999/x", "<invalid url>"),
     ],
 )
 def test_redact_url(url: str, redacted: str) -> None:
     assert redact_url(url) == redacted
+
+
+@pytest.mark.parametrize(
+    ("url", "bare"),
+    [
+        (
+            "https://storage.asm.skype.com/v1/objects/d/content/video?sig=S#f",
+            "https://storage.asm.skype.com/v1/objects/d/content/video",
+        ),
+        ("https://user:pw@Storage.asm.skype.com:443/v1/x", "https://storage.asm.skype.com:443/v1/x"),
+        ("https://[::1/x", "<invalid url>"),
+    ],
+)
+def test_source_url_keeps_where_the_file_was_and_nothing_secret(url: str, bare: str) -> None:
+    assert source_url(url) == bare
 
 
 def test_redact_url_never_contains_the_query_values() -> None:

@@ -6,26 +6,13 @@ import pytest
 
 from recording_pipeline.core.errors import ArchiveIntegrityError
 from recording_pipeline.core.ports import BlobInfo, StagedBlock
-from recording_pipeline.core.verification import (
-    check_committed,
-    check_read_back,
-    is_verified,
-    source_size_declared,
-)
+from recording_pipeline.core.verification import check_committed, check_read_back
 
 BLOCKS = [StagedBlock("b0", 10), StagedBlock("b1", 5)]
 
 
 def info(size: int = 15, **metadata: str) -> BlobInfo:
     return BlobInfo("m.mp4", size, "0x1", {"source_size": "15", **metadata})
-
-
-def test_a_blob_is_verified_only_with_a_hash_a_time_and_the_size_acs_served() -> None:
-    assert is_verified(info(sha256="ab", verified_at="t"))
-    assert not is_verified(None)
-    assert not is_verified(info(sha256="ab"))
-    assert not is_verified(info(verified_at="t"))
-    assert not is_verified(info(size=14, sha256="ab", verified_at="t"))
 
 
 def test_a_whole_commit_passes() -> None:
@@ -56,8 +43,3 @@ def test_read_back_must_agree_with_the_blob_and_any_recorded_hash() -> None:
         check_read_back(info(), "ab", 14)
     with pytest.raises(ArchiveIntegrityError, match="differs from the recorded one"):
         check_read_back(info(sha256="cd"), "ab", 15)
-
-
-def test_a_source_acs_never_sized_cannot_be_proved() -> None:
-    assert source_size_declared(info())
-    assert not source_size_declared(info(source_size_declared="false"))

@@ -6,74 +6,27 @@ run without I/O, so they can be many and exact (request by request).
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
 
-from recording_pipeline.app.worker import ChunkWorker, Outcome, archive_chunk, handle_chunk_message
-from recording_pipeline.core.attempts import AttemptPolicy
+from recording_pipeline.app.worker import Outcome, archive_chunk, handle_chunk_message
+from recording_pipeline.core.custody import SourceAnswer, SourceDeletedRecord, Verification
 from recording_pipeline.core.errors import AcsTransientError
-from recording_pipeline.core.jobs import RecordingChunk, encode_job
-from recording_pipeline.core.naming import lost_name, manifest_name, quarantine_name
+from recording_pipeline.core.jobs import encode_job
+from recording_pipeline.core.naming import (
+    custody_name,
+    lock_name,
+    lost_name,
+    quarantine_name,
+    source_deleted_name,
+)
 from recording_pipeline.core.quarantine import job_text_of
-from recording_pipeline.core.state import ChunkState, Manifest, RecordingState
-from tests.support.fakes import FakeAcs, FakeArchive, FakeQueue, FakeRecording
-
-BLOCK = 64 * 1024
-NOW = datetime(2026, 12, 1, 9, tzinfo=UTC)
-CALL = "cafe0000-0000-0000-0000-000000000000"
-
-
-def job(
-    doc: str = "doc-1", index: int = 0, last: bool = True, requeues: int = 0, delete: bool = True
-) -> RecordingChunk:
-    base = f"https://x.asm.skype.com/v1/objects/{doc}"
-    return RecordingChunk(
-        event_id="evt-1",
-        event_time=NOW,
-        expires_at=NOW + timedelta(hours=24),
-        call_id=CALL,
-        recording_id="rec1",
-        recording_key="r-rec1",
-        chunk_index=index,
-        document_id=doc,
-        end_reason="SessionEnded" if last else "ChunkMaximumSizeExceeded",
-        content_url=f"{base}/content/video",
-        metadata_url=f"{base}/content/acsmetadata",
-        delete_url=base if delete else None,
-        requeues=requeues,
-    )
-
-
-def metadata(doc: str, participants: tuple[str, ...] = ("8:acs:a", "4:+1555")) -> bytes:
-    return json.dumps(
-        {
-            "chunkDocumentId": doc,
-            "recordingInfo": {"format": "mp4"},
-            "participants": [{"participantId": p} for p in participants],
-        }
-    ).encode()
-
-
-class World:
-    def __init__(self) -> None:
-        self.acs, self.store, self.queue = FakeAcs(), FakeArchive(), FakeQueue()
-        self.worker = ChunkWorker(
-            self.acs, self.store, self.queue, BLOCK, 2, AttemptPolicy(4, 300), None, clock=lambda: NOW
-        )
-
-    def add(self, doc: str = "doc-1", size: int = 5 * BLOCK + 17, declare_size: bool = True) -> bytes:
-        media = bytes((i * 7 + len(doc)) % 251 for i in range(size))
-        self.acs.recordings[doc] = FakeRecording(media, metadata(doc), declare_size)
-        return media
-
-    def manifest(self) -> Manifest:
-        blob = self.store.blobs[manifest_name(CALL, "r-rec1")]
-        return Manifest.from_json(json.loads(blob.data))
-
-    def media_blob(self, doc: str = "doc-1", index: int = 0) -> str:
-        return f"{CALL}/r-rec1/{index:05d}-{doc}.mp4"
+from recording_pipeline.core.state import ChunkState, RecordingState
+from tests.support.world import BLOCK, NOW, World, job
 
 
 @pytest.fixture
@@ -81,27 +34,35 @@ def world() -> World:
     return World()
 
 
-async def test_a_fresh_chunk_is_copied_verified_recorded_and_then_deleted(world: World) -> None:
+async def test_a_fresh_chunk_is_copied_proved_and_only_then_deleted(world: World) -> None:
     media = world.add()
-    at_delete: dict[str, object] = {}
-
-    def look(document: str) -> None:
-        at_delete["verified"] = world.store.blobs[world.media_blob()].metadata.get("verified_at")
-        entry = world.manifest().chunk(0)
-        at_delete["recorded"] = entry.state if entry else None
-
-    world.acs.on_delete = look
+    proof_at_delete: list[bool] = []
+    world.acs.on_delete = lambda _doc: proof_at_delete.append(custody_name(job().stem) in world.store.blobs)
     assert await archive_chunk(job(), world.worker) is Outcome.ARCHIVED
-    assert at_delete == {"verified": NOW.isoformat(), "recorded": ChunkState.ARCHIVED}
+    assert proof_at_delete == [True], "the DELETE came before the chain-of-custody record"
     blob = world.store.blobs[world.media_blob()]
-    assert blob.data == media and blob.content_type == "video/mp4"
+    assert blob.data == media and blob.content_type == "video/mp4" and blob.tags == {"kind": "media"}
+    assert blob.metadata["sha256"] == hashlib.sha256(media).hexdigest()
+    custody = world.custody()
+    assert (custody.size, custody.sha256, custody.media_blob) == (
+        len(media),
+        blob.metadata["sha256"],
+        world.media_blob(),
+    )
+    assert custody.verification is Verification.WHILE_STAGING and custody.source.content_length == len(media)
+    assert custody.source.url == "https://x.asm.skype.com/v1/objects/doc-1/content/video"
+    assert [b.size for b in custody.blocks] == [BLOCK] * 5 + [17]
+    assert custody.source.etag == '"doc-1"' and custody.chunk.document_id == "doc-1"
+    deleted = SourceDeletedRecord.model_validate_json(world.store.blobs[source_deleted_name(job().stem)].data)
+    assert deleted.answer is SourceAnswer.DELETED and deleted.deleted_at == NOW
     manifest = world.manifest()
     entry = manifest.chunk(0)
     assert entry is not None and entry.state is ChunkState.ARCHIVED and entry.source_deleted_at == NOW
     assert entry.size == len(media) and manifest.state is RecordingState.COMPLETE
-    assert "doc-1" in world.acs.deleted
     participants = [n for n in world.store.blobs if n.startswith("_index/participants/")]
     assert len(participants) == 2
+    assert world.store.changed == [], "the archive container is write-once"
+    assert world.state.requests["put"] == 2, "the state is written once (the lock, then the manifest)"
 
 
 async def test_an_archived_chunk_is_never_downloaded_again(world: World) -> None:
@@ -123,7 +84,7 @@ async def test_a_broken_download_resumes_at_the_first_unstaged_block(world: Worl
     assert world.store.blobs[world.media_blob()].data == media
 
 
-async def test_a_resumed_copy_is_hashed_from_the_archive_before_the_delete(world: World) -> None:
+async def test_a_resumed_copy_is_hashed_from_the_archive_before_its_proof_is_written(world: World) -> None:
     media = world.add(size=6 * BLOCK)
     for index in range(3):  # an earlier attempt staged three blocks and died
         await world.store.stage_block(
@@ -132,9 +93,10 @@ async def test_a_resumed_copy_is_hashed_from_the_archive_before_the_delete(world
     assert await archive_chunk(job(), world.worker) is Outcome.ARCHIVED
     [(_method, _doc, offset)] = [r for r in world.acs.requests if r[0] == "GET-media"]
     assert offset == 3 * BLOCK
-    import hashlib
-
-    assert world.store.blobs[world.media_blob()].metadata["sha256"] == hashlib.sha256(media).hexdigest()
+    assert "sha256" not in world.store.blobs[world.media_blob()].metadata  # not known when it was committed
+    custody = world.custody()
+    assert custody.sha256 == hashlib.sha256(media).hexdigest() and custody.verification is Verification.READ_BACK
+    assert custody.resumed_from_byte == 3 * BLOCK
 
 
 async def test_a_chunk_acs_no_longer_has_is_recorded_lost(world: World) -> None:
@@ -151,6 +113,17 @@ async def test_a_404_after_another_attempt_archived_it_is_not_lost(world: World)
     assert not [n for n in world.store.blobs if n.startswith("_lost/")]
 
 
+async def test_an_archived_chunk_whose_delete_was_not_recorded_is_deleted_and_recorded_once(world: World) -> None:
+    """Died after the DELETE, before its record: the next attempt repeats the DELETE (404) and records it."""
+    world.add()
+    await archive_chunk(job(), world.worker)
+    del world.store.blobs[source_deleted_name(job().stem)]
+    assert await archive_chunk(job(), world.worker) is Outcome.ALREADY_ARCHIVED
+    again = SourceDeletedRecord.model_validate_json(world.store.blobs[source_deleted_name(job().stem)].data)
+    assert again.answer is SourceAnswer.ALREADY_GONE
+    assert world.store.changed == [] and world.acs.count("GET-media") == 1
+
+
 async def test_a_chunk_held_by_a_live_worker_is_left_to_it_and_checked_again_later(
     world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -158,8 +131,7 @@ async def test_a_chunk_held_by_a_live_worker_is_left_to_it_and_checked_again_lat
 
     monkeypatch.setattr(steps, "LEASE_WAIT_SECONDS", 0.01)
     world.add()
-    world.store.leased[f"{job().stem}.metadata.json"] = __import__("asyncio").Event()
-    await world.store.create(f"{job().stem}.metadata.json", metadata("doc-1"), "application/json")
+    world.state.leased[lock_name(job().stem)] = asyncio.Event()
     assert await archive_chunk(job(), world.worker) is Outcome.IN_PROGRESS_ELSEWHERE
     assert world.acs.count("GET-media") == 0
     assert [delay for _text, delay in world.queue.messages] == [300]
@@ -169,6 +141,8 @@ async def test_without_a_size_from_acs_the_copy_is_kept_and_the_source_too(world
     world.add(declare_size=False)
     assert await archive_chunk(job(), world.worker) is Outcome.ARCHIVED
     assert world.acs.count("DELETE") == 0
+    assert world.custody().source.content_length is None
+    assert source_deleted_name(job().stem) not in world.store.blobs
     entry = world.manifest().chunk(0)
     assert entry is not None and entry.source_kept_reason == "ACS did not state the file's size"
 
@@ -212,7 +186,7 @@ async def test_near_the_deadline_the_job_is_quarantined_twice(world: World) -> N
     world.worker.clock = lambda: NOW + timedelta(hours=23, minutes=45)
     assert await handle_chunk_message(encode_job(job()), 4, world.worker) is None
     [poison] = world.queue.poison
-    record = json.loads(world.store.blobs[quarantine_name(job().stem)].data)
+    record = json.loads(world.state.blobs[quarantine_name(job().stem)].data)
     assert json.loads(poison) == record and record["attempts"] == 4
     assert job_text_of(poison) is not None
     entry = world.manifest().chunk(0)

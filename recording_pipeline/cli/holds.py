@@ -1,0 +1,146 @@
+"""Legal holds: every blob of a call or recording kept, whatever its retention, until a case is closed.
+
+A hold is placed on each blob's current version (version-level immutability,
+``Set Blob Legal Hold``); the blob cannot be deleted while any hold is on it.
+The service's hold carries no name, so the case id, and which blobs it covers,
+are kept in a registry in the state container (``_holds/{case}.json``). Placing
+a hold names the registry first, then holds each blob: a hold interrupted half-
+way is finished by placing it again. Clearing releases only the blobs no other
+open case still holds.
+
+What a hold covers: every blob of the recording in the archive (media,
+metadata document, custody and source-deleted records, the external record),
+its ``_lost/`` records, and the participant index entries that name it. Chunks
+archived after the hold was placed are covered when the hold is placed again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic.alias_generators import to_camel
+
+from recording_pipeline.cli.operations import parse_target
+from recording_pipeline.core.errors import InvalidEventError, OperatorInputError
+from recording_pipeline.core.metadata import parse_metadata
+from recording_pipeline.core.naming import (
+    HOLDS_PREFIX,
+    LOST_PREFIX,
+    check_id,
+    hold_name,
+    participant_entry,
+    recording_prefix,
+)
+from recording_pipeline.core.ports import ArchiveStore, HoldableArchive, StateStore
+from recording_pipeline.core.state import Instant
+
+
+class Hold(BaseModel):
+    model_config = ConfigDict(populate_by_name=True, alias_generator=to_camel)
+
+    case: str
+    placed_at: Instant
+    cleared_at: Instant | None = None
+    targets: list[str]
+    recordings: list[tuple[str, str]]  # (callId, recordingKey)
+    blobs: list[str]
+
+    @property
+    def active(self) -> bool:
+        return self.cleared_at is None
+
+
+async def select_blobs(archive: ArchiveStore, targets: Iterable[str]) -> tuple[list[tuple[str, str]], list[str]]:
+    """The recordings ``targets`` name (``callId`` or ``callId/recordingKey``), and every archive blob of theirs."""
+    recordings: set[tuple[str, str]] = set()
+    blobs: set[str] = set()
+    for call_id, rec_key in (parse_target(t) for t in targets):
+        prefix = recording_prefix(call_id, rec_key) if rec_key else f"{call_id}/"
+        async for name in archive.list_names(prefix):
+            parts = name.split("/")
+            if len(parts) == 3:
+                recordings.add((parts[0], parts[1]))
+                blobs.add(name)
+    for call_id, rec_key in sorted(recordings):
+        async for name in archive.list_names(f"{LOST_PREFIX}{recording_prefix(call_id, rec_key)}"):
+            blobs.add(name)
+        for name in [b for b in list(blobs) if b.startswith(recording_prefix(call_id, rec_key))]:
+            if name.endswith(".metadata.json"):
+                found = await archive.read_bytes(name)
+                for pid in parse_metadata(found[0]).participants if found else []:
+                    entry = participant_entry(pid, call_id, rec_key)
+                    if await archive.info(entry) is not None:
+                        blobs.add(entry)
+    return sorted(recordings), sorted(blobs)
+
+
+async def place_hold(
+    archive: HoldableArchive, ledger: StateStore, case: str, targets: list[str], now: datetime
+) -> Hold:
+    """Hold every blob of the targets for ``case``; placing it again adds what was archived since."""
+    _check_case(case)
+    recordings, blobs = await select_blobs(archive, targets)
+    if not blobs:
+        raise OperatorInputError(f"nothing is archived under {', '.join(targets)}")
+
+    def merge(doc: object | None) -> object:
+        earlier = _parse(doc)
+        hold = Hold(
+            case=case,
+            placed_at=earlier.placed_at if earlier and earlier.active else now,
+            targets=sorted({*(earlier.targets if earlier and earlier.active else []), *targets}),
+            recordings=sorted({*(earlier.recordings if earlier and earlier.active else []), *recordings}),
+            blobs=sorted({*(earlier.blobs if earlier and earlier.active else []), *blobs}),
+        )
+        return hold.model_dump(mode="json", by_alias=True)
+
+    written = await ledger.update_json(hold_name(case), merge)
+    hold = Hold.model_validate(written)
+    for blob in hold.blobs:
+        await archive.set_legal_hold(blob, True)
+    return hold
+
+
+async def clear_hold(archive: HoldableArchive, ledger: StateStore, case: str, now: datetime) -> tuple[Hold, int]:
+    """Close ``case``: release its blobs that no other open case holds. Returns the hold and how many were kept."""
+    _check_case(case)
+    found = await ledger.read_json(hold_name(case))
+    hold = _parse(found[0]) if found else None
+    if hold is None or not hold.active:
+        raise OperatorInputError(f"no open legal hold for case {case!r}")
+    still_held = {blob for other in await active_holds(ledger) if other.case != case for blob in other.blobs}
+    for blob in hold.blobs:
+        if blob not in still_held:
+            await archive.set_legal_hold(blob, False)
+    cleared = hold.model_copy(update={"cleared_at": now})
+    await ledger.update_json(hold_name(case), lambda _doc: cleared.model_dump(mode="json", by_alias=True))
+    return cleared, len(set(hold.blobs) & still_held)
+
+
+async def active_holds(ledger: StateStore) -> list[Hold]:
+    holds = []
+    async for name in ledger.list_names(HOLDS_PREFIX):
+        found = await ledger.read_json(name)
+        hold = _parse(found[0]) if found else None
+        if hold is not None and hold.active:
+            holds.append(hold)
+    return holds
+
+
+def _check_case(case: str) -> None:
+    """A case id becomes a blob name in the registry: it must be a safe name."""
+    try:
+        check_id(case, "case id")
+    except InvalidEventError as exc:
+        raise OperatorInputError(str(exc)) from None
+
+
+def _parse(doc: object | None) -> Hold | None:
+    if doc is None:
+        return None
+    try:
+        return Hold.model_validate(doc)
+    except ValidationError:
+        return None

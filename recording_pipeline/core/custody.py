@@ -1,0 +1,142 @@
+"""The evidence written once beside each archived chunk: its chain of custody, and when ACS's copy went.
+
+The custody record is the proof that the archived media is the file ACS
+served: what the event said, what ACS declared about the file, when its bytes
+arrived, and the size, sha256 and block list of the archived blob, checked
+before the record was written. It is created once (If-None-Match: *) and never
+changed; ACS's copy is deleted only after it exists. A second record, also
+written once, says when that DELETE happened. Both carry the chunk's whole
+identity, so the state container can be rebuilt from them alone.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+from recording_pipeline.core.jobs import RecordingChunk
+from recording_pipeline.core.state import Instant
+
+SCHEMA = 1
+
+
+class _Record(BaseModel):
+    model_config = ConfigDict(populate_by_name=True, extra="allow", alias_generator=to_camel, frozen=True)
+
+    def to_json(self) -> bytes:
+        return self.model_dump_json(by_alias=True, exclude_none=True, indent=1).encode()
+
+
+class Verification(StrEnum):
+    WHILE_STAGING = "sha256-while-staging"  # hashed in order as the blocks were staged, in the attempt that committed
+    READ_BACK = "sha256-read-back"  # the archived blob read back and hashed (a resumed copy)
+
+
+class ChunkIdentity(_Record):
+    """Everything about a chunk that the event said, enough to rebuild the recording's state."""
+
+    event_id: str
+    event_time: Instant
+    topic: str | None = None
+    call_id: str
+    server_call_id: str | None = None
+    recording_id: str | None = None
+    recording_key: str
+    recording_start_time: Instant | None = None
+    chunk_index: int
+    document_id: str
+    end_reason: str | None = None
+    expires_at: Instant
+
+    @classmethod
+    def of(cls, job: RecordingChunk) -> ChunkIdentity:
+        return cls(
+            event_id=job.event_id,
+            event_time=job.event_time,
+            topic=job.topic,
+            call_id=job.call_id,
+            server_call_id=job.server_call_id,
+            recording_id=job.recording_id,
+            recording_key=job.recording_key,
+            recording_start_time=job.recording_start_time,
+            chunk_index=job.chunk_index,
+            document_id=job.document_id,
+            end_reason=job.end_reason,
+            expires_at=job.expires_at,
+        )
+
+    @property
+    def is_last_chunk(self) -> bool:
+        return (self.end_reason or "").strip().lower() == "sessionended"
+
+
+class DeclaredSource(_Record):
+    """What ACS said about the file when it served it."""
+
+    url: str  # without its query string
+    content_length: int | None = None  # the whole file's size; None when ACS did not state it
+    content_type: str | None = None
+    etag: str | None = None
+    last_modified: str | None = None
+
+
+class ArchivedBlock(_Record):
+    id: str
+    size: int
+
+
+class CustodyRecord(_Record):
+    schema_version: int = Field(default=SCHEMA, alias="schema")
+    kind: Literal["chain-of-custody"] = "chain-of-custody"
+    chunk: ChunkIdentity
+    source: DeclaredSource
+    received_from: Instant | None = None  # the bytes of the attempt that committed arrived from …
+    received_until: Instant | None = None  # … until; None when another attempt committed it
+    resumed_from_byte: int = 0
+    media_blob: str
+    content_type: str
+    size: int
+    sha256: str
+    blocks: list[ArchivedBlock]
+    metadata_blob: str
+    metadata_sha256: str
+    verification: Verification
+    verified_at: Instant
+    app_version: str
+
+    @property
+    def source_proved_whole(self) -> bool:
+        """ACS stated the size, and the archive holds exactly that many bytes: its copy may be deleted."""
+        return self.source.content_length is not None and self.source.content_length == self.size
+
+
+class SourceAnswer(StrEnum):
+    DELETED = "deleted"
+    ALREADY_GONE = "already-gone"  # a 404: an earlier attempt's DELETE, or ACS's own expiry
+
+
+class SourceDeletedRecord(_Record):
+    schema_version: int = Field(default=SCHEMA, alias="schema")
+    kind: Literal["source-deleted"] = "source-deleted"
+    chunk: ChunkIdentity
+    delete_url: str  # without its query string
+    answer: SourceAnswer
+    deleted_at: Instant
+    app_version: str
+
+
+class ExternalRecord(_Record):
+    """A bring-your-own-storage recording: ACS wrote its files to the customer's own container."""
+
+    schema_version: int = Field(default=SCHEMA, alias="schema")
+    kind: Literal["external"] = "external"
+    event_id: str
+    call_id: str
+    recording_id: str | None = None
+    server_call_id: str | None = None
+    recording_key: str
+    topic: str | None = None
+    received_at: Instant
