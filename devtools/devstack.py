@@ -126,9 +126,13 @@ class Azurite:
 class ServeProcess:
     """``python -m recording_pipeline serve`` (the local Functions host) as a real subprocess on a free port."""
 
-    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+    def __init__(self, env: dict[str, str], log_path: Path, app_root: Path = REPO) -> None:
+        """``app_root``: another checkout of this app to run (the benchmark's before-and-after)."""
         self.port = free_port()
         self.env = {**os.environ, **env}
+        if app_root != REPO:
+            self.env["PYTHONPATH"] = str(app_root)  # before the editable install of this checkout
+        self.app_root = app_root
         self.log_path = log_path
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -141,7 +145,7 @@ class ServeProcess:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "recording_pipeline", "serve", "--port", str(self.port)],
                 env=self.env,
-                cwd=REPO,
+                cwd=self.app_root,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # its language worker is in the same group: a kill takes both

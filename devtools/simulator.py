@@ -86,6 +86,7 @@ class SimRecording:
     metadata_override: bytes | None = None
     declare_size: bool = True  # False: no Content-Length (chunked), no total in Content-Range
     rate: float | None = None  # bytes per second: a slow link, for transfers that must take their time
+    faults: list[Fault] = field(default_factory=list)  # for this recording only, before the simulator's own
 
     @property
     def sha256(self) -> str:
@@ -150,6 +151,7 @@ class RecordingSimulator:
         self.clock_skew = clock_skew
         self.recordings: dict[str, SimRecording] = {}
         self.deleted: set[str] = set()
+        self.deleted_at: dict[str, float] = {}  # document id -> wall-clock time of its successful DELETE
         self.bytes_served: dict[str, int] = {}
         self.requests: list[SeenRequest] = []
         self.faults: list[Fault] = []
@@ -274,7 +276,7 @@ class RecordingSimulator:
         refused = self._refuse(request, doc, "delete")
         if refused is not None:
             return refused
-        fault = self._take_fault("DELETE", "delete")
+        fault = self._take_fault("DELETE", "delete", self.recordings.get(doc))
         if fault is not None and fault.status:
             return self._log(request, doc, "delete", _error(fault))
         recording = self.recordings.get(doc)
@@ -283,6 +285,7 @@ class RecordingSimulator:
         if self.on_delete is not None:
             await self.on_delete(recording)
         self.deleted.add(doc)
+        self.deleted_at[doc] = time.time()
         return self._log(request, doc, "delete", web.Response(status=200))
 
     async def _serve(self, request: web.Request, doc: str, kind: str) -> web.StreamResponse:
@@ -292,7 +295,7 @@ class RecordingSimulator:
         recording = self.recordings.get(doc)
         if recording is None or doc in self.deleted:
             return self._log(request, doc, kind, _json_error(404, "NotFound", "no such recording"))
-        fault = self._take_fault("GET", kind)
+        fault = self._take_fault("GET", kind, recording)
         if fault is not None and fault.status:
             return self._log(request, doc, kind, _error(fault))
         if fault is not None and fault.action == "redirect" and fault.location:
@@ -403,8 +406,8 @@ class RecordingSimulator:
             return "signature mismatch"
         return None
 
-    def _take_fault(self, method: str, kind: str) -> Fault | None:
-        for fault in self.faults:
+    def _take_fault(self, method: str, kind: str, recording: SimRecording | None = None) -> Fault | None:
+        for fault in [*(recording.faults if recording else []), *self.faults]:
             if fault.method == method and fault.kind == kind and fault.times > 0:
                 fault.times -= 1
                 return fault
