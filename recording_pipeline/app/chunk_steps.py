@@ -9,6 +9,13 @@ metadata document, the media (one Put Block List with its metadata and index
 tag), the chain-of-custody record, the participant index, the source-deleted
 and lost records. What changes — the recording's manifest, the lock — lives in
 the state store.
+
+No request is sent whose answer the attempt already knows. Creating the
+metadata document claims the chunk: nothing else of it can exist yet, so the
+claimer neither looks for media or staged blocks nor reads the block list back
+after its own commit, and takes the lease only for a copy of more than one
+block. A first delivery asks ACS for the metadata before the archive, which
+almost never has it yet.
 """
 
 from __future__ import annotations
@@ -24,7 +31,7 @@ from datetime import datetime
 from pydantic import ValidationError
 
 from recording_pipeline import __version__
-from recording_pipeline.app.manifests import record
+from recording_pipeline.app.manifests import ManifestWriter
 from recording_pipeline.app.transfer import TransferResult, copy_to_blocks
 from recording_pipeline.core.attempts import AttemptProgress
 from recording_pipeline.core.custody import (
@@ -36,9 +43,14 @@ from recording_pipeline.core.custody import (
     SourceDeletedRecord,
     Verification,
 )
-from recording_pipeline.core.errors import AcsAuthError, ArchiveIntegrityError, RecordingGoneError
+from recording_pipeline.core.errors import (
+    AcsAuthError,
+    ArchiveIntegrityError,
+    CopyLeftToHolderError,
+    RecordingGoneError,
+)
 from recording_pipeline.core.jobs import RecordingChunk
-from recording_pipeline.core.lifecycle import ChunkFacts, Copy, Lease, Media, Metadata, Source, Step
+from recording_pipeline.core.lifecycle import ChunkFacts, Claim, Copy, Lease, Media, Metadata, Source, Step
 from recording_pipeline.core.metadata import ChunkMetadata, parse_metadata
 from recording_pipeline.core.naming import (
     custody_name,
@@ -51,7 +63,14 @@ from recording_pipeline.core.naming import (
     participant_entry,
     source_deleted_name,
 )
-from recording_pipeline.core.ports import ArchiveStore, BlobInfo, ChunkQueue, RecordingSource, StateStore
+from recording_pipeline.core.ports import (
+    ArchiveStore,
+    BlobInfo,
+    ChunkQueue,
+    RecordingSource,
+    StagedBlock,
+    StateStore,
+)
 from recording_pipeline.core.state import ChunkState, ChunkUpdate
 from recording_pipeline.core.urls import source_url
 from recording_pipeline.core.verification import (
@@ -78,6 +97,9 @@ LEASE_SECONDS = 15  # the shortest the service allows: a dead worker's lease fre
 # A lease nobody renews expires within LEASE_SECONDS (a crashed worker, whose message is very likely the one being
 # processed now), so only one held throughout this long proves a live worker, whose own queue message is in flight.
 LEASE_WAIT_SECONDS = 2 * LEASE_SECONDS + 5
+# Another attempt's claim younger than this may be a copy of one block in progress, without a lease: a duplicate
+# leaves it to the claimer and checks again later. Older, the claimer has finished, taken the lease, or died.
+CLAIM_SECONDS = 60
 
 
 @dataclass
@@ -92,6 +114,7 @@ class ChunkDeps:
     concurrency: int
     requeue_delay_seconds: int
     clock: Callable[[], datetime]
+    manifests: ManifestWriter
 
 
 @dataclass
@@ -101,6 +124,7 @@ class ChunkRun:
     job: RecordingChunk
     deps: ChunkDeps
     progress: AttemptProgress = field(default_factory=AttemptProgress)
+    first_delivery: bool = False  # the message's first delivery, never requeued: the archive is almost surely empty
     metadata: ChunkMetadata | None = None
     media_blob: str = ""
     content_type: str = ""
@@ -108,6 +132,7 @@ class ChunkRun:
     result: TransferResult | None = None
     custody: CustodyRecord | None = None
     archived_here: bool = False
+    committed_here: bool = False
     started: datetime | None = None
     finished: datetime | None = None
     deleted_at: datetime | None = None
@@ -125,11 +150,12 @@ class ChunkRun:
     # --- the copy ----------------------------------------------------------------------------------
 
     async def _fetch_metadata(self, facts: ChunkFacts) -> ChunkFacts:
-        """The archived copy if there is one, else ACS's, archived byte for byte."""
+        """The metadata document, archived once; the attempt that creates it claims the chunk."""
         store, job = self.deps.store, self.job
-        archived = await store.read_bytes(self.meta_blob)
-        if archived is not None:
-            return self._knows(parse_metadata(archived[0]), facts)
+        if not self.first_delivery:
+            archived = await store.read_blob(self.meta_blob)
+            if archived is not None:
+                return self._knows(parse_metadata(archived[0]), facts).but(claim=self._claim_of(archived[1]))
         try:
             with tracer.start_as_current_span("acs.download_metadata", attributes=span_attributes()):
                 body = await self.deps.acs.fetch_metadata(job.metadata_url)
@@ -143,11 +169,19 @@ class ChunkRun:
             JSON,
             {SHA256: metadata.sha256, SOURCE_SIZE: str(len(body)), "document_id": job.document_id},
         )
-        if not created:  # another attempt wrote it first: what it wrote must be what ACS serves now
-            stored = await store.read_bytes(self.meta_blob)
-            if stored is None or parse_metadata(stored[0]).sha256 != metadata.sha256:
-                raise ArchiveIntegrityError(f"{self.meta_blob}: archived metadata differs from what ACS served")
-        return self._knows(metadata, facts)
+        if created:  # the first to reach the chunk: no blob, block or record of it can exist yet
+            return self._knows(metadata, facts).but(claim=Claim.MINE, media=Media.ABSENT)
+        # Another attempt wrote it first: what it wrote must be what ACS serves now.
+        stored = await store.read_blob(self.meta_blob)
+        if stored is None or parse_metadata(stored[0]).sha256 != metadata.sha256:
+            raise ArchiveIntegrityError(f"{self.meta_blob}: archived metadata differs from what ACS served")
+        return self._knows(metadata, facts).but(claim=self._claim_of(stored[1]))
+
+    def _claim_of(self, document: BlobInfo) -> Claim:
+        if document.created is None:
+            return Claim.STALE  # no age to go by: do not wait for a claimer that may not exist
+        age = (self.deps.clock() - document.created).total_seconds()
+        return Claim.FRESH if age < CLAIM_SECONDS else Claim.STALE
 
     def _knows(self, metadata: ChunkMetadata, facts: ChunkFacts) -> ChunkFacts:
         self.metadata = metadata
@@ -201,6 +235,19 @@ class ChunkRun:
     async def _copy(self, facts: ChunkFacts) -> ChunkFacts:
         deps = self.deps
         self.started = deps.clock()
+        claimed = facts.claim is Claim.MINE
+        leased_here: list[bool] = []
+
+        async def lease_if_big(total: int | None) -> bool:
+            """Under the claim, a copy of one block goes ahead; a longer one holds the lease against duplicates."""
+            if total is not None and total <= deps.block_size:
+                return True
+            held = await self.lease_scope.enter_async_context(
+                deps.state.lease(lock_name(self.job.stem), LEASE_SECONDS, LEASE_WAIT_SECONDS)
+            )
+            leased_here.append(held)
+            return held
+
         try:
             # Download and block upload overlap, so they share one span.
             with tracer.start_as_current_span("transfer", attributes=span_attributes()) as span:
@@ -212,12 +259,18 @@ class ChunkRun:
                     deps.block_size,
                     deps.concurrency,
                     progress=self.progress,
+                    fresh=claimed,
+                    before_first_block=lease_if_big if claimed and facts.lease is Lease.NOT_TRIED else None,
                 )
                 span.set_attributes({"recording.bytes": result.size, "recording.resumed_from": result.resumed_from})
         except RecordingGoneError as exc:
             self.gone = exc
             return facts.but(source=Source.GONE)
+        except CopyLeftToHolderError:
+            return facts.but(lease=Lease.ELSEWHERE)
         self.finished = deps.clock()
+        if leased_here:
+            facts = facts.but(lease=Lease.HELD)
         if facts.source is Source.PRESENT and not result.size_declared:
             return facts.but(copied=True, source=Source.UNPROVABLE)
         return facts.but(copied=True)
@@ -240,6 +293,7 @@ class ChunkRun:
         with tracer.start_as_current_span("archive.commit", attributes=span_attributes()):
             if await store.commit_new(self.media_blob, result.block_ids, self.content_type, metadata, MEDIA_TAGS):
                 self.info = BlobInfo(self.media_blob, result.size, "", metadata)  # what we committed, as committed
+                self.committed_here = True
             else:  # another attempt committed it first: look at what it wrote
                 self.info = await store.info(self.media_blob)
         if self.info is None:
@@ -251,7 +305,10 @@ class ChunkRun:
         store, info, result, job = self.deps.store, self.info, self.result, self.job
         assert info is not None and self.metadata is not None
         with tracer.start_as_current_span("archive.verify", attributes=span_attributes()):
-            committed = await store.committed_blocks(self.media_blob)
+            committed: list[StagedBlock] = (
+                # Our own Put Block List succeeded on an absent blob: the blob is exactly these blocks.
+                result.blocks if self.committed_here and result else await store.committed_blocks(self.media_blob)
+            )
             check_committed(info, committed, result.block_ids if result else None)
             sha256 = info.metadata.get(SHA256)
             method = Verification.WHILE_STAGING
@@ -352,8 +409,7 @@ class ChunkRun:
             # be proved whole, so the source stays (ACS removes it at its deadline).
             log.warning("ACS never stated this file's size; leaving it in ACS rather than deleting an unproved copy")
         since, until = custody.received_from, custody.received_until
-        await record(
-            deps.state,
+        await deps.manifests.record(
             job,
             ChunkUpdate(
                 ChunkState.ARCHIVED,
@@ -370,6 +426,7 @@ class ChunkRun:
                 source_kept_reason="ACS did not state the file's size" if kept else None,
             ),
             now,
+            new_recording=facts.claim is Claim.MINE and job.chunk_index == 0,
         )
         if self.archived_here:
             BYTES_ARCHIVED.add(custody.size)
@@ -406,7 +463,7 @@ class ChunkRun:
             "appVersion": __version__,
         }
         await self.deps.store.create(lost_name(job.stem), json.dumps(lost, indent=1).encode(), JSON)
-        await record(self.deps.state, job, ChunkUpdate(ChunkState.LOST, lost_at=now, last_error=reason), now)
+        await self.deps.manifests.record(job, ChunkUpdate(ChunkState.LOST, lost_at=now, last_error=reason), now)
         log.error(
             "recording chunk lost: ACS no longer has it and it was never archived (%s)",
             reason,

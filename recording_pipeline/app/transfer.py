@@ -13,8 +13,10 @@ broken connection the uncommitted block list tells exactly how far an earlier
 attempt got, and the download resumes there with a Range request.
 
 Each block is assembled with one copy (the pieces the socket delivered are
-joined once) and hashed (sha256, in order) on a worker thread while it
-uploads; its slot and budget are freed once it is both staged and hashed.
+joined once); its MD5 (the Content-MD5 the service checks) and the stream's
+sha256 (in order) are computed on worker threads — hashlib releases the GIL —
+so the event loop, which the webhook and every other transfer share, only moves
+bytes. Its slot and budget are freed once it is both staged and hashed.
 """
 
 from __future__ import annotations
@@ -25,10 +27,11 @@ import heapq
 import itertools
 import logging
 import weakref
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from recording_pipeline.core.attempts import AttemptProgress
-from recording_pipeline.core.errors import AcsTransientError
+from recording_pipeline.core.errors import AcsTransientError, CopyLeftToHolderError
 from recording_pipeline.core.ports import ArchiveStore, RecordingSource, StagedBlock
 
 log = logging.getLogger(__name__)
@@ -62,6 +65,16 @@ class TransferResult:
     resumed_from: int
     size_declared: bool  # ACS stated the file's size: the byte count was checked against it
     declared: dict[str, str]  # what ACS's answer declared about the file (content type, ETag, last modified)
+    block_size: int
+
+    @property
+    def blocks(self) -> list[StagedBlock]:
+        """The blocks in order, with their sizes: every one full but the last."""
+        last = self.size - (len(self.block_ids) - 1) * self.block_size
+        return [
+            StagedBlock(bid, self.block_size if i < len(self.block_ids) - 1 else last)
+            for i, bid in enumerate(self.block_ids)
+        ]
 
 
 class BufferBudget:
@@ -147,6 +160,7 @@ class _Transfer:
         resume_blocks: int,
         budget: BufferBudget,
         progress: AttemptProgress,
+        before_first_block: Callable[[int | None], Awaitable[bool]] | None = None,
     ) -> None:
         self.acs, self.store, self.url, self.blob = acs, store, url, blob
         self.block_size = block_size
@@ -164,6 +178,7 @@ class _Transfer:
         self._uploads: set[asyncio.Task[None]] = set()
         self._hash_tail: asyncio.Task[None] | None = None
         self._failure: Exception | None = None
+        self._before_first_block = before_first_block
 
     async def attempt(self) -> None:
         """Download from ``self.offset`` to the end; staged progress survives a failed attempt."""
@@ -178,6 +193,10 @@ class _Transfer:
                 self.declared = self.declared or dict(stream.headers)
                 if self.total == 0:
                     raise AcsTransientError("ACS answered with an empty recording (it does when the file is not ready)")
+                if self._before_first_block is not None:
+                    ask, self._before_first_block = self._before_first_block, None
+                    if not await ask(self.total):
+                        raise CopyLeftToHolderError(f"{self.blob}: another worker holds the chunk")
                 pieces: list[memoryview] = []
                 filled = 0
                 async for piece in stream.pieces():
@@ -246,7 +265,8 @@ class _Transfer:
 
     async def _stage(self, bid: str, block: bytes, hashed: asyncio.Task[None] | None) -> None:
         try:
-            await self.store.stage_block(self.blob, bid, block)
+            md5 = await asyncio.to_thread(_md5, block)
+            await self.store.stage_block(self.blob, bid, block, md5)
             self._progress.staged_bytes += len(block)
             if hashed is not None:
                 await asyncio.shield(hashed)  # the buffer is free once it is both uploaded and hashed
@@ -280,6 +300,10 @@ class _Transfer:
             await asyncio.gather(self._hash_tail, return_exceptions=True)
 
 
+def _md5(block: bytes) -> bytes:
+    return hashlib.md5(block, usedforsecurity=False).digest()
+
+
 async def _hash_after(previous: asyncio.Task[None] | None, hasher: hashlib._Hash, block: bytes) -> None:
     if previous is not None:
         await previous
@@ -295,8 +319,15 @@ async def copy_to_blocks(
     concurrency: int,
     budget: BufferBudget | None = None,
     progress: AttemptProgress | None = None,
+    fresh: bool = False,
+    before_first_block: Callable[[int | None], Awaitable[bool]] | None = None,
 ) -> TransferResult:
-    """Stage the whole file at ``url`` as blocks of ``blob`` (uncommitted), resuming if possible."""
+    """Stage the whole file at ``url`` as blocks of ``blob`` (uncommitted), resuming if possible.
+
+    ``fresh``: the caller knows nothing was staged before (it claimed the chunk), so the block list is not read.
+    ``before_first_block(total)``: asked once, when ACS has answered with the file's size (None if it did not say)
+    and before any block is staged; False stops the copy with CopyLeftToHolderError.
+    """
     budget = budget or process_budget()
     if block_size * 2 > budget.capacity:
         log.warning(
@@ -305,10 +336,21 @@ async def copy_to_blocks(
             block_size // MIB,
             budget.capacity // MIB,
         )
-    resume = resume_count(await store.uncommitted_blocks(blob), block_size)
+    resume = 0 if fresh else resume_count(await store.uncommitted_blocks(blob), block_size)
     if resume:
         log.info("resuming %s after %d staged blocks (%d bytes)", blob, resume, resume * block_size)
-    transfer = _Transfer(acs, store, url, blob, block_size, concurrency, resume, budget, progress or AttemptProgress())
+    transfer = _Transfer(
+        acs,
+        store,
+        url,
+        blob,
+        block_size,
+        concurrency,
+        resume,
+        budget,
+        progress or AttemptProgress(),
+        before_first_block,
+    )
     try:
         # A try that staged whole blocks starts a new streak of the retry budget: long transfers resume in place.
         await acs.retry.call(f"download {blob}", transfer.attempt, progress=lambda: transfer.offset)
@@ -324,4 +366,5 @@ async def copy_to_blocks(
         transfer.resumed_from,
         transfer.total is not None,
         transfer.declared,
+        block_size,
     )

@@ -13,11 +13,11 @@ import asyncio
 import json
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from recording_pipeline.app.chunk_steps import ChunkDeps, ChunkRun
-from recording_pipeline.app.manifests import record
+from recording_pipeline.app.manifests import ManifestWriter
 from recording_pipeline.core.attempts import AttemptPolicy, AttemptProgress, Failure, Verdict
 from recording_pipeline.core.errors import AttemptTimeoutError, InvalidEventError, NoAnswerError
 from recording_pipeline.core.jobs import RecordingChunk, decode_job
@@ -47,6 +47,10 @@ class ChunkWorker:
     attempt_seconds: float | None = None  # an attempt ends itself after this (inside the host's functionTimeout)
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
     ready: Callable[[], Awaitable[None]] | None = None  # once per process: the container and queues exist
+    manifests: ManifestWriter = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.manifests = ManifestWriter(self.state)
 
     @property
     def deps(self) -> ChunkDeps:
@@ -59,6 +63,7 @@ class ChunkWorker:
             self.concurrency,
             self.policy.requeue_delay_seconds,
             self.clock,
+            self.manifests,
         )
 
 
@@ -94,7 +99,7 @@ async def handle_chunk_message(text: str, dequeue_count: int, worker: ChunkWorke
         try:
             with tracer.start_as_current_span("archive_chunk", attributes=span_attributes()) as span:
                 span.set_attribute("messaging.dequeue_count", dequeue_count)
-                outcome = await _attempt(job, worker, progress)
+                outcome = await _attempt(job, worker, progress, first_delivery=dequeue_count == 1 and not job.requeues)
                 span.set_attribute("recording.outcome", outcome.value)
             OUTCOMES.add(1, {"outcome": outcome.value})
             return outcome
@@ -111,14 +116,16 @@ async def handle_chunk_message(text: str, dequeue_count: int, worker: ChunkWorke
             return None
 
 
-async def _attempt(job: RecordingChunk, worker: ChunkWorker, progress: AttemptProgress) -> Outcome:
+async def _attempt(
+    job: RecordingChunk, worker: ChunkWorker, progress: AttemptProgress, first_delivery: bool = False
+) -> Outcome:
     """One attempt, ended by its own deadline (a normal exception) well before the host's functionTimeout."""
     timeout = asyncio.timeout(worker.attempt_seconds)
     try:
         async with timeout:
             if worker.ready is not None:
                 await worker.ready()
-            return await archive_chunk(job, worker, progress)
+            return await archive_chunk(job, worker, progress, first_delivery)
     except TimeoutError:
         if timeout.expired():
             raise AttemptTimeoutError(
@@ -155,12 +162,15 @@ async def _decide(
     OUTCOMES.add(1, {"outcome": "poisoned"})
 
 
-async def archive_chunk(job: RecordingChunk, worker: ChunkWorker, progress: AttemptProgress | None = None) -> Outcome:
-    """One attempt: the lifecycle's steps, in the order ``next_step`` gives, until it says done."""
+async def archive_chunk(
+    job: RecordingChunk, worker: ChunkWorker, progress: AttemptProgress | None = None, first_delivery: bool = False
+) -> Outcome:
+    """One attempt: the lifecycle's steps, in the order ``next_step`` gives, until it says done.
+    ``first_delivery``: the job's message is on its first delivery (a hint only: every step still checks)."""
     left = job.seconds_left(worker.clock())
     if left < 0:
         log.warning("chunk is %.0f s past its retention deadline; trying anyway", -left)
-    run = ChunkRun(job, worker.deps, progress or AttemptProgress())
+    run = ChunkRun(job, worker.deps, progress or AttemptProgress(), first_delivery)
     facts = ChunkFacts(source=Source.PRESENT if job.delete_url else Source.NOTHING_TO_DELETE)
     async with run.lease_scope:
         while (step := next_step(facts)) is not Step.DONE:
@@ -188,7 +198,7 @@ async def _requeue_later(job: RecordingChunk, error: str, delay: int, worker: Ch
     )
     try:
         update = ChunkUpdate(ChunkState.PENDING, last_error=error, requeues=job.requeues + 1)
-        await record(worker.state, job, update, worker.clock())
+        await worker.manifests.record(job, update, worker.clock())
     except Exception:  # the requeued message is what matters
         log.exception("could not record the failure in the manifest")
 
@@ -203,7 +213,7 @@ async def _quarantine(job: RecordingChunk, error: str, dequeue_count: int, worke
     await _keep_quarantined(quarantine_name(job.stem), kept, worker)
     try:
         update = ChunkUpdate(ChunkState.FAILED, last_error=error, failed_at=kept.quarantined_at)
-        await record(worker.state, job, update, kept.quarantined_at)
+        await worker.manifests.record(job, update, kept.quarantined_at)
     except Exception:
         log.exception("could not record the failure in the manifest")
 

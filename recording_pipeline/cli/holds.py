@@ -96,7 +96,7 @@ async def place_hold(
         )
         return hold.model_dump(mode="json", by_alias=True)
 
-    written = await ledger.update_json(hold_name(case), merge)
+    written = (await ledger.update_json(hold_name(case), merge)).doc
     hold = Hold.model_validate(written)
     for blob in hold.blobs:
         await archive.set_legal_hold(blob, True)

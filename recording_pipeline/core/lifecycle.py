@@ -8,7 +8,12 @@ rules of this function, and its tests walk every reachable state:
 
 - the source is deleted only after the archived copy is verified, that is, after
   its chain-of-custody record was written (once) in the archive;
-- media is copied only under the lease, and only when the archive has none;
+- media is copied only into an empty place, by one worker at a time: under the
+  claim (this attempt created the chunk's metadata document, so nothing else of
+  the chunk can exist yet; a copy of more than one block then takes the lease
+  before its first block) or under the lease, after looking again;
+- a worker that finds another's claim fresh and no copy yet leaves the chunk to
+  it (and checks again later), as it does for another's live lease;
 - a chunk is recorded lost only when ACS no longer has it and no verified copy
   exists anywhere in the archive;
 - every step moves the facts forward, so an attempt always ends.
@@ -21,11 +26,11 @@ from enum import StrEnum
 
 
 class Step(StrEnum):
-    FETCH_METADATA = "fetch-metadata"  # the archived metadata document, else ACS's (and archive it)
+    FETCH_METADATA = "fetch-metadata"  # the metadata document (archived, else ACS's, archived): who claimed the chunk
     LOOK_UP_MEDIA = "look-up-media"  # is the media blob in the archive, and verified?
     LEASE = "lease"  # hold the chunk against duplicates while it is copied
-    LEAVE_TO_HOLDER = "leave-to-holder"  # a live worker holds it: check again later, stop here
-    COPY = "copy"  # stream the media from ACS into staged blocks (resuming)
+    LEAVE_TO_HOLDER = "leave-to-holder"  # a live worker holds or claimed it: check again later, stop here
+    COPY = "copy"  # stream the media from ACS into staged blocks (resuming); a big one takes the lease first
     COMMIT = "commit"  # the staged blocks become the blob, only if it is absent
     VERIFY = "verify"  # block list, size and sha256 prove the copy whole; the custody record is written once
     INDEX = "index"  # the participant index names the recording
@@ -54,6 +59,15 @@ class Lease(StrEnum):
     ELSEWHERE = "elsewhere"  # a live worker kept it throughout the wait
 
 
+class Claim(StrEnum):
+    """Who created the chunk's metadata document: every copy starts there, so its creator came first."""
+
+    UNKNOWN = "unknown"
+    MINE = "mine"  # this attempt created it: no block, blob or record of the chunk can exist yet
+    FRESH = "fresh"  # another attempt, moments ago: it may be copying a small chunk without a lease
+    STALE = "stale"  # another attempt, long enough ago that it has finished, taken the lease, or died
+
+
 class Source(StrEnum):
     PRESENT = "present"  # in ACS, to be deleted once archived
     UNPROVABLE = "unprovable"  # in ACS, but ACS never stated its size: it stays
@@ -71,6 +85,7 @@ class Copy(StrEnum):
 @dataclass(frozen=True)
 class ChunkFacts:
     metadata: Metadata = Metadata.UNKNOWN
+    claim: Claim = Claim.UNKNOWN
     media: Media = Media.UNKNOWN
     lease: Lease = Lease.NOT_TRIED
     copied: bool = False  # this attempt staged every block
@@ -99,13 +114,17 @@ def next_step(facts: ChunkFacts) -> Step:
         return Step.LOOK_UP_MEDIA
     if facts.media is Media.VERIFIED:
         return _after_archived(facts)
-    if facts.lease is Lease.NOT_TRIED:
-        return Step.LEASE
+    if facts.left:
+        return Step.DONE
     if facts.lease is Lease.ELSEWHERE:
-        return Step.DONE if facts.left else Step.LEAVE_TO_HOLDER
+        return Step.LEAVE_TO_HOLDER
+    if facts.lease is Lease.NOT_TRIED and facts.claim is not Claim.MINE:
+        return Step.LEASE
     if facts.media is Media.ABSENT:
+        if facts.claim is Claim.FRESH:
+            return Step.LEAVE_TO_HOLDER  # its claimer may be copying it, unleased: a small chunk
         return Step.COMMIT if facts.copied else Step.COPY
-    return Step.VERIFY  # COMMITTED, under the lease
+    return Step.VERIFY  # COMMITTED, under the lease or the claim
 
 
 def _after_archived(facts: ChunkFacts) -> Step:

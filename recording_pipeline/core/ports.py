@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Protocol, TypeVar
 
 from recording_pipeline.core.jobs import RecordingChunk
@@ -25,6 +26,15 @@ class BlobInfo:
     size: int
     etag: str
     metadata: dict[str, str]
+    created: datetime | None = None  # by the service's clock
+
+
+@dataclass(frozen=True)
+class Versioned:
+    """A JSON document as its writer last knew it: ``doc`` None means absent, ``etag`` None likewise."""
+
+    doc: Any | None
+    etag: str | None
 
 
 @dataclass(frozen=True)
@@ -43,6 +53,9 @@ class _Readable(Protocol):
 
     async def read_bytes(self, name: str, limit: int = ...) -> tuple[bytes, str] | None:
         """A small blob whole, with its ETag; BlobTooLargeError past ``limit``."""
+
+    async def read_blob(self, name: str, limit: int = ...) -> tuple[bytes, BlobInfo] | None:
+        """A small blob whole, with its properties, in one request."""
 
     async def read_json(self, name: str) -> tuple[Any, str] | None: ...
 
@@ -68,8 +81,9 @@ class ArchiveStore(_Readable, Protocol):
 
     async def committed_blocks(self, name: str) -> list[StagedBlock]: ...
 
-    async def stage_block(self, name: str, block_id: str, data: bytes) -> None:
-        """Upload one block, its MD5 checked by the service (an uncommitted block changes no blob)."""
+    async def stage_block(self, name: str, block_id: str, data: bytes, md5: bytes | None = None) -> None:
+        """Upload one block, its MD5 checked by the service (an uncommitted block changes no blob). ``md5``: the
+        block's digest, computed by the caller off the event loop; None: computed here."""
 
     async def commit_new(
         self, name: str, block_ids: list[str], content_type: str, metadata: dict[str, str], tags: dict[str, str]
@@ -82,9 +96,15 @@ class StateStore(_Readable, Protocol):
     """The state container: what changes (manifests, quarantine records, locks, the legal-hold registry)."""
 
     async def update_json(
-        self, name: str, mutate: Callable[[Any | None], Any | None], attempts: int = 20
-    ) -> Any | None:
-        """Read-modify-write under ETag conditions; ``mutate`` may run several times; None from it: no change."""
+        self,
+        name: str,
+        mutate: Callable[[Any | None], Any | None],
+        attempts: int = 20,
+        known: Versioned | None = None,
+    ) -> Versioned:
+        """Read-modify-write under ETag conditions; ``mutate`` may run several times; None from it: no change.
+        ``known``: the version the caller believes current; the first write is conditional on it, without a read
+        (a wrong guess costs the read it saved). Returns what the blob now holds."""
 
     async def delete(self, name: str) -> None:
         """Remove a blob; absent counts as removed."""

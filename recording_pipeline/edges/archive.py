@@ -26,7 +26,7 @@ from azure.storage.blob import BlobBlock, ContentSettings
 from azure.storage.blob.aio import BlobLeaseClient, BlobServiceClient, ContainerClient
 
 from recording_pipeline.core.errors import BlobTooLargeError, ConcurrentUpdateError
-from recording_pipeline.core.ports import BlobInfo, StagedBlock
+from recording_pipeline.core.ports import BlobInfo, StagedBlock, Versioned
 from recording_pipeline.edges.storage_errors import create_if_missing, storage_errors, translated_iter
 
 log = logging.getLogger(__name__)
@@ -66,10 +66,15 @@ class BlobArchive:
                 if getattr(exc, "error_code", None) == "ContainerNotFound":
                     raise
                 return None
-        return BlobInfo(name, int(props.size), str(props.etag), dict(props.metadata or {}))
+        return _info(name, props)
 
     async def read_bytes(self, name: str, limit: int = SMALL_BLOB_LIMIT) -> tuple[bytes, str] | None:
         """A small blob's content and ETag (manifests, metadata JSON). None if absent."""
+        found = await self.read_blob(name, limit)
+        return None if found is None else (found[0], found[1].etag)
+
+    async def read_blob(self, name: str, limit: int = SMALL_BLOB_LIMIT) -> tuple[bytes, BlobInfo] | None:
+        """A small blob's content and properties, from one GET. None if absent."""
         with storage_errors(f"read {name}"):
             try:
                 downloader = await self._container.get_blob_client(name).download_blob()
@@ -80,7 +85,7 @@ class BlobArchive:
             if downloader.size > limit:
                 raise BlobTooLargeError(f"{name} is {downloader.size} bytes, more than the {limit} expected")
             body = await downloader.readall()
-        return bytes(body), str(downloader.properties.etag)
+        return bytes(body), _info(name, downloader.properties)
 
     async def read_json(self, name: str) -> tuple[Any, str] | None:
         found = await self.read_bytes(name)
@@ -126,21 +131,31 @@ class BlobArchive:
         return True
 
     async def update_json(
-        self, name: str, mutate: Callable[[Any | None], Any | None], attempts: int = 20
-    ) -> Any | None:
-        """Read-modify-write under ETag conditions; ``mutate`` may run several times. None: no change."""
+        self,
+        name: str,
+        mutate: Callable[[Any | None], Any | None],
+        attempts: int = 20,
+        known: Versioned | None = None,
+    ) -> Versioned:
+        """Read-modify-write under ETag conditions; ``mutate`` may run several times. None: no change.
+        ``known``: the version the caller believes current, written over without reading it first."""
         for _ in range(attempts):
-            found = await self.read_json(name)
-            current, etag = found if found else (None, None)
+            if known is not None:
+                current, etag, known = known.doc, known.etag, None
+            else:
+                found = await self.read_json(name)
+                current, etag = found if found else (None, None)
             updated = mutate(json.loads(json.dumps(current)) if current is not None else None)
             if updated is None:
-                return current
-            if await self._replace_json(name, updated, etag):
-                return updated
+                return Versioned(current, etag)
+            written = await self._replace_json(name, updated, etag)
+            if written is not None:
+                return Versioned(updated, written)
         raise ConcurrentUpdateError(f"{name}: gave up after {attempts} concurrent updates")
 
-    async def _replace_json(self, name: str, doc: Any, etag: str | None) -> bool:
-        """Write only if the blob is still at ``etag`` (None: only if absent); False if someone wrote first."""
+    async def _replace_json(self, name: str, doc: Any, etag: str | None) -> str | None:
+        """Write only if the blob is still at ``etag`` (None: only if absent): the new ETag, or None if someone
+        wrote first."""
         conditions: dict[str, Any] = (
             {"etag": etag, "match_condition": MatchConditions.IfNotModified}
             if etag
@@ -148,19 +163,19 @@ class BlobArchive:
         )
         with storage_errors(f"write {name}"):
             try:
-                await self._container.get_blob_client(name).upload_blob(
+                written = await self._container.get_blob_client(name).upload_blob(
                     json.dumps(doc, indent=1, sort_keys=True).encode(),
                     overwrite=True,
                     content_settings=ContentSettings(content_type=JSON),
                     **conditions,
                 )
             except (ResourceModifiedError, ResourceExistsError):
-                return False
+                return None
             except HttpResponseError as exc:
                 if exc.status_code in (409, 412):
-                    return False
+                    return None
                 raise
-        return True
+        return str(written["etag"])
 
     async def delete(self, name: str) -> None:
         with storage_errors(f"delete {name}"), contextlib.suppress(ResourceNotFoundError):
@@ -186,11 +201,12 @@ class BlobArchive:
             committed, _ = await self._container.get_blob_client(name).get_block_list("committed")
         return [StagedBlock(str(b.id), int(b.size)) for b in committed]
 
-    async def stage_block(self, name: str, block_id: str, data: bytes) -> None:
+    async def stage_block(self, name: str, block_id: str, data: bytes, md5: bytes | None = None) -> None:
+        """With ``md5`` the SDK sends it as Content-MD5 instead of hashing the block on the event loop
+        (``_stage_block_options`` in azure-storage-blob passes ``transactional_content_md5`` through)."""
+        checked: dict[str, Any] = {"transactional_content_md5": md5} if md5 else {"validate_content": "md5"}
         with storage_errors(f"stage block {block_id} of {name}"):
-            await self._container.get_blob_client(name).stage_block(
-                block_id, data, length=len(data), validate_content="md5"
-            )
+            await self._container.get_blob_client(name).stage_block(block_id, data, length=len(data), **checked)
 
     async def commit_new(
         self, name: str, block_ids: list[str], content_type: str, metadata: dict[str, str], tags: dict[str, str]
@@ -267,3 +283,9 @@ class BlobArchive:
                     return None
                 raise
         return lease
+
+
+def _info(name: str, props: Any) -> BlobInfo:
+    return BlobInfo(
+        name, int(props.size), str(props.etag), dict(props.metadata or {}), getattr(props, "creation_time", None)
+    )

@@ -62,7 +62,8 @@ async def test_update_json_lets_every_concurrent_writer_land(archive: ContainerS
     await asyncio.gather(*(archive.update_json("count.json", add) for _ in range(8)))
     found = await archive.read_json("count.json")
     assert found is not None and found[0] == {"n": 8}
-    assert await archive.update_json("count.json", lambda doc: None) == {"n": 8}  # None from mutate: no write
+    unchanged = await archive.update_json("count.json", lambda doc: None)  # None from mutate: no write
+    assert unchanged.doc == {"n": 8} and unchanged.etag == found[1]
 
 
 async def test_staged_blocks_commit_once_into_one_blob(archive: ContainerStore) -> None:

@@ -426,10 +426,10 @@ async def test_a_failed_block_upload_fails_the_transfer_instead_of_vanishing(sta
     from recording_pipeline.edges.archive import BlobArchive
 
     class FailingThirdBlock(BlobArchive):
-        async def stage_block(self, name: str, block_id: str, data: bytes) -> None:
+        async def stage_block(self, name: str, block_id: str, data: bytes, md5: bytes | None = None) -> None:
             if block_id.endswith("-00000002"):
                 raise OSError("storage refused block 2")
-            await super().stage_block(name, block_id, data)
+            await super().stage_block(name, block_id, data, md5)
 
     sim = stack.simulator
     [chunk] = [sim.add("doc-stage-fails", 6 * MIB, call_id=CALL)]

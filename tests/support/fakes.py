@@ -17,6 +17,7 @@ from collections import Counter
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from recording_pipeline.core.errors import (
@@ -27,11 +28,12 @@ from recording_pipeline.core.errors import (
     StorageError,
 )
 from recording_pipeline.core.jobs import RecordingChunk, encode_job
-from recording_pipeline.core.ports import BlobInfo, StagedBlock
+from recording_pipeline.core.ports import BlobInfo, StagedBlock, Versioned
 from recording_pipeline.core.quarantine import QuarantineRecord
 from recording_pipeline.edges.retry import RetryPolicy
 
 PIECE = 256 * 1024
+JSON_TYPE = "application/json"
 _etags = itertools.count(1)
 
 
@@ -44,11 +46,16 @@ class _Blob:
     blocks: list[StagedBlock] = field(default_factory=list)
     tags: dict[str, str] = field(default_factory=dict)
     legal_hold: bool = False
+    created: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+    def info(self, name: str) -> BlobInfo:
+        return BlobInfo(name, len(self.data), self.etag, dict(self.metadata), self.created)
 
 
 class FakeArchive:
-    def __init__(self, container: str = "recordings") -> None:
+    def __init__(self, container: str = "recordings", clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         self.container_name = container
+        self.clock = clock  # the service's clock: blobs' creation times
         self.blobs: dict[str, _Blob] = {}
         self.staged: dict[str, dict[str, bytes]] = {}
         self.leased: dict[str, asyncio.Event] = {}  # held leases, each set when it is released
@@ -66,16 +73,20 @@ class FakeArchive:
     async def info(self, name: str) -> BlobInfo | None:
         self._seen("properties", name)
         blob = self.blobs.get(name)
-        return None if blob is None else BlobInfo(name, len(blob.data), blob.etag, dict(blob.metadata))
+        return None if blob is None else blob.info(name)
 
     async def read_bytes(self, name: str, limit: int = 4 * 1024 * 1024) -> tuple[bytes, str] | None:
+        found = await self.read_blob(name, limit)
+        return None if found is None else (found[0], found[1].etag)
+
+    async def read_blob(self, name: str, limit: int = 4 * 1024 * 1024) -> tuple[bytes, BlobInfo] | None:
         self._seen("get", name)
         blob = self.blobs.get(name)
         if blob is None:
             return None
         if len(blob.data) > limit:
             raise BlobTooLargeError(f"{name} is {len(blob.data)} bytes, more than the {limit} expected")
-        return blob.data, blob.etag
+        return blob.data, blob.info(name)
 
     async def read_json(self, name: str) -> tuple[Any, str] | None:
         found = await self.read_bytes(name)
@@ -108,18 +119,25 @@ class FakeArchive:
         self._seen("put", name)
         if name in self.blobs:
             return False
-        self.blobs[name] = _Blob(bytes(data), content_type, dict(metadata or {}))
+        self.blobs[name] = _Blob(bytes(data), content_type, dict(metadata or {}), created=self.clock())
         return True
 
     async def update_json(
-        self, name: str, mutate: Callable[[Any | None], Any | None], attempts: int = 20
-    ) -> Any | None:
+        self,
+        name: str,
+        mutate: Callable[[Any | None], Any | None],
+        attempts: int = 20,
+        known: Versioned | None = None,
+    ) -> Versioned:
         for _ in range(attempts):
-            found = await self.read_json(name)
-            current, etag = found if found else (None, None)
+            if known is not None:
+                current, etag, known = known.doc, known.etag, None
+            else:
+                found = await self.read_json(name)
+                current, etag = found if found else (None, None)
             updated = mutate(json.loads(json.dumps(current)) if current is not None else None)
             if updated is None:
-                return current
+                return Versioned(current, etag)
             await asyncio.sleep(0)  # another writer may come in between, as with the real store
             self._seen("put", name)
             now = self.blobs.get(name)
@@ -127,8 +145,8 @@ class FakeArchive:
                 continue
             if now is not None:
                 self.changed.append(name)
-            self.blobs[name] = _Blob(json.dumps(updated, indent=1, sort_keys=True).encode(), "application/json", {})
-            return updated
+            blob = self.blobs[name] = _Blob(json.dumps(updated, indent=1, sort_keys=True).encode(), JSON_TYPE, {})
+            return Versioned(updated, blob.etag)
         raise ConcurrentUpdateError(f"{name}: gave up after {attempts} concurrent updates")
 
     async def delete(self, name: str) -> None:
@@ -154,9 +172,11 @@ class FakeArchive:
             raise StorageError(f"block list of {name}: 404 BlobNotFound", 404, "BlobNotFound")
         return list(blob.blocks)
 
-    async def stage_block(self, name: str, block_id: str, data: bytes) -> None:
+    async def stage_block(self, name: str, block_id: str, data: bytes, md5: bytes | None = None) -> None:
         self._seen("put-block", name)
         await asyncio.sleep(0)
+        if md5 is not None and md5 != hashlib.md5(data, usedforsecurity=False).digest():
+            raise StorageError(f"stage block {block_id} of {name}: 400 Md5Mismatch", 400, "Md5Mismatch")
         self.staged.setdefault(name, {})[block_id] = bytes(data)
 
     async def commit_new(

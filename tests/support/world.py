@@ -9,9 +9,9 @@ from recording_pipeline.app.worker import ChunkWorker
 from recording_pipeline.core.attempts import AttemptPolicy
 from recording_pipeline.core.custody import CustodyRecord
 from recording_pipeline.core.jobs import RecordingChunk
-from recording_pipeline.core.naming import custody_name, manifest_name
+from recording_pipeline.core.naming import custody_name, manifest_name, metadata_name
 from recording_pipeline.core.state import Manifest
-from tests.support.fakes import FakeAcs, FakeArchive, FakeQueue, FakeRecording
+from tests.support.fakes import FakeAcs, FakeArchive, FakeQueue, FakeRecording, _Blob
 
 BLOCK = 64 * 1024
 NOW = datetime(2026, 12, 1, 9, tzinfo=UTC)
@@ -58,7 +58,8 @@ def metadata(doc: str, participants: tuple[str, ...] = ("8:acs:a", "4:+1555")) -
 class World:
     def __init__(self) -> None:
         self.acs, self.queue = FakeAcs(), FakeQueue()
-        self.store, self.state = FakeArchive("recordings"), FakeArchive("recordings-state")
+        self.store = FakeArchive("recordings", clock=lambda: NOW)
+        self.state = FakeArchive("recordings-state", clock=lambda: NOW)
         self.worker = ChunkWorker(
             self.acs, self.store, self.state, self.queue, BLOCK, 2, AttemptPolicy(4, 300), None, clock=lambda: NOW
         )
@@ -67,6 +68,11 @@ class World:
         media = bytes((i * 7 + len(doc)) % 251 for i in range(size))
         self.acs.recordings[doc] = FakeRecording(media, metadata(doc), declare_size)
         return media
+
+    def claimed_earlier(self, doc: str = "doc-1", ago: timedelta = timedelta(minutes=5)) -> None:
+        """An earlier attempt created the chunk's metadata document (its claim) ``ago``."""
+        name = metadata_name(job(doc).stem)
+        self.store.blobs[name] = _Blob(metadata(doc), "application/json", {}, created=NOW - ago)
 
     def manifest(self) -> Manifest:
         blob = self.state.blobs[manifest_name(CALL, "r-rec1")]

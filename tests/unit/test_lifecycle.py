@@ -15,6 +15,7 @@ import pytest
 
 from recording_pipeline.core.lifecycle import (
     ChunkFacts,
+    Claim,
     Copy,
     Lease,
     Media,
@@ -32,7 +33,10 @@ STARTS = (ChunkFacts(source=Source.PRESENT), ChunkFacts(source=Source.NOTHING_TO
 def observations(step: Step, facts: ChunkFacts) -> Iterator[ChunkFacts]:
     """Everything performing ``step`` can report (an exception ends the attempt and is not a state)."""
     if step is Step.FETCH_METADATA:
-        yield facts.but(metadata=Metadata.KNOWN)
+        # Created here (nothing else of the chunk can exist), or found: created by another attempt.
+        yield facts.but(metadata=Metadata.KNOWN, claim=Claim.MINE, media=Media.ABSENT)
+        yield facts.but(metadata=Metadata.KNOWN, claim=Claim.FRESH)
+        yield facts.but(metadata=Metadata.KNOWN, claim=Claim.STALE)
         yield facts.but(source=Source.GONE)  # 404 from ACS, no archived metadata
     elif step is Step.LOOK_UP_MEDIA:
         for media in (Media.ABSENT, Media.COMMITTED, Media.VERIFIED):
@@ -49,6 +53,9 @@ def observations(step: Step, facts: ChunkFacts) -> Iterator[ChunkFacts]:
         if facts.source is Source.PRESENT:
             yield facts.but(copied=True, source=Source.UNPROVABLE)
         yield facts.but(source=Source.GONE)
+        if facts.lease is Lease.NOT_TRIED:  # under the claim: a copy of more than one block takes the lease
+            yield facts.but(copied=True, lease=Lease.HELD)
+            yield facts.but(lease=Lease.ELSEWHERE)  # someone took it first: this copy stops before any block
     elif step is Step.COMMIT:
         yield facts.but(media=Media.COMMITTED)
     elif step is Step.VERIFY:
@@ -96,13 +103,24 @@ def test_the_source_is_deleted_only_after_the_copy_is_proved(facts: ChunkFacts) 
 
 
 @pytest.mark.parametrize("facts", [f for f, s in STATES.items() if s is Step.COPY])
-def test_media_is_copied_only_under_the_lease_into_an_empty_place(facts: ChunkFacts) -> None:
-    assert facts.lease is Lease.HELD and facts.media is Media.ABSENT and not facts.copied
+def test_media_is_copied_only_under_the_claim_or_the_lease_into_an_empty_place(facts: ChunkFacts) -> None:
+    assert facts.media is Media.ABSENT and not facts.copied
+    if facts.claim is Claim.MINE:
+        assert facts.lease is Lease.NOT_TRIED  # a big copy takes the lease itself, before its first block
+    else:
+        assert facts.lease is Lease.HELD and facts.claim is Claim.STALE  # a fresh claimer may still be copying
 
 
 @pytest.mark.parametrize("facts", [f for f, s in STATES.items() if s is Step.COMMIT])
-def test_a_commit_follows_a_whole_copy_under_the_lease(facts: ChunkFacts) -> None:
-    assert facts.copied and facts.lease is Lease.HELD and facts.media is Media.ABSENT
+def test_a_commit_follows_a_whole_copy_under_the_claim_or_the_lease(facts: ChunkFacts) -> None:
+    assert facts.copied and facts.media is Media.ABSENT
+    assert facts.claim is Claim.MINE or facts.lease is Lease.HELD
+
+
+@pytest.mark.parametrize("facts", [f for f, s in STATES.items() if s is Step.LEAVE_TO_HOLDER])
+def test_a_chunk_is_left_only_to_a_live_holder_or_a_fresh_claimer(facts: ChunkFacts) -> None:
+    assert facts.lease is Lease.ELSEWHERE or (facts.claim is Claim.FRESH and facts.media is Media.ABSENT)
+    assert not facts.copied
 
 
 @pytest.mark.parametrize("facts", [f for f, s in STATES.items() if s is Step.RECORD_LOST])
@@ -132,9 +150,36 @@ def test_every_step_moves_the_facts_and_every_path_ends() -> None:
 
 
 def test_the_fresh_happy_path() -> None:
+    """The first attempt at a chunk claims it: no look-ups, no lease (one block), nothing it already knows."""
     facts, steps = STARTS[0], []
     script: dict[Step, dict[str, object]] = {
-        Step.FETCH_METADATA: {"metadata": Metadata.KNOWN},
+        Step.FETCH_METADATA: {"metadata": Metadata.KNOWN, "claim": Claim.MINE, "media": Media.ABSENT},
+        Step.COPY: {"copied": True},
+        Step.COMMIT: {"media": Media.COMMITTED},
+        Step.VERIFY: {"media": Media.VERIFIED},
+        Step.INDEX: {"indexed": True},
+        Step.DELETE_SOURCE: {"source": Source.DELETED},
+        Step.RECORD: {"recorded": True},
+    }
+    while (step := next_step(facts)) is not Step.DONE:
+        steps.append(step)
+        facts = facts.but(**script[step])
+    assert steps == [
+        Step.FETCH_METADATA,
+        Step.COPY,
+        Step.COMMIT,
+        Step.VERIFY,
+        Step.INDEX,
+        Step.DELETE_SOURCE,
+        Step.RECORD,
+    ]
+    assert outcome(facts, archived_here=True) is Outcome.ARCHIVED
+
+
+def test_a_duplicate_finding_a_stale_claim_and_no_copy_copies_under_the_lease() -> None:
+    facts, steps = STARTS[0], []
+    script: dict[Step, dict[str, object]] = {
+        Step.FETCH_METADATA: {"metadata": Metadata.KNOWN, "claim": Claim.STALE},
         Step.LEASE: {"lease": Lease.HELD, "media": Media.UNKNOWN},
         Step.COPY: {"copied": True},
         Step.COMMIT: {"media": Media.COMMITTED},
@@ -183,4 +228,18 @@ def test_a_source_acs_never_sized_is_kept_and_recorded_as_kept() -> None:
 def test_outcomes() -> None:
     assert outcome(ChunkFacts(lost_recorded=True), False) is Outcome.LOST
     assert outcome(ChunkFacts(lease=Lease.ELSEWHERE, left=True), False) is Outcome.IN_PROGRESS_ELSEWHERE
+    assert outcome(ChunkFacts(claim=Claim.FRESH, left=True), False) is Outcome.IN_PROGRESS_ELSEWHERE
     assert outcome(ChunkFacts(source=Source.GONE, copy=Copy.FOUND), False) is Outcome.ALREADY_ARCHIVED
+
+
+def test_a_duplicate_finding_a_fresh_claim_and_no_copy_leaves_it_to_the_claimer() -> None:
+    facts = ChunkFacts(metadata=Metadata.KNOWN, claim=Claim.FRESH)
+    assert next_step(facts) is Step.LOOK_UP_MEDIA
+    facts = facts.but(media=Media.ABSENT)
+    assert next_step(facts) is Step.LEASE  # a big chunk's claimer holds it: wait for it
+    facts = facts.but(lease=Lease.HELD, media=Media.UNKNOWN)
+    assert next_step(facts) is Step.LOOK_UP_MEDIA
+    assert next_step(facts.but(media=Media.COMMITTED)) is Step.VERIFY  # a commit to prove: no need to wait
+    facts = facts.but(media=Media.ABSENT)
+    assert next_step(facts) is Step.LEAVE_TO_HOLDER  # the claimer may be copying a small chunk, unleased
+    assert next_step(facts.but(left=True)) is Step.DONE

@@ -50,7 +50,7 @@ class _Blocks:
     async def uncommitted_blocks(self, name: str) -> list[StagedBlock]:
         return [StagedBlock(b, n) for b, n in self.staged.items()]
 
-    async def stage_block(self, name: str, block_id: str, data: bytes | memoryview) -> None:
+    async def stage_block(self, name: str, block_id: str, data: bytes | memoryview, md5: bytes | None = None) -> None:
         self.staged[block_id] = len(data)
 
 

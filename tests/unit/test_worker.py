@@ -13,7 +13,8 @@ from datetime import timedelta
 
 import pytest
 
-from recording_pipeline.app.worker import Outcome, archive_chunk, handle_chunk_message
+from recording_pipeline.app.worker import ChunkWorker, Outcome, archive_chunk, handle_chunk_message
+from recording_pipeline.core.attempts import AttemptPolicy
 from recording_pipeline.core.custody import SourceAnswer, SourceDeletedRecord, Verification
 from recording_pipeline.core.errors import AcsTransientError
 from recording_pipeline.core.jobs import encode_job
@@ -21,6 +22,7 @@ from recording_pipeline.core.naming import (
     custody_name,
     lock_name,
     lost_name,
+    participant_entry,
     quarantine_name,
     source_deleted_name,
 )
@@ -86,7 +88,8 @@ async def test_a_broken_download_resumes_at_the_first_unstaged_block(world: Worl
 
 async def test_a_resumed_copy_is_hashed_from_the_archive_before_its_proof_is_written(world: World) -> None:
     media = world.add(size=6 * BLOCK)
-    for index in range(3):  # an earlier attempt staged three blocks and died
+    world.claimed_earlier()
+    for index in range(3):  # an earlier attempt claimed the chunk, staged three blocks and died
         await world.store.stage_block(
             world.media_blob(), f"blk-{BLOCK:010d}-{index:08d}", media[index * BLOCK : (index + 1) * BLOCK]
         )
@@ -131,6 +134,7 @@ async def test_a_chunk_held_by_a_live_worker_is_left_to_it_and_checked_again_lat
 
     monkeypatch.setattr(steps, "LEASE_WAIT_SECONDS", 0.01)
     world.add()
+    world.claimed_earlier()
     world.state.leased[lock_name(job().stem)] = asyncio.Event()
     assert await archive_chunk(job(), world.worker) is Outcome.IN_PROGRESS_ELSEWHERE
     assert world.acs.count("GET-media") == 0
@@ -206,3 +210,92 @@ async def test_an_attempt_that_runs_out_of_time_after_progress_continues_at_once
     assert await handle_chunk_message(encode_job(job()), 1, world.worker) is None
     [(text, delay)] = world.queue.messages
     assert delay == 0 and json.loads(text)["requeues"] == 0
+
+
+# --- what an attempt sends: nothing it already knows ---------------------------------------------------------
+
+
+async def test_the_first_delivery_of_a_one_block_chunk_asks_nothing_it_knows(world: World) -> None:
+    """It claims the chunk by creating its metadata document, so it knows there is no media, no staged block and
+    no record yet: no look-up, no block list, no lease; its own commit is not read back; one manifest write."""
+    world.add(size=BLOCK)
+    assert await archive_chunk(job(), world.worker, first_delivery=True) is Outcome.ARCHIVED
+    stem = job().stem
+    assert world.store.log == [
+        ("put", f"{stem}.metadata.json"),
+        ("put-block", world.media_blob()),
+        ("put-block-list", world.media_blob()),
+        ("put", custody_name(stem)),
+        ("put", participant_entry("8:acs:a", job().call_id, "r-rec1")),
+        ("put", participant_entry("4:+1555", job().call_id, "r-rec1")),
+        ("put", source_deleted_name(stem)),
+    ]
+    assert world.state.log == [("put", f"{job().call_id}/r-rec1/manifest.json")]
+    assert world.acs.requests == [
+        ("GET-metadata", "doc-1", 0),
+        ("GET-media", "doc-1", 0),
+        ("DELETE", "doc-1", 0),
+    ]
+
+
+async def test_a_claimed_copy_of_more_than_one_block_holds_the_lease_while_it_copies(world: World) -> None:
+    world.add(size=3 * BLOCK)
+    assert await archive_chunk(job(), world.worker, first_delivery=True) is Outcome.ARCHIVED
+    assert [kind for kind, name in world.state.log if name == lock_name(job().stem)] == ["put", "lease", "lease"]
+    assert ("block-list", world.media_blob()) not in world.store.log  # nothing staged before a claim
+
+
+async def test_a_claimer_that_finds_the_lease_taken_stops_before_its_first_block(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Someone judged the claim stale and copies under the lease: this copy leaves the chunk to it."""
+    import recording_pipeline.app.chunk_steps as steps
+
+    monkeypatch.setattr(steps, "LEASE_WAIT_SECONDS", 0.01)
+    world.add(size=3 * BLOCK)
+    world.state.leased[lock_name(job().stem)] = asyncio.Event()
+    assert await archive_chunk(job(), world.worker, first_delivery=True) is Outcome.IN_PROGRESS_ELSEWHERE
+    assert world.store.staged == {} and world.media_blob() not in world.store.blobs
+    assert [delay for _text, delay in world.queue.messages] == [300]
+
+
+@pytest.mark.parametrize(("ago", "left"), [(timedelta(seconds=10), True), (timedelta(minutes=2), False)])
+async def test_a_duplicate_leaves_a_fresh_claim_to_its_claimer_and_takes_over_a_stale_one(
+    world: World, ago: timedelta, left: bool
+) -> None:
+    """A fresh claimer may be copying a one-block chunk without a lease; a stale one finished, leased or died."""
+    world.add(size=BLOCK)
+    world.claimed_earlier(ago=ago)
+    outcome = await archive_chunk(job(), world.worker, first_delivery=True)
+    if left:
+        assert outcome is Outcome.IN_PROGRESS_ELSEWHERE and world.acs.count("GET-media") == 0
+        assert [delay for _text, delay in world.queue.messages] == [300]
+    else:
+        assert outcome is Outcome.ARCHIVED and world.acs.count("GET-media") == 1
+
+
+async def test_chunks_of_one_recording_in_one_process_write_the_manifest_once_each(world: World) -> None:
+    for index, doc in enumerate(("doc-a", "doc-b", "doc-c")):
+        world.add(doc, size=BLOCK)
+    jobs = [job(doc, index, last=index == 2) for index, doc in enumerate(("doc-a", "doc-b", "doc-c"))]
+    outcomes = await asyncio.gather(*(archive_chunk(j, world.worker, first_delivery=True) for j in jobs))
+    assert set(outcomes) == {Outcome.ARCHIVED}
+    manifest = f"{job().call_id}/r-rec1/manifest.json"
+    assert [kind for kind, name in world.state.log if name == manifest] == ["put", "put", "put"]
+    assert world.manifest().state is RecordingState.COMPLETE
+
+
+async def test_a_manifest_written_elsewhere_meanwhile_is_read_before_it_is_written(world: World) -> None:
+    """Another instance wrote the manifest since this process last did: the remembered version fails its
+    condition and the write starts over from what is there, so neither chunk is lost from the manifest."""
+    world.add("doc-a", size=BLOCK)
+    world.add("doc-b", size=BLOCK)
+    await archive_chunk(job("doc-a", 0, last=False), world.worker, first_delivery=True)
+    elsewhere = ChunkWorker(
+        world.acs, world.store, world.state, world.queue, BLOCK, 2, AttemptPolicy(4, 300), None, clock=lambda: NOW
+    )
+    await archive_chunk(job("doc-b", 1, last=False), elsewhere, first_delivery=True)  # another instance
+    world.add("doc-c", size=BLOCK)
+    await archive_chunk(job("doc-c", 2), world.worker, first_delivery=True)  # back here: remembered version stale
+    manifest = world.manifest()
+    assert sorted(c.document_id for c in manifest.chunks.values()) == ["doc-a", "doc-b", "doc-c"]
