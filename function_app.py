@@ -39,4 +39,5 @@ if isinstance(runtime, RuntimeHolder):
     @app.queue_trigger(arg_name="msg", queue_name="%CHUNK_QUEUE_NAME%", connection="AzureWebJobsStorage")
     async def archive_recording_chunk(msg: func.QueueMessage) -> None:
         # A body that is not UTF-8 still reaches the handler, which quarantines it with the reason.
-        await archive_message(holder, msg.get_body().decode("utf-8", "replace"), int(msg.dequeue_count or 1))
+        body = msg.get_body().decode("utf-8", "replace")
+        await archive_message(holder, body, int(msg.dequeue_count or 1), msg.id)

@@ -88,6 +88,8 @@ async def deliver(app: RuntimeHolder | ConfigurationError, request: WebhookReque
     return await handle_delivery(request, runtime.webhook, runtime.queue, runtime.audit)
 
 
-async def archive_message(app: RuntimeHolder, text: str, dequeue_count: int) -> Outcome | None:
+async def archive_message(
+    app: RuntimeHolder, text: str, dequeue_count: int, message_id: str | None = None
+) -> Outcome | None:
     runtime = await app.get()
-    return await handle_chunk_message(text, dequeue_count, runtime.worker)
+    return await handle_chunk_message(text, dequeue_count, runtime.worker, message_id)

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
@@ -75,6 +76,7 @@ from recording_pipeline.core.state import ChunkState, ChunkUpdate
 from recording_pipeline.core.urls import source_url
 from recording_pipeline.core.verification import (
     SHA256,
+    SINGLE_PUT,
     SOURCE_SIZE,
     SOURCE_SIZE_DECLARED,
     check_committed,
@@ -100,6 +102,25 @@ LEASE_WAIT_SECONDS = 2 * LEASE_SECONDS + 5
 # Another attempt's claim younger than this may be a copy of one block in progress, without a lease: a duplicate
 # leaves it to the claimer and checks again later. Older, the claimer has finished, taken the lease, or died.
 CLAIM_SECONDS = 60
+CLAIMED_BY = "claimed_by"  # the metadata document's: the queue message whose attempt created it
+
+
+class KnownBlobs:
+    """Names of write-once blobs this process knows exist (it created them, or was told they existed): they
+    cannot disappear, so they need not be created again. Bounded: the oldest are forgotten first."""
+
+    def __init__(self, limit: int = 16384) -> None:
+        self._names: OrderedDict[str, None] = OrderedDict()
+        self._limit = limit
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._names
+
+    def add(self, name: str) -> None:
+        self._names[name] = None
+        self._names.move_to_end(name)
+        while len(self._names) > self._limit:
+            self._names.popitem(last=False)
 
 
 @dataclass
@@ -115,6 +136,7 @@ class ChunkDeps:
     requeue_delay_seconds: int
     clock: Callable[[], datetime]
     manifests: ManifestWriter
+    index_entries: KnownBlobs = field(default_factory=KnownBlobs)
 
 
 @dataclass
@@ -125,6 +147,7 @@ class ChunkRun:
     deps: ChunkDeps
     progress: AttemptProgress = field(default_factory=AttemptProgress)
     first_delivery: bool = False  # the message's first delivery, never requeued: the archive is almost surely empty
+    message_id: str | None = None  # the queue message's id: the claim names it
     metadata: ChunkMetadata | None = None
     media_blob: str = ""
     content_type: str = ""
@@ -136,6 +159,7 @@ class ChunkRun:
     started: datetime | None = None
     finished: datetime | None = None
     deleted_at: datetime | None = None
+    source_deleted: SourceDeletedRecord | None = None  # written with the state, once ACS has answered the DELETE
     gone: RecordingGoneError | None = None
     lease_scope: AsyncExitStack = field(default_factory=AsyncExitStack)
 
@@ -167,7 +191,12 @@ class ChunkRun:
             self.meta_blob,
             body,
             JSON,
-            {SHA256: metadata.sha256, SOURCE_SIZE: str(len(body)), "document_id": job.document_id},
+            {
+                SHA256: metadata.sha256,
+                SOURCE_SIZE: str(len(body)),
+                "document_id": job.document_id,
+                **({CLAIMED_BY: self.message_id} if self.message_id else {}),
+            },
         )
         if created:  # the first to reach the chunk: no blob, block or record of it can exist yet
             return self._knows(metadata, facts).but(claim=Claim.MINE, media=Media.ABSENT)
@@ -178,6 +207,8 @@ class ChunkRun:
         return self._knows(metadata, facts).but(claim=self._claim_of(stored[1]))
 
     def _claim_of(self, document: BlobInfo) -> Claim:
+        if self.message_id and document.metadata.get(CLAIMED_BY) == self.message_id:
+            return Claim.STALE  # an earlier delivery of this very message claimed it, and that delivery has ended
         if document.created is None:
             return Claim.STALE  # no age to go by: do not wait for a claimer that may not exist
         age = (self.deps.clock() - document.created).total_seconds()
@@ -248,6 +279,18 @@ class ChunkRun:
             leased_here.append(held)
             return held
 
+        async def create_whole(data: bytes, md5: bytes, sha256: str) -> bool:
+            """A file of one block: the blob is created whole, with what proves it, in one Put Blob."""
+            metadata = self._media_metadata(len(data), True, sha256, single_put=True)
+            with tracer.start_as_current_span("archive.commit", attributes=span_attributes()):
+                created = await deps.store.create_media(
+                    self.media_blob, data, md5, self.content_type, metadata, MEDIA_TAGS
+                )
+            if created:
+                self.info = BlobInfo(self.media_blob, len(data), "", metadata)  # as created
+                self.committed_here = True
+            return created
+
         try:
             # Download and block upload overlap, so they share one span.
             with tracer.start_as_current_span("transfer", attributes=span_attributes()) as span:
@@ -261,6 +304,7 @@ class ChunkRun:
                     progress=self.progress,
                     fresh=claimed,
                     before_first_block=lease_if_big if claimed and facts.lease is Lease.NOT_TRIED else None,
+                    create_whole=create_whole,
                 )
                 span.set_attributes({"recording.bytes": result.size, "recording.resumed_from": result.resumed_from})
         except RecordingGoneError as exc:
@@ -271,24 +315,38 @@ class ChunkRun:
         self.finished = deps.clock()
         if leased_here:
             facts = facts.but(lease=Lease.HELD)
+        if result.created_whole is not None:  # one Put Blob: copied and committed (by us, or found there)
+            if not result.created_whole:
+                self.info = await deps.store.info(self.media_blob)
+                if self.info is None:
+                    raise ArchiveIntegrityError(f"{self.media_blob}: not found after it already existed")
+            return facts.but(copied=True, media=Media.COMMITTED)
         if facts.source is Source.PRESENT and not result.size_declared:
             return facts.but(copied=True, source=Source.UNPROVABLE)
         return facts.but(copied=True)
 
-    async def _commit(self, facts: ChunkFacts) -> ChunkFacts:
-        """One Put Block List, only if the blob is absent, carrying everything known to prove it at commit time."""
-        assert self.result is not None
-        result, job = self.result, self.job
+    def _media_metadata(self, size: int, size_declared: bool, sha256: str | None, single_put: bool) -> dict[str, str]:
+        """What proves the media whole, known when it is committed, in the same request."""
+        job = self.job
         metadata = {
-            SOURCE_SIZE_DECLARED: "true" if result.size_declared else "false",
-            SOURCE_SIZE: str(result.size),
+            SOURCE_SIZE_DECLARED: "true" if size_declared else "false",
+            SOURCE_SIZE: str(size),
             "call_id": job.call_id,
             "recording_key": job.recording_key,
             "chunk_index": str(job.chunk_index),
             "document_id": job.document_id,
         }
-        if result.sha256:
-            metadata[SHA256] = result.sha256
+        if sha256:
+            metadata[SHA256] = sha256
+        if single_put:
+            metadata[SINGLE_PUT] = "true"
+        return metadata
+
+    async def _commit(self, facts: ChunkFacts) -> ChunkFacts:
+        """One Put Block List, only if the blob is absent, carrying everything known to prove it at commit time."""
+        assert self.result is not None
+        result = self.result
+        metadata = self._media_metadata(result.size, result.size_declared, result.sha256, single_put=False)
         store = self.deps.store
         with tracer.start_as_current_span("archive.commit", attributes=span_attributes()):
             if await store.commit_new(self.media_blob, result.block_ids, self.content_type, metadata, MEDIA_TAGS):
@@ -368,16 +426,22 @@ class ChunkRun:
             }
         ).encode()
         participants = self.metadata.participants if self.metadata else []
-        await asyncio.gather(
-            *(
-                self.deps.store.create(participant_entry(pid, job.call_id, job.recording_key), entry, JSON)
-                for pid in participants
-            )
-        )
+        known = self.deps.index_entries
+        # The other chunks of a recording mostly name the same participants: an entry this process already
+        # wrote (or found) is there for good.
+        names = [
+            name
+            for name in dict.fromkeys(participant_entry(pid, job.call_id, job.recording_key) for pid in participants)
+            if name not in known
+        ]
+        await asyncio.gather(*(self.deps.store.create(name, entry, JSON) for name in names))
+        for name in names:
+            known.add(name)
         return facts.but(indexed=True)
 
     async def _delete_source(self, facts: ChunkFacts) -> ChunkFacts:
-        """ACS's copy goes only now: the custody record exists. The DELETE is then recorded, once."""
+        """ACS's copy goes only now: the custody record exists. The record of the DELETE is written, once, with
+        the recording's state (RECORD), in parallel; an attempt that dies before that repeats the DELETE (404)."""
         assert self.job.delete_url is not None and self.custody is not None
         try:
             with tracer.start_as_current_span("acs.delete", attributes=span_attributes()):
@@ -386,14 +450,13 @@ class ChunkRun:
             log.error("ACS refused the DELETE of an archived chunk: check the credentials' rights")
             raise
         self.deleted_at = self.deps.clock()
-        evidence = SourceDeletedRecord(
+        self.source_deleted = SourceDeletedRecord(
             chunk=self.custody.chunk,
             delete_url=source_url(self.job.delete_url),
             answer=SourceAnswer.DELETED if deleted else SourceAnswer.ALREADY_GONE,
             deleted_at=self.deleted_at,
             app_version=__version__,
         )
-        await self.deps.store.create(source_deleted_name(self.job.stem), evidence.to_json(), JSON)
         log.info("deleted from ACS after verification" if deleted else "already gone from ACS (counts as deleted)")
         return facts.but(source=Source.DELETED)
 
@@ -409,7 +472,10 @@ class ChunkRun:
             # be proved whole, so the source stays (ACS removes it at its deadline).
             log.warning("ACS never stated this file's size; leaving it in ACS rather than deleting an unproved copy")
         since, until = custody.received_from, custody.received_until
-        await deps.manifests.record(
+        evidence = self.source_deleted
+        if evidence is not None:  # written beside the state, not before it: one round trip instead of two
+            written = deps.store.create(source_deleted_name(job.stem), evidence.to_json(), JSON)
+        state = deps.manifests.record(
             job,
             ChunkUpdate(
                 ChunkState.ARCHIVED,
@@ -428,6 +494,10 @@ class ChunkRun:
             now,
             new_recording=facts.claim is Claim.MINE and job.chunk_index == 0,
         )
+        if evidence is not None:
+            await asyncio.gather(written, state)
+        else:
+            await state
         if self.archived_here:
             BYTES_ARCHIVED.add(custody.size)
             if self.started and self.finished:

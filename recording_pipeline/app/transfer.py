@@ -66,6 +66,7 @@ class TransferResult:
     size_declared: bool  # ACS stated the file's size: the byte count was checked against it
     declared: dict[str, str]  # what ACS's answer declared about the file (content type, ETag, last modified)
     block_size: int
+    created_whole: bool | None = None  # one block: True, created by one Put Blob; False, it existed. None: staged
 
     @property
     def blocks(self) -> list[StagedBlock]:
@@ -161,6 +162,7 @@ class _Transfer:
         budget: BufferBudget,
         progress: AttemptProgress,
         before_first_block: Callable[[int | None], Awaitable[bool]] | None = None,
+        create_whole: Callable[[bytes, bytes, str], Awaitable[bool]] | None = None,
     ) -> None:
         self.acs, self.store, self.url, self.blob = acs, store, url, blob
         self.block_size = block_size
@@ -179,6 +181,9 @@ class _Transfer:
         self._hash_tail: asyncio.Task[None] | None = None
         self._failure: Exception | None = None
         self._before_first_block = before_first_block
+        self._create_whole = create_whole
+        self.created_whole: bool | None = None
+        self.whole_sha256: str | None = None
 
     async def attempt(self) -> None:
         """Download from ``self.offset`` to the end; staged progress survives a failed attempt."""
@@ -250,18 +255,37 @@ class _Transfer:
         """Stage the block made of ``pieces`` (its room was reserved before its first byte was read)."""
         block = b"".join(pieces)  # the one copy: the socket's pieces become the block
         pieces.clear()
+        if self._create_whole is not None and not self.block_ids and self.total == len(block) and not self.offset:
+            # The whole file is this one block: one Put Blob creates the blob, nothing is staged or committed.
+            self.offset += len(block)
+            self._track(asyncio.create_task(self._put_whole(block)))
+            return
         bid = block_id(len(self.block_ids), self.block_size)
         self.block_ids.append(bid)
         self.offset += len(block)
         hashed = None
         if self.hasher is not None:
             hashed = self._hash_tail = asyncio.create_task(_hash_after(self._hash_tail, self.hasher, block))
-        task = asyncio.create_task(self._stage(bid, block, hashed))
+        self._track(asyncio.create_task(self._stage(bid, block, hashed)))
+
+    def _track(self, task: asyncio.Task[None]) -> None:
         self._uploads.add(task)
         task.add_done_callback(self._uploads.discard)
         # Released when the task ends however it ends: a task cancelled before its first step never runs its
         # own ``finally``, and its reservation would be held for the life of the process.
         task.add_done_callback(lambda _task: self._release())
+
+    async def _put_whole(self, block: bytes) -> None:
+        assert self._create_whole is not None
+        try:
+            md5, sha256 = await asyncio.to_thread(_md5_and_sha256, block)
+            self.created_whole = await self._create_whole(block, md5, sha256)
+            self.whole_sha256 = sha256
+            self._progress.staged_bytes += len(block)
+        except Exception as exc:
+            if self._failure is None:
+                self._failure = exc
+            raise
 
     async def _stage(self, bid: str, block: bytes, hashed: asyncio.Task[None] | None) -> None:
         try:
@@ -304,6 +328,10 @@ def _md5(block: bytes) -> bytes:
     return hashlib.md5(block, usedforsecurity=False).digest()
 
 
+def _md5_and_sha256(block: bytes) -> tuple[bytes, str]:
+    return _md5(block), hashlib.sha256(block).hexdigest()
+
+
 async def _hash_after(previous: asyncio.Task[None] | None, hasher: hashlib._Hash, block: bytes) -> None:
     if previous is not None:
         await previous
@@ -321,12 +349,15 @@ async def copy_to_blocks(
     progress: AttemptProgress | None = None,
     fresh: bool = False,
     before_first_block: Callable[[int | None], Awaitable[bool]] | None = None,
+    create_whole: Callable[[bytes, bytes, str], Awaitable[bool]] | None = None,
 ) -> TransferResult:
     """Stage the whole file at ``url`` as blocks of ``blob`` (uncommitted), resuming if possible.
 
     ``fresh``: the caller knows nothing was staged before (it claimed the chunk), so the block list is not read.
     ``before_first_block(total)``: asked once, when ACS has answered with the file's size (None if it did not say)
     and before any block is staged; False stops the copy with CopyLeftToHolderError.
+    ``create_whole(data, md5, sha256)``: with ``fresh``, a file ACS says fits in one block is not staged but
+    handed to this (one Put Blob instead of Put Block and Put Block List); its answer is ``created_whole``.
     """
     budget = budget or process_budget()
     if block_size * 2 > budget.capacity:
@@ -350,6 +381,7 @@ async def copy_to_blocks(
         budget,
         progress or AttemptProgress(),
         before_first_block,
+        create_whole if fresh else None,
     )
     try:
         # A try that staged whole blocks starts a new streak of the retry budget: long transfers resume in place.
@@ -358,7 +390,13 @@ async def copy_to_blocks(
     except BaseException:
         await transfer.abandon()
         raise
-    digest = transfer.hasher.hexdigest() if transfer.hasher is not None else None
+    digest = (
+        transfer.whole_sha256
+        if transfer.created_whole is not None
+        else transfer.hasher.hexdigest()
+        if transfer.hasher is not None
+        else None
+    )
     return TransferResult(
         transfer.block_ids,
         transfer.offset,
@@ -367,4 +405,5 @@ async def copy_to_blocks(
         transfer.total is not None,
         transfer.declared,
         block_size,
+        transfer.created_whole,
     )

@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from recording_pipeline.app.chunk_steps import ChunkDeps, ChunkRun
+from recording_pipeline.app.chunk_steps import ChunkDeps, ChunkRun, KnownBlobs
 from recording_pipeline.app.manifests import ManifestWriter
 from recording_pipeline.core.attempts import AttemptPolicy, AttemptProgress, Failure, Verdict
 from recording_pipeline.core.errors import AttemptTimeoutError, InvalidEventError, NoAnswerError
@@ -48,6 +48,7 @@ class ChunkWorker:
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
     ready: Callable[[], Awaitable[None]] | None = None  # once per process: the container and queues exist
     manifests: ManifestWriter = field(init=False)
+    index_entries: KnownBlobs = field(init=False, default_factory=KnownBlobs)
 
     def __post_init__(self) -> None:
         self.manifests = ManifestWriter(self.state)
@@ -64,11 +65,17 @@ class ChunkWorker:
             self.policy.requeue_delay_seconds,
             self.clock,
             self.manifests,
+            self.index_entries,
         )
 
 
-async def handle_chunk_message(text: str, dequeue_count: int, worker: ChunkWorker) -> Outcome | None:
+async def handle_chunk_message(
+    text: str, dequeue_count: int, worker: ChunkWorker, message_id: str | None = None
+) -> Outcome | None:
     """Entry point for one queue message, shared by the Functions trigger and the local host.
+
+    ``message_id``: the queue message's id, the same on every delivery of it; a chunk claimed under it was
+    claimed by an earlier delivery of this very message, which has ended.
 
     Returns normally when the message may be deleted: done, continued or put
     back on the queue for later as a fresh message, or quarantined with its
@@ -99,7 +106,8 @@ async def handle_chunk_message(text: str, dequeue_count: int, worker: ChunkWorke
         try:
             with tracer.start_as_current_span("archive_chunk", attributes=span_attributes()) as span:
                 span.set_attribute("messaging.dequeue_count", dequeue_count)
-                outcome = await _attempt(job, worker, progress, first_delivery=dequeue_count == 1 and not job.requeues)
+                first = dequeue_count == 1 and not job.requeues
+                outcome = await _attempt(job, worker, progress, first, message_id)
                 span.set_attribute("recording.outcome", outcome.value)
             OUTCOMES.add(1, {"outcome": outcome.value})
             return outcome
@@ -117,7 +125,11 @@ async def handle_chunk_message(text: str, dequeue_count: int, worker: ChunkWorke
 
 
 async def _attempt(
-    job: RecordingChunk, worker: ChunkWorker, progress: AttemptProgress, first_delivery: bool = False
+    job: RecordingChunk,
+    worker: ChunkWorker,
+    progress: AttemptProgress,
+    first_delivery: bool = False,
+    message_id: str | None = None,
 ) -> Outcome:
     """One attempt, ended by its own deadline (a normal exception) well before the host's functionTimeout."""
     timeout = asyncio.timeout(worker.attempt_seconds)
@@ -125,7 +137,7 @@ async def _attempt(
         async with timeout:
             if worker.ready is not None:
                 await worker.ready()
-            return await archive_chunk(job, worker, progress, first_delivery)
+            return await archive_chunk(job, worker, progress, first_delivery, message_id)
     except TimeoutError:
         if timeout.expired():
             raise AttemptTimeoutError(
@@ -163,14 +175,18 @@ async def _decide(
 
 
 async def archive_chunk(
-    job: RecordingChunk, worker: ChunkWorker, progress: AttemptProgress | None = None, first_delivery: bool = False
+    job: RecordingChunk,
+    worker: ChunkWorker,
+    progress: AttemptProgress | None = None,
+    first_delivery: bool = False,
+    message_id: str | None = None,
 ) -> Outcome:
     """One attempt: the lifecycle's steps, in the order ``next_step`` gives, until it says done.
     ``first_delivery``: the job's message is on its first delivery (a hint only: every step still checks)."""
     left = job.seconds_left(worker.clock())
     if left < 0:
         log.warning("chunk is %.0f s past its retention deadline; trying anyway", -left)
-    run = ChunkRun(job, worker.deps, progress or AttemptProgress(), first_delivery)
+    run = ChunkRun(job, worker.deps, progress or AttemptProgress(), first_delivery, message_id)
     facts = ChunkFacts(source=Source.PRESENT if job.delete_url else Source.NOTHING_TO_DELETE)
     async with run.lease_scope:
         while (step := next_step(facts)) is not Step.DONE:

@@ -100,7 +100,7 @@ class CustodyRecord(_Record):
     content_type: str
     size: int
     sha256: str
-    blocks: list[ArchivedBlock]
+    blocks: list[ArchivedBlock]  # the committed block list; empty for a chunk of one block (one Put Blob)
     metadata_blob: str
     metadata_sha256: str
     verification: Verification

@@ -34,8 +34,8 @@ class Step(StrEnum):
     COMMIT = "commit"  # the staged blocks become the blob, only if it is absent
     VERIFY = "verify"  # block list, size and sha256 prove the copy whole; the custody record is written once
     INDEX = "index"  # the participant index names the recording
-    DELETE_SOURCE = "delete-source"  # ACS's copy goes, now that ours is proved; a record of it is written once
-    RECORD = "record"  # the recording's state (a view, in the state container) says archived
+    DELETE_SOURCE = "delete-source"  # ACS's copy goes, now that ours is proved
+    RECORD = "record"  # the recording's state says archived; the DELETE's record is written once, beside it
     FIND_COPY = "find-copy"  # ACS answered 404: did another attempt archive it already?
     RECORD_LOST = "record-lost"  # gone from ACS and never archived
     DONE = "done"

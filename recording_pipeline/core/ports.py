@@ -85,6 +85,12 @@ class ArchiveStore(_Readable, Protocol):
         """Upload one block, its MD5 checked by the service (an uncommitted block changes no blob). ``md5``: the
         block's digest, computed by the caller off the event loop; None: computed here."""
 
+    async def create_media(
+        self, name: str, data: bytes, md5: bytes, content_type: str, metadata: dict[str, str], tags: dict[str, str]
+    ) -> bool:
+        """A file of one block, created whole by one Put Blob (its Content-MD5 checked by the service), with its
+        metadata and index tags; False if the blob already exists. It has no committed block list."""
+
     async def commit_new(
         self, name: str, block_ids: list[str], content_type: str, metadata: dict[str, str], tags: dict[str, str]
     ) -> bool:

@@ -208,6 +208,27 @@ class BlobArchive:
         with storage_errors(f"stage block {block_id} of {name}"):
             await self._container.get_blob_client(name).stage_block(block_id, data, length=len(data), **checked)
 
+    async def create_media(
+        self, name: str, data: bytes, md5: bytes, content_type: str, metadata: dict[str, str], tags: dict[str, str]
+    ) -> bool:
+        """One Put Blob, only if absent (``overwrite=False`` is If-None-Match: *). ``transactional_content_md5``
+        travels through ``upload_blob``'s keyword arguments to the generated ``BlockBlobOperations.upload``
+        (azure-storage-blob ``aio/_upload_helpers.upload_block_blob``), so the SDK does not hash on the loop."""
+        with storage_errors(f"create {name}"):
+            try:
+                await self._container.get_blob_client(name).upload_blob(
+                    data,
+                    length=len(data),
+                    overwrite=False,
+                    content_settings=ContentSettings(content_type=content_type),
+                    metadata=metadata,
+                    tags=tags or None,
+                    transactional_content_md5=md5,
+                )
+            except ResourceExistsError:
+                return False
+        return True
+
     async def commit_new(
         self, name: str, block_ids: list[str], content_type: str, metadata: dict[str, str], tags: dict[str, str]
     ) -> bool:

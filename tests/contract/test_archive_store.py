@@ -77,6 +77,27 @@ async def test_staged_blocks_commit_once_into_one_blob(archive: ContainerStore) 
     assert await archive.sha256("m.mp4") == (hashlib.sha256(b"a" * 10 + b"b" * 7).hexdigest(), 17)
 
 
+async def test_one_block_media_is_created_whole_once_with_its_md5_checked(archive: ContainerStore) -> None:
+    data = b"one block of media"
+    md5 = hashlib.md5(data, usedforsecurity=False).digest()
+    with pytest.raises(StorageError):  # the service checks the Content-MD5 on arrival
+        await archive.create_media(
+            "m.mp4", data, hashlib.md5(b"other", usedforsecurity=False).digest(), "video/mp4", {}, TAGS
+        )
+    assert await archive.info("m.mp4") is None
+    assert await archive.create_media("m.mp4", data, md5, "video/mp4", {"sha256": "x"}, TAGS) is True
+    assert (
+        await archive.create_media(
+            "m.mp4", b"other", hashlib.md5(b"other", usedforsecurity=False).digest(), "video/mp4", {}, {}
+        )
+        is False
+    )
+    info = await archive.info("m.mp4")
+    assert info is not None and (info.size, info.metadata) == (len(data), {"sha256": "x"})
+    assert await archive.committed_blocks("m.mp4") == []  # one Put Blob leaves no block list
+    assert await archive.sha256("m.mp4") == (hashlib.sha256(data).hexdigest(), len(data))
+
+
 async def test_a_block_list_naming_an_unstaged_block_is_refused(archive: ContainerStore) -> None:
     await archive.stage_block("m.mp4", "blk-0000", b"a")
     with pytest.raises(StorageError):

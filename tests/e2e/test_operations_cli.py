@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from azure.storage.blob import BlobBlock
 from azure.storage.blob.aio import BlobServiceClient, ContainerClient
 
 from devtools.simulator import SimRecording
@@ -245,7 +246,8 @@ async def _tamper(seeded: Seeded) -> bytes:
     blob = seeded.container.get_blob_client(seeded.media(CALL_A, 1))
     props = await blob.get_blob_properties()
     forged = b"\x00" * props.size
-    await blob.upload_blob(forged, overwrite=True, metadata=dict(props.metadata))
+    await blob.stage_block("Zm9yZ2Vk", forged)  # the chunk was one Put Blob: a block list is not its own
+    await blob.commit_block_list([BlobBlock("Zm9yZ2Vk")], metadata=dict(props.metadata))
     await seeded.container.get_blob_client(seeded.media(CALL_B, 0)).delete_blob()
     return forged
 

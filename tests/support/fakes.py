@@ -53,7 +53,9 @@ class _Blob:
 
 
 class FakeArchive:
-    def __init__(self, container: str = "recordings", clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+    def __init__(
+        self, container: str = "recordings", clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+    ) -> None:
         self.container_name = container
         self.clock = clock  # the service's clock: blobs' creation times
         self.blobs: dict[str, _Blob] = {}
@@ -178,6 +180,18 @@ class FakeArchive:
         if md5 is not None and md5 != hashlib.md5(data, usedforsecurity=False).digest():
             raise StorageError(f"stage block {block_id} of {name}: 400 Md5Mismatch", 400, "Md5Mismatch")
         self.staged.setdefault(name, {})[block_id] = bytes(data)
+
+    async def create_media(
+        self, name: str, data: bytes, md5: bytes, content_type: str, metadata: dict[str, str], tags: dict[str, str]
+    ) -> bool:
+        self._seen("put", name)
+        await asyncio.sleep(0)
+        if md5 != hashlib.md5(data, usedforsecurity=False).digest():
+            raise StorageError(f"create {name}: 400 Md5Mismatch", 400, "Md5Mismatch")
+        if name in self.blobs:
+            return False
+        self.blobs[name] = _Blob(bytes(data), content_type, dict(metadata), tags=dict(tags), created=self.clock())
+        return True
 
     async def commit_new(
         self, name: str, block_ids: list[str], content_type: str, metadata: dict[str, str], tags: dict[str, str]

@@ -69,10 +69,11 @@ class World:
         self.acs.recordings[doc] = FakeRecording(media, metadata(doc), declare_size)
         return media
 
-    def claimed_earlier(self, doc: str = "doc-1", ago: timedelta = timedelta(minutes=5)) -> None:
-        """An earlier attempt created the chunk's metadata document (its claim) ``ago``."""
+    def claimed_earlier(self, doc: str = "doc-1", ago: timedelta = timedelta(minutes=5), by: str = "") -> None:
+        """An earlier attempt (of the queue message ``by``) created the chunk's metadata document, its claim."""
         name = metadata_name(job(doc).stem)
-        self.store.blobs[name] = _Blob(metadata(doc), "application/json", {}, created=NOW - ago)
+        claim = {"claimed_by": by} if by else {}
+        self.store.blobs[name] = _Blob(metadata(doc), "application/json", claim, created=NOW - ago)
 
     def manifest(self) -> Manifest:
         blob = self.state.blobs[manifest_name(CALL, "r-rec1")]

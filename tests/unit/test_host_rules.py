@@ -30,7 +30,7 @@ def test_the_host_s_defaults_where_host_json_is_silent() -> None:
 def test_this_app_s_host_json() -> None:
     rules = read_host_rules(ROOT, {})
     assert rules.function_timeout == 2 * 3600
-    assert rules.queues == QueueRules(5, 30.0, 4, 2, 2.0, "base64")
+    assert rules.queues == QueueRules(5, 30.0, 16, 8, 2.0, "base64")
     assert rules.attempts_per_message == 4
 
 
@@ -45,7 +45,7 @@ def test_app_settings_override_host_json_whatever_their_case() -> None:
     rules = load_host_rules(json.loads((ROOT / "host.json").read_text()), env)
     assert (rules.queues.max_dequeue_count, rules.queues.batch_size, rules.function_timeout) == (9, 1, 300.0)
     assert rules.route_prefix == ""
-    assert rules.queues.new_batch_threshold == 2  # from host.json, untouched
+    assert rules.queues.new_batch_threshold == 8  # from host.json, untouched
 
 
 @pytest.mark.parametrize(

@@ -217,14 +217,14 @@ async def test_an_attempt_that_runs_out_of_time_after_progress_continues_at_once
 
 async def test_the_first_delivery_of_a_one_block_chunk_asks_nothing_it_knows(world: World) -> None:
     """It claims the chunk by creating its metadata document, so it knows there is no media, no staged block and
-    no record yet: no look-up, no block list, no lease; its own commit is not read back; one manifest write."""
+    no record yet: no look-up, no block list, no lease; the one block is the blob, created by one Put Blob; one
+    manifest write."""
     world.add(size=BLOCK)
     assert await archive_chunk(job(), world.worker, first_delivery=True) is Outcome.ARCHIVED
     stem = job().stem
     assert world.store.log == [
         ("put", f"{stem}.metadata.json"),
-        ("put-block", world.media_blob()),
-        ("put-block-list", world.media_blob()),
+        ("put", world.media_blob()),
         ("put", custody_name(stem)),
         ("put", participant_entry("8:acs:a", job().call_id, "r-rec1")),
         ("put", participant_entry("4:+1555", job().call_id, "r-rec1")),
@@ -275,7 +275,7 @@ async def test_a_duplicate_leaves_a_fresh_claim_to_its_claimer_and_takes_over_a_
 
 
 async def test_chunks_of_one_recording_in_one_process_write_the_manifest_once_each(world: World) -> None:
-    for index, doc in enumerate(("doc-a", "doc-b", "doc-c")):
+    for doc in ("doc-a", "doc-b", "doc-c"):
         world.add(doc, size=BLOCK)
     jobs = [job(doc, index, last=index == 2) for index, doc in enumerate(("doc-a", "doc-b", "doc-c"))]
     outcomes = await asyncio.gather(*(archive_chunk(j, world.worker, first_delivery=True) for j in jobs))
@@ -298,4 +298,25 @@ async def test_a_manifest_written_elsewhere_meanwhile_is_read_before_it_is_writt
     world.add("doc-c", size=BLOCK)
     await archive_chunk(job("doc-c", 2), world.worker, first_delivery=True)  # back here: remembered version stale
     manifest = world.manifest()
-    assert sorted(c.document_id for c in manifest.chunks.values()) == ["doc-a", "doc-b", "doc-c"]
+    assert sorted(str(c.document_id) for c in manifest.chunks.values()) == ["doc-a", "doc-b", "doc-c"]
+
+
+async def test_a_participant_is_indexed_once_per_recording_by_a_process(world: World) -> None:
+    """Index entries are write-once: one this process wrote is there for good, so later chunks skip it."""
+    for index, doc in enumerate(("doc-a", "doc-b")):
+        world.add(doc, size=BLOCK)
+        await archive_chunk(job(doc, index, last=index == 1), world.worker, first_delivery=True)
+    index_writes = [name for kind, name in world.store.log if kind == "put" and name.startswith("_index/")]
+    assert sorted(index_writes) == sorted(participant_entry(p, job().call_id, "r-rec1") for p in ("8:acs:a", "4:+1555"))
+
+
+@pytest.mark.parametrize(
+    ("claimed_by", "outcome"), [("msg-1", Outcome.ARCHIVED), ("msg-2", Outcome.IN_PROGRESS_ELSEWHERE)]
+)
+async def test_a_fresh_claim_of_an_earlier_delivery_of_the_same_message_is_taken_over(
+    world: World, claimed_by: str, outcome: Outcome
+) -> None:
+    """The host redelivers a message only once its earlier delivery has ended: that claimer is gone."""
+    world.add(size=BLOCK)
+    world.claimed_earlier(ago=timedelta(seconds=10), by=claimed_by)
+    assert await handle_chunk_message(encode_job(job()), 2, world.worker, message_id="msg-1") is outcome
