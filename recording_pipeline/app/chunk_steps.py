@@ -13,9 +13,10 @@ the state store.
 No request is sent whose answer the attempt already knows. Creating the
 metadata document claims the chunk: nothing else of it can exist yet, so the
 claimer neither looks for media or staged blocks nor reads the block list back
-after its own commit, and takes the lease only for a copy of more than one
-block. A first delivery asks ACS for the metadata before the archive, which
-almost never has it yet.
+after its own commit, and takes the lease only if its copy is still running
+halfway through the claim's window (most copies are done long before). A chunk
+of one block is created whole by one Put Blob. A first delivery asks ACS for
+the metadata before the archive, which almost never has it yet.
 """
 
 from __future__ import annotations
@@ -47,7 +48,6 @@ from recording_pipeline.core.custody import (
 from recording_pipeline.core.errors import (
     AcsAuthError,
     ArchiveIntegrityError,
-    CopyLeftToHolderError,
     RecordingGoneError,
 )
 from recording_pipeline.core.jobs import RecordingChunk
@@ -102,6 +102,7 @@ LEASE_WAIT_SECONDS = 2 * LEASE_SECONDS + 5
 # Another attempt's claim younger than this may be a copy of one block in progress, without a lease: a duplicate
 # leaves it to the claimer and checks again later. Older, the claimer has finished, taken the lease, or died.
 CLAIM_SECONDS = 60
+LEASE_AFTER_SECONDS = CLAIM_SECONDS / 2  # a claimed copy still running after this takes the lease
 CLAIMED_BY = "claimed_by"  # the metadata document's: the queue message whose attempt created it
 
 
@@ -269,15 +270,17 @@ class ChunkRun:
         claimed = facts.claim is Claim.MINE
         leased_here: list[bool] = []
 
-        async def lease_if_big(total: int | None) -> bool:
-            """Under the claim, a copy of one block goes ahead; a longer one holds the lease against duplicates."""
-            if total is not None and total <= deps.block_size:
-                return True
+        async def lease_if_long() -> None:
+            """Under the claim, a copy that is still running halfway through the claim's window takes the lease,
+            so duplicates keep leaving it to this worker once the claim looks stale; a quick copy never needs one.
+            If another worker holds it (storage refusing renewals), both copy and converge on one blob."""
+            await asyncio.sleep(LEASE_AFTER_SECONDS)
             held = await self.lease_scope.enter_async_context(
                 deps.state.lease(lock_name(self.job.stem), LEASE_SECONDS, LEASE_WAIT_SECONDS)
             )
             leased_here.append(held)
-            return held
+            if not held:
+                log.warning("another worker holds the lease of a chunk this one claimed; both copy, one blob stays")
 
         async def create_whole(data: bytes, md5: bytes, sha256: str) -> bool:
             """A file of one block: the blob is created whole, with what proves it, in one Put Blob."""
@@ -291,6 +294,7 @@ class ChunkRun:
                 self.committed_here = True
             return created
 
+        lease_later = asyncio.create_task(lease_if_long()) if claimed and facts.lease is Lease.NOT_TRIED else None
         try:
             # Download and block upload overlap, so they share one span.
             with tracer.start_as_current_span("transfer", attributes=span_attributes()) as span:
@@ -303,17 +307,18 @@ class ChunkRun:
                     deps.concurrency,
                     progress=self.progress,
                     fresh=claimed,
-                    before_first_block=lease_if_big if claimed and facts.lease is Lease.NOT_TRIED else None,
                     create_whole=create_whole,
                 )
                 span.set_attributes({"recording.bytes": result.size, "recording.resumed_from": result.resumed_from})
         except RecordingGoneError as exc:
             self.gone = exc
             return facts.but(source=Source.GONE)
-        except CopyLeftToHolderError:
-            return facts.but(lease=Lease.ELSEWHERE)
+        finally:
+            if lease_later is not None:  # a quick copy never took it; a failure to take it costs only efficiency
+                lease_later.cancel()
+                await asyncio.gather(lease_later, return_exceptions=True)
         self.finished = deps.clock()
-        if leased_here:
+        if any(leased_here):
             facts = facts.but(lease=Lease.HELD)
         if result.created_whole is not None:  # one Put Blob: copied and committed (by us, or found there)
             if not result.created_whole:

@@ -31,7 +31,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from recording_pipeline.core.attempts import AttemptProgress
-from recording_pipeline.core.errors import AcsTransientError, CopyLeftToHolderError
+from recording_pipeline.core.errors import AcsTransientError
 from recording_pipeline.core.ports import ArchiveStore, RecordingSource, StagedBlock
 
 log = logging.getLogger(__name__)
@@ -161,7 +161,6 @@ class _Transfer:
         resume_blocks: int,
         budget: BufferBudget,
         progress: AttemptProgress,
-        before_first_block: Callable[[int | None], Awaitable[bool]] | None = None,
         create_whole: Callable[[bytes, bytes, str], Awaitable[bool]] | None = None,
     ) -> None:
         self.acs, self.store, self.url, self.blob = acs, store, url, blob
@@ -180,7 +179,6 @@ class _Transfer:
         self._uploads: set[asyncio.Task[None]] = set()
         self._hash_tail: asyncio.Task[None] | None = None
         self._failure: Exception | None = None
-        self._before_first_block = before_first_block
         self._create_whole = create_whole
         self.created_whole: bool | None = None
         self.whole_sha256: str | None = None
@@ -198,10 +196,6 @@ class _Transfer:
                 self.declared = self.declared or dict(stream.headers)
                 if self.total == 0:
                     raise AcsTransientError("ACS answered with an empty recording (it does when the file is not ready)")
-                if self._before_first_block is not None:
-                    ask, self._before_first_block = self._before_first_block, None
-                    if not await ask(self.total):
-                        raise CopyLeftToHolderError(f"{self.blob}: another worker holds the chunk")
                 pieces: list[memoryview] = []
                 filled = 0
                 async for piece in stream.pieces():
@@ -348,14 +342,11 @@ async def copy_to_blocks(
     budget: BufferBudget | None = None,
     progress: AttemptProgress | None = None,
     fresh: bool = False,
-    before_first_block: Callable[[int | None], Awaitable[bool]] | None = None,
     create_whole: Callable[[bytes, bytes, str], Awaitable[bool]] | None = None,
 ) -> TransferResult:
     """Stage the whole file at ``url`` as blocks of ``blob`` (uncommitted), resuming if possible.
 
     ``fresh``: the caller knows nothing was staged before (it claimed the chunk), so the block list is not read.
-    ``before_first_block(total)``: asked once, when ACS has answered with the file's size (None if it did not say)
-    and before any block is staged; False stops the copy with CopyLeftToHolderError.
     ``create_whole(data, md5, sha256)``: with ``fresh``, a file ACS says fits in one block is not staged but
     handed to this (one Put Blob instead of Put Block and Put Block List); its answer is ``created_whole``.
     """
@@ -380,7 +371,6 @@ async def copy_to_blocks(
         resume,
         budget,
         progress or AttemptProgress(),
-        before_first_block,
         create_whole if fresh else None,
     )
     try:

@@ -89,10 +89,6 @@ class ArchiveIntegrityError(PipelineError):
 # --- attempts ----------------------------------------------------------------------------------
 
 
-class CopyLeftToHolderError(PipelineError):
-    """A copy stopped before its first block: another worker holds the chunk's lease (not a failure)."""
-
-
 class AttemptTimeoutError(PipelineError):
     """An attempt ended itself before the host's functionTimeout; its staged blocks stay for the next one."""
 

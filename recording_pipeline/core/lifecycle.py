@@ -10,8 +10,8 @@ rules of this function, and its tests walk every reachable state:
   its chain-of-custody record was written (once) in the archive;
 - media is copied only into an empty place, by one worker at a time: under the
   claim (this attempt created the chunk's metadata document, so nothing else of
-  the chunk can exist yet; a copy of more than one block then takes the lease
-  before its first block) or under the lease, after looking again;
+  the chunk can exist yet; a copy still running halfway through the claim's
+  window takes the lease too) or under the lease, after looking again;
 - a worker that finds another's claim fresh and no copy yet leaves the chunk to
   it (and checks again later), as it does for another's live lease;
 - a chunk is recorded lost only when ACS no longer has it and no verified copy
@@ -30,7 +30,7 @@ class Step(StrEnum):
     LOOK_UP_MEDIA = "look-up-media"  # is the media blob in the archive, and verified?
     LEASE = "lease"  # hold the chunk against duplicates while it is copied
     LEAVE_TO_HOLDER = "leave-to-holder"  # a live worker holds or claimed it: check again later, stop here
-    COPY = "copy"  # stream the media from ACS into staged blocks (resuming); a big one takes the lease first
+    COPY = "copy"  # stream the media from ACS into staged blocks (resuming); a long one takes the lease meanwhile
     COMMIT = "commit"  # the staged blocks become the blob, only if it is absent
     VERIFY = "verify"  # block list, size and sha256 prove the copy whole; the custody record is written once
     INDEX = "index"  # the participant index names the recording

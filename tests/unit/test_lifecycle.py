@@ -53,10 +53,9 @@ def observations(step: Step, facts: ChunkFacts) -> Iterator[ChunkFacts]:
         if facts.source is Source.PRESENT:
             yield facts.but(copied=True, source=Source.UNPROVABLE)
         yield facts.but(source=Source.GONE)
-        if facts.lease is Lease.NOT_TRIED:  # under the claim: a copy of more than one block takes the lease
+        if facts.lease is Lease.NOT_TRIED:  # under the claim: a copy that runs long takes the lease meanwhile
             yield facts.but(copied=True, lease=Lease.HELD)
             yield facts.but(copied=True, media=Media.COMMITTED)  # ... and one block is created whole, at once
-            yield facts.but(lease=Lease.ELSEWHERE)  # someone took it first: this copy stops before any block
     elif step is Step.COMMIT:
         yield facts.but(media=Media.COMMITTED)
     elif step is Step.VERIFY:

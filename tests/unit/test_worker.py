@@ -22,6 +22,7 @@ from recording_pipeline.core.naming import (
     custody_name,
     lock_name,
     lost_name,
+    manifest_name,
     participant_entry,
     quarantine_name,
     source_deleted_name,
@@ -64,7 +65,9 @@ async def test_a_fresh_chunk_is_copied_proved_and_only_then_deleted(world: World
     participants = [n for n in world.store.blobs if n.startswith("_index/participants/")]
     assert len(participants) == 2
     assert world.store.changed == [], "the archive container is write-once"
-    assert world.state.requests["put"] == 2, "the state is written once (the lock, then the manifest)"
+    assert world.state.log == [("put", manifest_name(job().call_id, "r-rec1"))], (
+        "one state write: no lock, a quick copy"
+    )
 
 
 async def test_an_archived_chunk_is_never_downloaded_again(world: World) -> None:
@@ -238,25 +241,35 @@ async def test_the_first_delivery_of_a_one_block_chunk_asks_nothing_it_knows(wor
     ]
 
 
-async def test_a_claimed_copy_of_more_than_one_block_holds_the_lease_while_it_copies(world: World) -> None:
+@pytest.mark.parametrize("lease_after", [0.0, 60.0])
+async def test_a_claimed_copy_takes_the_lease_only_if_it_runs_long(
+    world: World, monkeypatch: pytest.MonkeyPatch, lease_after: float
+) -> None:
+    """Halfway through the claim's window a copy still running takes the lease; a quick one never asks."""
+    import recording_pipeline.app.chunk_steps as steps
+
+    monkeypatch.setattr(steps, "LEASE_AFTER_SECONDS", lease_after)
+    world.acs.piece_delay = 0.001  # long enough for a timer of 0 s to fire mid-copy
     world.add(size=3 * BLOCK)
     assert await archive_chunk(job(), world.worker, first_delivery=True) is Outcome.ARCHIVED
-    assert [kind for kind, name in world.state.log if name == lock_name(job().stem)] == ["put", "lease", "lease"]
+    lock_requests = [kind for kind, name in world.state.log if name == lock_name(job().stem)]
+    assert lock_requests == (["put", "lease", "lease"] if lease_after == 0 else [])
     assert ("block-list", world.media_blob()) not in world.store.log  # nothing staged before a claim
 
 
-async def test_a_claimer_that_finds_the_lease_taken_stops_before_its_first_block(
+async def test_a_claimer_that_cannot_take_the_lease_copies_on_and_archives_once(
     world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Someone judged the claim stale and copies under the lease: this copy leaves the chunk to it."""
+    """Another worker holds the lease (storage refused the claimer's renewals, say): both may copy; one blob."""
     import recording_pipeline.app.chunk_steps as steps
 
+    monkeypatch.setattr(steps, "LEASE_AFTER_SECONDS", 0.0)
     monkeypatch.setattr(steps, "LEASE_WAIT_SECONDS", 0.01)
-    world.add(size=3 * BLOCK)
+    world.acs.piece_delay = 0.001
+    media = world.add(size=3 * BLOCK)
     world.state.leased[lock_name(job().stem)] = asyncio.Event()
-    assert await archive_chunk(job(), world.worker, first_delivery=True) is Outcome.IN_PROGRESS_ELSEWHERE
-    assert world.store.staged == {} and world.media_blob() not in world.store.blobs
-    assert [delay for _text, delay in world.queue.messages] == [300]
+    assert await archive_chunk(job(), world.worker, first_delivery=True) is Outcome.ARCHIVED
+    assert world.store.blobs[world.media_blob()].data == media and world.store.changed == []
 
 
 @pytest.mark.parametrize(("ago", "left"), [(timedelta(seconds=10), True), (timedelta(minutes=2), False)])
