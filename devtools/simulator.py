@@ -151,6 +151,7 @@ class RecordingSimulator:
         self.clock_skew = clock_skew
         self.recordings: dict[str, SimRecording] = {}
         self.deleted: set[str] = set()
+        self._deleting: set[str] = set()  # DELETEs being honoured (their on_delete hook is running)
         self.deleted_at: dict[str, float] = {}  # document id -> wall-clock time of its successful DELETE
         self.bytes_served: dict[str, int] = {}
         self.requests: list[SeenRequest] = []
@@ -280,10 +281,16 @@ class RecordingSimulator:
         if fault is not None and fault.status:
             return self._log(request, doc, "delete", _error(fault))
         recording = self.recordings.get(doc)
-        if recording is None or doc in self.deleted:
+        if recording is None or doc in self.deleted or doc in self._deleting:
             return self._log(request, doc, "delete", _json_error(404, "NotFound", "no such recording"))
-        if self.on_delete is not None:
-            await self.on_delete(recording)
+        # One DELETE wins, as in a real store: a second one arriving while the hook looks at the archive is
+        # answered 404, not honoured twice.
+        self._deleting.add(doc)
+        try:
+            if self.on_delete is not None:
+                await self.on_delete(recording)
+        finally:
+            self._deleting.discard(doc)
         self.deleted.add(doc)
         self.deleted_at[doc] = time.time()
         return self._log(request, doc, "delete", web.Response(status=200))

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import aiohttp
 import pytest
 
-from devtools.simulator import Fault, RecordingSimulator
+from devtools.simulator import Fault, RecordingSimulator, SimRecording
 from recording_pipeline.core.errors import RecordingGoneError
 from recording_pipeline.core.ports import RecordingSource
 from recording_pipeline.core.settings import parse_acs_connection_string
@@ -28,6 +29,7 @@ class Subject:
     metadata: bytes
     gone_urls: dict[str, str]
     fail_metadata_once: object
+    slow_deletes: object = None  # makes each DELETE take a while before it is honoured, where that can be done
 
 
 @pytest.fixture(params=["fake", "simulator"])
@@ -66,7 +68,14 @@ async def subject(request: pytest.FixtureRequest, simulator: RecordingSimulator)
         def fail_once() -> None:
             sim.faults.append(Fault(kind="metadata", status=503))
 
-        yield Subject(client, sim.chunk_urls(recording), media, recording.metadata(), gone, fail_once)
+        async def slow_hook(_recording: SimRecording) -> None:
+            await asyncio.sleep(0.2)
+
+        def slow_deletes() -> None:
+            sim.on_delete = slow_hook
+
+        yield Subject(client, sim.chunk_urls(recording), media, recording.metadata(), gone, fail_once, slow_deletes)
+        sim.on_delete = None
 
 
 async def _all(source: RecordingSource, url: str) -> AsyncIterator[bytes]:
@@ -98,6 +107,14 @@ async def test_media_from_an_offset_starts_there(subject: Subject) -> None:
 async def test_delete_once_then_already_gone(subject: Subject) -> None:
     assert await subject.source.delete(subject.urls["deleteLocation"]) is True
     assert await subject.source.delete(subject.urls["deleteLocation"]) is False
+
+
+async def test_of_two_deletes_at_once_one_is_honoured(subject: Subject) -> None:
+    if subject.slow_deletes is not None:
+        subject.slow_deletes()  # type: ignore[operator]
+    url = subject.urls["deleteLocation"]
+    answers = await asyncio.gather(subject.source.delete(url), subject.source.delete(url))
+    assert sorted(answers) == [False, True]
 
 
 async def test_a_file_acs_no_longer_has_is_gone(subject: Subject) -> None:
