@@ -294,7 +294,10 @@ async def test_chunks_of_one_recording_in_one_process_write_the_manifest_once_ea
     outcomes = await asyncio.gather(*(archive_chunk(j, world.worker, first_delivery=True) for j in jobs))
     assert set(outcomes) == {Outcome.ARCHIVED}
     manifest = f"{job().call_id}/r-rec1/manifest.json"
-    assert [kind for kind, name in world.state.log if name == manifest] == ["put", "put", "put"]
+    requests = [kind for kind, name in world.state.log if name == manifest]
+    # One write per chunk. The first chunk's write only creates; a read comes first only when another chunk
+    # reached the manifest before it (the order of the three is up to the scheduler).
+    assert requests.count("put") == 3 and requests in (["put"] * 3, ["get", "put", "put", "put"])
     assert world.manifest().state is RecordingState.COMPLETE
 
 
