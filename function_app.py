@@ -3,6 +3,10 @@
 Configuration is read here, once, at import (see recording_pipeline.functions_adapter):
 with a configuration error the queue trigger is not declared at all, so no
 message is taken and no delivery is counted until it is fixed.
+
+Telemetry is the Python worker's (PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY): it
+configured OpenTelemetry before this import, and the app only quiets its
+per-block storage calls (recording_pipeline.edges.telemetry).
 """
 
 from __future__ import annotations
@@ -12,11 +16,11 @@ from pathlib import Path
 import azure.functions as func
 
 from recording_pipeline.app.webhook import WebhookRequest
-from recording_pipeline.edges.telemetry import configure_azure_monitor_if_set, install_context_filter
+from recording_pipeline.edges.telemetry import configure_app_telemetry, install_context_filter
 from recording_pipeline.functions_adapter import RuntimeHolder, archive_message, deliver, load_app_config
 
 install_context_filter()
-configure_azure_monitor_if_set()
+configure_app_telemetry()
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 config = load_app_config(Path(__file__).resolve().parent)
 runtime = config if isinstance(config, Exception) else RuntimeHolder(config)

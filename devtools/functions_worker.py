@@ -12,7 +12,13 @@ app uses:
   ``InsertionTime``, ``ExpirationTime``, ``NextVisibleTime``, ``PopReceipt``,
   each a JSON datum, as the host's ``QueueTriggerBinding.CreateBindingData``
   fills them);
-- run async functions on the worker's one event loop.
+- run async functions on the worker's one event loop, each with the trace
+  context the host sent for its invocation attached first (``traceparent``), as
+  the worker does when its OpenTelemetry is on (``runtimes/v2/azure_functions_runtime/
+  handle_event.py``: ``configure_opentelemetry(fi_context)`` before ``execute_async``),
+  so the app's spans are children of the host's invocation;
+- at start, before function_app.py is imported, configure OpenTelemetry when
+  ``PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY=true`` (``worker_telemetry``).
 
 Run as a child process (``python -m devtools.functions_worker``) it serves
 invocations on a loopback port, so the host can kill it the way the real host
@@ -41,7 +47,10 @@ from typing import Any
 
 import azure.functions as func
 from azure.functions import meta
+from azure.functions._abc import TraceContext
 from azure.functions.queue import QueueMessageInConverter
+from opentelemetry import context as otel_context
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 
 @dataclass(frozen=True)
@@ -74,6 +83,14 @@ class HttpResult:
     body: bytes = b""
 
 
+@dataclass(frozen=True)
+class TraceParent:
+    """The W3C trace context the host sends with an invocation (InvocationRequest.trace_context)."""
+
+    traceparent: str
+    tracestate: str = ""
+
+
 class InvocationError(Exception):
     """The function raised: the host treats the invocation as failed."""
 
@@ -91,12 +108,12 @@ class LoadedApp:
     def describe(self) -> list[FunctionInfo]:
         return [_info(name, fn) for name, fn in self.functions.items()]
 
-    async def invoke_http(self, name: str, call: HttpCall) -> HttpResult:
+    async def invoke_http(self, name: str, call: HttpCall, trace: TraceParent | None = None) -> HttpResult:
         fn = self.functions[name]
         request = func.HttpRequest(
             method=call.method, url=call.url, headers=call.headers, params=call.params, route_params={}, body=call.body
         )
-        response = await self._call(fn, request)
+        response = await self._call(fn, request, trace)
         if not isinstance(response, func.HttpResponse):
             raise InvocationError(f"{name} returned {type(response).__name__}, not an HttpResponse")
         headers = dict(response.headers)
@@ -104,32 +121,59 @@ class LoadedApp:
             headers["Content-Type"] = response.mimetype
         return HttpResult(response.status_code, headers, response.get_body())
 
-    async def invoke_queue(self, name: str, body: str | bytes, metadata: Mapping[str, Any]) -> None:
+    async def invoke_queue(
+        self, name: str, body: str | bytes, metadata: Mapping[str, Any], trace: TraceParent | None = None
+    ) -> None:
         fn = self.functions[name]
         datum = meta.Datum(type="string" if isinstance(body, str) else "bytes", value=body)
         trigger_metadata = {key: meta.Datum(type="json", value=json.dumps(value)) for key, value in metadata.items()}
         message = QueueMessageInConverter.decode(datum, trigger_metadata=trigger_metadata)
-        await self._call(fn, message)
+        await self._call(fn, message, trace)
 
-    async def _call(self, fn: Any, trigger_value: Any) -> Any:
+    async def _call(self, fn: Any, trigger_value: Any, trace: TraceParent | None = None) -> Any:
         user = fn.get_user_function()
         arg_name = fn.get_trigger().name
         kwargs: dict[str, Any] = {arg_name: trigger_value}
         if "context" in inspect.signature(user).parameters:
-            kwargs["context"] = _Context(fn.get_function_name())
+            kwargs["context"] = _Context(fn.get_function_name(), trace)
+        token = None
+        if trace is not None and inspect.iscoroutinefunction(user):
+            carrier = {"traceparent": trace.traceparent, "tracestate": trace.tracestate}
+            token = otel_context.attach(TraceContextTextMapPropagator().extract(carrier))
         try:
             result = user(**kwargs)
             if inspect.isawaitable(result):
                 result = await result
         except Exception as exc:
             raise InvocationError(f"{type(exc).__name__}: {exc}") from exc
+        finally:
+            if token is not None:
+                otel_context.detach(token)
         return result
 
 
+class _TraceContext(TraceContext):
+    def __init__(self, trace: TraceParent | None) -> None:
+        self._trace = trace
+
+    @property
+    def trace_parent(self) -> str:
+        return self._trace.traceparent if self._trace else ""
+
+    @property
+    def trace_state(self) -> str:
+        return self._trace.tracestate if self._trace else ""
+
+    @property
+    def attributes(self) -> dict[str, str]:
+        return {}
+
+
 class _Context(func.Context):
-    def __init__(self, function_name: str) -> None:
+    def __init__(self, function_name: str, trace: TraceParent | None = None) -> None:
         self._invocation_id = str(uuid.uuid4())
         self._function_name = function_name
+        self._trace = _TraceContext(trace)
 
     @property
     def invocation_id(self) -> str:
@@ -145,7 +189,7 @@ class _Context(func.Context):
 
     @property
     def trace_context(self) -> Any:
-        return None
+        return self._trace
 
     @property
     def retry_context(self) -> Any:
@@ -221,12 +265,13 @@ async def _serve(app_root: Path) -> None:
         call = await request.json()
         if loaded is None:
             return web.json_response({"ok": False, "error": "no functions were indexed"})
+        trace = TraceParent(call["traceparent"], call.get("tracestate") or "") if call.get("traceparent") else None
         try:
             if call["kind"] == "http":
                 http = HttpCall(
                     call["method"], call["url"], call["headers"], call["params"], base64.b64decode(call["body"])
                 )
-                result = await loaded.invoke_http(call["function"], http)
+                result = await loaded.invoke_http(call["function"], http, trace)
                 return web.json_response(
                     {
                         "ok": True,
@@ -236,7 +281,7 @@ async def _serve(app_root: Path) -> None:
                     }
                 )
             body = call["body"] if call["text"] else base64.b64decode(call["body"])
-            await loaded.invoke_queue(call["function"], body, call["metadata"])
+            await loaded.invoke_queue(call["function"], body, call["metadata"], trace)
             return web.json_response({"ok": True})
         except InvocationError as exc:
             return web.json_response({"ok": False, "error": str(exc)})
@@ -258,9 +303,11 @@ def main() -> None:
     args = parser.parse_args()
     import logging
 
+    from devtools.worker_telemetry import configure_local_worker
     from recording_pipeline.edges.telemetry import configure_json_logging
 
     configure_json_logging()
+    configure_local_worker(os.environ)  # the worker's init: before function_app.py is imported
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
     os.chdir(args.app_root)
     asyncio.run(_serve(args.app_root.resolve()))

@@ -39,6 +39,10 @@ Functions docs):
   messages come back when their invisibility lapses, with a higher dequeue count.
 - **HTTP**: ``/{routePrefix}/{route}`` for the declared methods; FUNCTION auth
   takes the key in ``x-functions-key`` or ``?code=``.
+- **Trace context**: every invocation gets its own W3C ``traceparent`` (the
+  host's invocation activity), sent to the worker with it, as the host fills
+  ``InvocationRequest.trace_context`` (``GrpcWorkerChannel.SendInvocationRequest``);
+  the worker makes it the parent of the app's spans.
 
 Where it differs from the real host (also in the README): one instance, no
 scale controller; function keys are one key given here (``WEBHOOK_KEY``);
@@ -56,6 +60,7 @@ import hmac
 import json
 import logging
 import random
+import secrets
 import signal
 import sys
 from collections.abc import Callable, Mapping
@@ -71,7 +76,15 @@ from azure.core.exceptions import ResourceNotFoundError
 from azure.storage.queue import QueueMessage
 from azure.storage.queue.aio import QueueClient
 
-from devtools.functions_worker import FunctionInfo, HttpCall, HttpResult, InvocationError, LoadedApp, environment
+from devtools.functions_worker import (
+    FunctionInfo,
+    HttpCall,
+    HttpResult,
+    InvocationError,
+    LoadedApp,
+    TraceParent,
+    environment,
+)
 from recording_pipeline.core.host_rules import HostRules, read_host_rules
 from recording_pipeline.functions_adapter import RuntimeHolder
 
@@ -92,8 +105,10 @@ class WorkerChannel(Protocol):
     index_error: str | None
 
     async def start(self) -> None: ...
-    async def invoke_http(self, name: str, call: HttpCall) -> HttpResult: ...
-    async def invoke_queue(self, name: str, body: str | bytes, metadata: dict[str, Any]) -> None: ...
+    async def invoke_http(self, name: str, call: HttpCall, trace: TraceParent) -> HttpResult: ...
+    async def invoke_queue(
+        self, name: str, body: str | bytes, metadata: dict[str, Any], trace: TraceParent
+    ) -> None: ...
     async def kill(self) -> None: ...
 
 
@@ -115,14 +130,14 @@ class InProcessWorker:
         except Exception as exc:
             self.index_error = f"{type(exc).__name__}: {exc}"
 
-    async def invoke_http(self, name: str, call: HttpCall) -> HttpResult:
+    async def invoke_http(self, name: str, call: HttpCall, trace: TraceParent) -> HttpResult:
         assert self.app is not None
-        result: HttpResult = await self._run(self.app.invoke_http(name, call))
+        result: HttpResult = await self._run(self.app.invoke_http(name, call, trace))
         return result
 
-    async def invoke_queue(self, name: str, body: str | bytes, metadata: dict[str, Any]) -> None:
+    async def invoke_queue(self, name: str, body: str | bytes, metadata: dict[str, Any], trace: TraceParent) -> None:
         assert self.app is not None
-        await self._run(self.app.invoke_queue(name, body, metadata))
+        await self._run(self.app.invoke_queue(name, body, metadata, trace))
 
     async def _run(self, work: Any) -> Any:
         task = asyncio.ensure_future(work)
@@ -181,11 +196,12 @@ class SubprocessWorker:
         self._url = f"http://127.0.0.1:{hello['port']}/invoke"
         self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None))
 
-    async def invoke_http(self, name: str, call: HttpCall) -> HttpResult:
+    async def invoke_http(self, name: str, call: HttpCall, trace: TraceParent) -> HttpResult:
         answer = await self._invoke(
             {
                 "kind": "http",
                 "function": name,
+                "traceparent": trace.traceparent,
                 "method": call.method,
                 "url": call.url,
                 "headers": call.headers,
@@ -195,10 +211,19 @@ class SubprocessWorker:
         )
         return HttpResult(answer["status"], answer["headers"], base64.b64decode(answer["body"]))
 
-    async def invoke_queue(self, name: str, body: str | bytes, metadata: dict[str, Any]) -> None:
+    async def invoke_queue(self, name: str, body: str | bytes, metadata: dict[str, Any], trace: TraceParent) -> None:
         text = isinstance(body, str)
         payload = body if isinstance(body, str) else base64.b64encode(body).decode()
-        await self._invoke({"kind": "queue", "function": name, "body": payload, "text": text, "metadata": metadata})
+        await self._invoke(
+            {
+                "kind": "queue",
+                "function": name,
+                "traceparent": trace.traceparent,
+                "body": payload,
+                "text": text,
+                "metadata": metadata,
+            }
+        )
 
     async def _invoke(self, call: dict[str, Any]) -> dict[str, Any]:
         assert self._session is not None
@@ -229,6 +254,14 @@ class HostStats:
     invocations: dict[str, int] = field(default_factory=dict)
     failures: int = 0
     poisoned_by_host: int = 0
+    traces: dict[str, list[TraceParent]] = field(default_factory=dict)  # the trace context sent, per function
+
+    def invocation(self, name: str) -> TraceParent:
+        """Count an invocation of ``name`` and give it its own trace context (sampled)."""
+        self.invocations[name] = self.invocations.get(name, 0) + 1
+        trace = TraceParent(f"00-{secrets.token_hex(16)}-{secrets.token_hex(8)}-01")
+        self.traces.setdefault(name, []).append(trace)
+        return trace
 
 
 class LocalFunctionsHost:
@@ -366,7 +399,7 @@ class LocalFunctionsHost:
         """True: succeeded; False: failed (raised, timed out, or the worker died)."""
         worker = self.worker
         assert worker is not None
-        self.stats.invocations[info.name] = self.stats.invocations.get(info.name, 0) + 1
+        trace = self.stats.invocation(info.name)
         try:
             text: str | bytes = body.decode("utf-8")
         except UnicodeDecodeError:
@@ -380,7 +413,7 @@ class LocalFunctionsHost:
             "PopReceipt": message.pop_receipt,
         }
         try:
-            await asyncio.wait_for(worker.invoke_queue(info.name, text, metadata), self.rules.function_timeout)
+            await asyncio.wait_for(worker.invoke_queue(info.name, text, metadata, trace), self.rules.function_timeout)
             return True
         except TimeoutError:
             self.stats.timeouts += 1
@@ -447,9 +480,9 @@ class LocalFunctionsHost:
         call = HttpCall(
             request.method, str(request.url), dict(request.headers), dict(request.query), await request.read()
         )
-        self.stats.invocations[info.name] = self.stats.invocations.get(info.name, 0) + 1
+        trace = self.stats.invocation(info.name)
         try:
-            result = await asyncio.wait_for(worker.invoke_http(info.name, call), self.rules.function_timeout)
+            result = await asyncio.wait_for(worker.invoke_http(info.name, call, trace), self.rules.function_timeout)
         except TimeoutError:
             await self.restart_worker(f"function timeout in {info.name}", worker)
             return web.Response(status=500)

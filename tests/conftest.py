@@ -17,6 +17,7 @@ from devtools.devstack import Azurite, ServeProcess
 from devtools.simulator import RecordingSimulator
 from devtools.write_once import Guard, check_log
 from tests.support.stack import ARCHIVE_PREFIX, Stack
+from tests.support.telemetry import Captured, install_capture
 
 
 @pytest.fixture(scope="session")
@@ -100,3 +101,16 @@ def serve_factory(tmp_path: Path) -> Iterator[Any]:
     yield make
     for proc in started:
         proc.stop()
+
+
+@pytest.fixture(scope="session")
+def _telemetry_pipeline() -> Captured:
+    return install_capture()
+
+
+@pytest.fixture
+def telemetry(_telemetry_pipeline: Captured) -> Iterator[Captured]:
+    """What the worker's OpenTelemetry pipeline exports during this test (in memory)."""
+    _telemetry_pipeline.start()
+    yield _telemetry_pipeline
+    _telemetry_pipeline.stop()

@@ -126,6 +126,18 @@ var baseSettings = [
     name: 'APPLICATIONINSIGHTS_AUTHENTICATION_STRING'
     value: 'ClientId=${identityClientId};Authorization=AAD'
   }
+  // The Python worker configures OpenTelemetry (the Azure Monitor distro) before it imports function_app.py,
+  // exports the app's spans under the host's invocation, and tells the host to stop forwarding the worker's log
+  // lines, so each is exported once with its fields (host.json: telemetryMode OpenTelemetry). Only this
+  // package's logger: the Azure SDK's request logging stays out. README, Telemetry.
+  {
+    name: 'PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY'
+    value: 'true'
+  }
+  {
+    name: 'PYTHON_APPLICATIONINSIGHTS_LOGGER_NAME'
+    value: 'recording_pipeline'
+  }
   {
     name: 'ARCHIVE_STORAGE_ACCOUNT_URL'
     value: archiveStorageAccountUrl

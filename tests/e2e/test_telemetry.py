@@ -1,50 +1,46 @@
 """Telemetry: every log line of a job carries the chunk's identity; spans wrap
-the steps; metrics count bytes, durations, time left and failures."""
+the steps; metrics count bytes, durations, time left and failures.
+
+Through the worker's OpenTelemetry pipeline (what the Python worker configures with
+PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY), captured in memory: one record per log
+line with the identity as attributes, the app's spans under the host's invocation,
+the per-block and per-renewal storage calls kept out while their failures are not;
+and ``serve`` writing the same records locally."""
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
-from opentelemetry import metrics, trace
-from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.metrics.export import InMemoryMetricReader
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from azure.storage.blob.aio import BlobLeaseClient, BlobServiceClient
+from opentelemetry import trace
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.trace import Status, StatusCode
 
+from devtools.local_host import LocalFunctionsHost
 from devtools.simulator import Fault
+from devtools.worker_telemetry import read_lines
 from recording_pipeline.app.webhook import WebhookRequest
 from recording_pipeline.app.worker import handle_chunk_message
 from recording_pipeline.core.jobs import encode_job, plan_jobs
-from recording_pipeline.edges.telemetry import CONTEXT_FIELDS, JsonLineFormatter
-from tests.support.stack import Stack
+from recording_pipeline.core.naming import chunk_stem, lock_name, recording_key
+from recording_pipeline.edges.telemetry import (
+    CONTEXT_FIELDS,
+    NOISY_OPERATIONS,
+    JsonLineFormatter,
+    QuietStorageSampler,
+    configure_app_telemetry,
+    log_context,
+)
+from tests.support.stack import Stack, post_events, wait_until
+from tests.support.telemetry import Captured
 
 MIB = 1024 * 1024
 CALL = "ffffffff-0000-0000-0000-000000000000"
-
-
-@pytest.fixture(scope="module")
-def otel() -> Iterator[tuple[InMemorySpanExporter, InMemoryMetricReader]]:
-    spans, reader = InMemorySpanExporter(), InMemoryMetricReader()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(spans))
-    trace.set_tracer_provider(provider)
-    metrics.set_meter_provider(MeterProvider(metric_readers=[reader]))
-    yield spans, reader
-
-
-def _metric_points(reader: InMemoryMetricReader) -> dict[str, list[Any]]:
-    points: dict[str, list[Any]] = {}
-    data = reader.get_metrics_data()
-    for resource in data.resource_metrics if data else []:
-        for scope in resource.scope_metrics:
-            for metric in scope.metrics:
-                points.setdefault(metric.name, []).extend(metric.data.data_points)
-    return points
+STEP_SPANS = {"archive_chunk", "acs.download_metadata", "transfer", "archive.commit", "archive.verify", "acs.delete"}
 
 
 async def _one_job(stack: Stack, size: int, doc: str) -> tuple[str, Any]:
@@ -82,11 +78,7 @@ async def test_every_log_line_of_a_job_carries_its_identity(stack: Stack, caplog
     assert line["level"] == "info" and line["message"].startswith("recording chunk archived")
 
 
-async def test_spans_around_each_step_and_metrics(
-    stack: Stack, otel: tuple[InMemorySpanExporter, InMemoryMetricReader]
-) -> None:
-    spans, reader = otel
-    spans.clear()
+async def test_spans_around_each_step_and_metrics(stack: Stack, telemetry: Captured) -> None:
     text, runtime = await _one_job(stack, 3 * MIB + 5, "doc-spans")
     failing, other = await _one_job(stack, MIB, "doc-fails")
     try:
@@ -98,25 +90,16 @@ async def test_spans_around_each_step_and_metrics(
         await runtime.close()
         await other.close()
     finished = {
-        s.name: s
-        for s in spans.get_finished_spans()
-        if s.attributes and s.attributes.get("recording.document_id") == "doc-spans"
+        s.name: s for s in telemetry.spans if s.attributes and s.attributes.get("recording.document_id") == "doc-spans"
     }
-    assert {
-        "archive_chunk",
-        "acs.download_metadata",
-        "transfer",
-        "archive.commit",
-        "archive.verify",
-        "acs.delete",
-    } <= set(finished)
+    assert set(finished) >= STEP_SPANS
     root = finished["archive_chunk"]
     assert root.attributes is not None and root.attributes["recording.document_id"] == "doc-spans"
     assert root.attributes["recording.outcome"] == "archived"
     transfer = finished["transfer"]
     assert transfer.attributes is not None and transfer.attributes["recording.bytes"] == 3 * MIB + 5
     assert transfer.parent is not None and transfer.parent.span_id == root.context.span_id
-    points = _metric_points(reader)
+    points = telemetry.metric_points()
     assert sum(p.value for p in points["recording.bytes_archived"]) >= 3 * MIB + 5
     assert any(p.count >= 1 for p in points["recording.chunk.duration"])
     assert any(p.count >= 1 and p.min > 0 for p in points["recording.chunk.seconds_left"])
@@ -128,3 +111,200 @@ async def test_spans_around_each_step_and_metrics(
 def test_request_adapter_keeps_headers_case_insensitive() -> None:
     request = WebhookRequest("POST", {"Content-Type": "application/json"}, b"")
     assert request.header("content-type") == "application/json"
+
+
+# --- the worker's pipeline, through function_app.py under the local host ------------------------------------------
+
+
+def _parent_is_invocation(span: ReadableSpan, host: LocalFunctionsHost, function: str) -> bool:
+    sent = (
+        {
+            t.traceparent.split("-")[1:3] == [f"{span.context.trace_id:032x}", f"{span.parent.span_id:016x}"]
+            for t in host.stats.traces.get(function, [])
+        }
+        if span.parent and span.context
+        else set()
+    )
+    return True in sent
+
+
+async def _archive_through_the_local_host(
+    stack: Stack, doc: str, size: int, rate: float | None = None, **overrides: str
+) -> tuple[LocalFunctionsHost, Any]:
+    sim = stack.simulator
+    chunk = sim.add(doc, size, call_id=CALL, rate=rate)
+    local = await stack.local_host(in_process=True, **overrides)
+    try:
+        status, _ = await post_events(
+            local.url, [sim.event(CALL, "recT", [chunk], event_id=f"evt-{doc}")], stack.env["WEBHOOK_KEY"]
+        )
+        assert status == 200
+
+        async def deleted() -> bool:
+            return doc in sim.deleted
+
+        await wait_until(deleted, timeout=120)
+    finally:
+        await local.stop()
+    return local.host, chunk
+
+
+async def test_one_record_per_log_line_with_the_identity_as_dimensions(
+    stack: Stack, telemetry: Captured, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="recording_pipeline")
+    await _archive_through_the_local_host(stack, "doc-one-record", 2 * MIB)
+    lines = [r for r in caplog.records if r.name.startswith("recording_pipeline")]
+    exported = [r.log_record for r in telemetry.logs]
+    # Every line the app wrote is exported once, and nothing else of its loggers is.
+    assert sorted(r.getMessage() for r in lines) == sorted(str(r.body) for r in exported)
+    [archived] = [r for r in exported if str(r.body).startswith("recording chunk archived")]
+    attributes = dict(archived.attributes or {})
+    assert {k: attributes[k] for k in CONTEXT_FIELDS} == {
+        "event_id": "evt-doc-one-record",
+        "call_id": CALL,
+        "recording_id": "recT",
+        "chunk_index": 0,
+        "document_id": "doc-one-record",
+    }
+    assert (
+        attributes["bytes"] == 2 * MIB
+        and isinstance(attributes["seconds_left"], int)
+        and attributes["seconds_left"] > 0
+    )
+    # The record belongs to the invocation's trace, as the host's own records do.
+    job_traces = {s.context.trace_id for s in telemetry.spans if s.name == "archive_chunk" and s.context}
+    assert archived.trace_id in job_traces
+
+
+async def test_the_apps_spans_are_children_of_the_hosts_invocation(stack: Stack, telemetry: Captured) -> None:
+    host, _ = await _archive_through_the_local_host(stack, "doc-parent", MIB)
+    [root] = [s for s in telemetry.spans if s.name == "archive_chunk"]
+    assert _parent_is_invocation(root, host, "archive_recording_chunk")
+    by_id = {s.context.span_id: s for s in telemetry.spans if s.context}
+    steps = [s for s in telemetry.spans if s.name in STEP_SPANS - {"archive_chunk"}]
+    assert {s.name for s in steps} == STEP_SPANS - {"archive_chunk"}
+    for step in steps:  # each step under the job's span, in the invocation's trace
+        assert step.parent is not None and by_id[step.parent.span_id] is root
+        assert step.context is not None and root.context is not None
+        assert step.context.trace_id == root.context.trace_id
+
+
+async def test_block_and_lease_renewal_calls_are_not_exported_but_their_failures_are(
+    stack: Stack, telemetry: Captured, blob_service: BlobServiceClient
+) -> None:
+    doc, size = "doc-quiet", 2 * MIB
+    stem = chunk_stem(CALL, recording_key("recT", None), 0, doc)
+    lock = blob_service.get_container_client(stack.state_container).get_blob_client(lock_name(stem))
+
+    async def break_the_lease_midway() -> None:
+        # The lease is renewed every 5 s; breaking it makes the next renewal fail, for real.
+        await wait_until(lambda: _renewed(telemetry), timeout=60, interval=0.1)
+        await BlobLeaseClient(lock).break_lease(lease_break_period=0)
+
+    import asyncio
+
+    breaker = asyncio.create_task(break_the_lease_midway())
+    # 64 KiB blocks, 2 MiB at 180 KiB/s: 32 staged blocks and at least two renewals in ~11 s.
+    await _archive_through_the_local_host(stack, doc, size, rate=180 * 1024, TRANSFER_BLOCK_SIZE_MIB="0.0625")
+    await breaker
+    recorded = [s.name for s in telemetry.recorded]
+    assert recorded.count("BlobClient.stage_block") >= 32 and recorded.count("BlobLeaseClient.renew") >= 2
+    exported = {s.context.span_id: s for s in telemetry.spans if s.context}
+    assert not NOISY_OPERATIONS & {s.name for s in exported.values()}
+    noisy_ids = {s.context.span_id for s in telemetry.recorded if s.name in NOISY_OPERATIONS and s.context}
+    assert not [s for s in exported.values() if s.parent and s.parent.span_id in noisy_ids]  # nor their HTTP calls
+    # What each chunk needs is there: the steps, and the Azure SDK's per-chunk calls.
+    assert {s.name for s in exported.values()} >= STEP_SPANS
+    assert "BlobClient.commit_block_list" in {s.name for s in exported.values()}
+    # The renewal that failed is one warning record, with the chunk's identity.
+    failures = [r.log_record for r in telemetry.logs if str(r.log_record.body).startswith("storage call failed")]
+    assert len(failures) == 1, [str(f.body) for f in failures]
+    attributes = dict(failures[0].attributes or {})
+    assert attributes["operation"] == "BlobLeaseClient.renew" and attributes["document_id"] == doc
+
+
+async def _renewed(telemetry: Captured) -> bool:
+    return any(s.name == "BlobLeaseClient.renew" for s in telemetry.recorded)
+
+
+async def test_a_failed_block_upload_is_reported_with_the_identity_and_nothing_else_of_it(telemetry: Captured) -> None:
+    assert configure_app_telemetry({})  # as function_app.py does: the pipeline is there, so it is quieted
+    tracer = trace.get_tracer("azure.core.tracing.ext.opentelemetry_span")
+    with log_context(event_id="e", call_id="c", recording_id="r", chunk_index=3, document_id="d"):
+        with tracer.start_as_current_span("BlobClient.stage_block") as span:
+            with tracer.start_as_current_span("PUT", kind=trace.SpanKind.CLIENT) as http:
+                http.set_attribute("http.response.status_code", 500)
+            span.set_attribute("error.type", "azure.core.exceptions.HttpResponseError")
+            span.set_status(Status(StatusCode.ERROR, "500"))
+        with tracer.start_as_current_span("BlobClient.stage_block"):
+            pass  # a success: nothing at all
+    assert [s.name for s in telemetry.recorded] == ["PUT", "BlobClient.stage_block", "BlobClient.stage_block"]
+    assert telemetry.spans == []
+    [record] = [r.log_record for r in telemetry.logs]
+    assert str(record.body).startswith("storage call failed: BlobClient.stage_block")
+    assert dict(record.attributes or {})["chunk_index"] == 3
+    assert dict(record.attributes or {})["error_type"] == "azure.core.exceptions.HttpResponseError"
+
+
+def test_the_app_configures_no_exporter_and_quiets_the_workers_provider_once(
+    telemetry: Captured, caplog: pytest.LogCaptureFixture
+) -> None:
+    provider = trace.get_tracer_provider()
+    assert configure_app_telemetry({}) and configure_app_telemetry({})  # function_app.py imported again
+    sampler = getattr(provider, "sampler", None)
+    assert isinstance(sampler, QuietStorageSampler) and not isinstance(sampler.base, QuietStorageSampler)
+    assert trace.get_tracer_provider() is provider
+    with caplog.at_level(logging.WARNING):
+        configure_app_telemetry({"APPLICATIONINSIGHTS_CONNECTION_STRING": "InstrumentationKey=x"})
+    assert "set PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY=true" in caplog.text
+    caplog.clear()
+    configure_app_telemetry(
+        {
+            "APPLICATIONINSIGHTS_CONNECTION_STRING": "InstrumentationKey=x",
+            "PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY": "true",
+        }
+    )
+    assert "PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY" not in caplog.text
+
+
+async def test_serve_writes_the_same_records_locally(stack: Stack, tmp_path: Path) -> None:
+    """The worker process of the local host configures its pipeline as the real worker does, into JSON lines."""
+    out = tmp_path / "telemetry.jsonl"
+    sim = stack.simulator
+    doc = "doc-local-records"
+    chunk = sim.add(doc, MIB + 3, call_id=CALL)
+    local = await stack.local_host(
+        in_process=False,
+        PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY="true",
+        PYTHON_APPLICATIONINSIGHTS_LOGGER_NAME="recording_pipeline",
+        LOCAL_TELEMETRY_FILE=str(out),
+        OTEL_METRIC_EXPORT_INTERVAL="300",
+    )
+    try:
+        status, _ = await post_events(
+            local.url, [sim.event(CALL, "recT", [chunk], event_id="evt-local")], stack.env["WEBHOOK_KEY"]
+        )
+        assert status == 200
+
+        async def exported() -> list[dict[str, Any]] | None:
+            records = read_lines(out) if out.exists() else []
+            done = any(r["record"] == "metric" and r["name"] == "recording.bytes_archived" for r in records)
+            return records if done and doc in sim.deleted else None
+
+        records = await wait_until(exported, timeout=120)
+    finally:
+        await local.stop()
+    logs = [r for r in records if r["record"] == "log"]
+    [archived] = [r for r in logs if r["body"].startswith("recording chunk archived")]
+    assert archived["attributes"]["document_id"] == doc and archived["attributes"]["event_id"] == "evt-local"
+    spans = [r for r in records if r["record"] == "span"]
+    [root] = [s for s in spans if s["name"] == "archive_chunk"]
+    sent = [t.traceparent.split("-") for t in local.host.stats.traces["archive_recording_chunk"]]
+    assert [root["trace_id"], root["parent_span_id"]] in [[p[1], p[2]] for p in sent]
+    assert archived["trace_id"] == root["trace_id"]
+    assert {s["name"] for s in spans} >= STEP_SPANS
+    assert not NOISY_OPERATIONS & {s["name"] for s in spans}
+    assert "BlobClient.commit_block_list" in {s["name"] for s in spans}
+    points = [r for r in records if r["record"] == "metric" and r["name"] == "recording.bytes_archived"]
+    assert sum(p["value"] for p in points) == MIB + 3

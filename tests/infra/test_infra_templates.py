@@ -19,6 +19,8 @@ from typing import Any, cast
 import pytest
 from pycep import BicepParser
 
+from recording_pipeline.edges.telemetry import APP_LOGGER
+
 REPO = Path(__file__).resolve().parents[2]
 INFRA = REPO / "infra"
 MODULES = INFRA / "modules"
@@ -465,6 +467,16 @@ def test_app_settings_match_the_code_contract() -> None:
     assert acs["operands"]["false_value"] == "entraSettings"
     assert [s["name"] for s in doc["variables"]["hmacSettings"]["value"]] == ["ACS_CONNECTION_STRING"]
     assert [s["name"] for s in doc["variables"]["entraSettings"]["value"]] == ["ACS_ENDPOINT"]
+
+
+def test_telemetry_is_the_python_workers_with_the_hosts_in_opentelemetry_mode() -> None:
+    settings = app_settings(bicep("function-app.bicep"))
+    assert settings["PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY"] == "true"
+    assert settings["PYTHON_APPLICATIONINSIGHTS_LOGGER_NAME"] == APP_LOGGER
+    host = json.loads((REPO / "host.json").read_text())
+    assert host["telemetryMode"] == "OpenTelemetry"
+    # The classic SDK's sampling does not apply in OpenTelemetry mode; leaving it would only mislead.
+    assert "applicationInsights" not in host["logging"]
 
 
 def test_azd_service_tag_matches_azure_yaml() -> None:
