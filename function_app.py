@@ -17,7 +17,16 @@ import azure.functions as func
 
 from recording_pipeline.app.webhook import WebhookRequest
 from recording_pipeline.edges.telemetry import configure_app_telemetry, install_context_filter
-from recording_pipeline.functions_adapter import RuntimeHolder, archive_message, deliver, load_app_config
+from recording_pipeline.functions_adapter import (
+    POISON_DEPTH_SCHEDULE,
+    REDELIVERY_SCHEDULE,
+    RuntimeHolder,
+    archive_message,
+    deliver,
+    load_app_config,
+    redeliver_outbound_events,
+    report_poison_depth,
+)
 
 install_context_filter()
 configure_app_telemetry()
@@ -45,3 +54,13 @@ if isinstance(runtime, RuntimeHolder):
         # A body that is not UTF-8 still reaches the handler, which quarantines it with the reason.
         body = msg.get_body().decode("utf-8", "replace")
         await archive_message(holder, body, int(msg.dequeue_count or 1), msg.id)
+
+    @app.timer_trigger(arg_name="timer", schedule=POISON_DEPTH_SCHEDULE)
+    async def poison_depth(timer: func.TimerRequest) -> None:
+        await report_poison_depth(holder)
+
+    if holder.config.settings.events.enabled:
+
+        @app.timer_trigger(arg_name="timer", schedule=REDELIVERY_SCHEDULE)
+        async def outbound_redelivery(timer: func.TimerRequest) -> None:
+            await redeliver_outbound_events(holder)

@@ -49,6 +49,7 @@ import azure.functions as func
 from azure.functions import meta
 from azure.functions._abc import TraceContext
 from azure.functions.queue import QueueMessageInConverter
+from azure.functions.timer import TimerRequestConverter
 from opentelemetry import context as otel_context
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
@@ -65,6 +66,8 @@ class FunctionInfo:
     auth_level: str = "function"
     queue_name: str | None = None  # as declared, %SETTING% unresolved
     connection: str | None = None
+    schedule: str | None = None  # timerTrigger: the NCRONTAB expression
+    run_on_startup: bool = False
 
 
 @dataclass(frozen=True)
@@ -129,6 +132,12 @@ class LoadedApp:
         trigger_metadata = {key: meta.Datum(type="json", value=json.dumps(value)) for key, value in metadata.items()}
         message = QueueMessageInConverter.decode(datum, trigger_metadata=trigger_metadata)
         await self._call(fn, message, trace)
+
+    async def invoke_timer(self, name: str, past_due: bool, trace: TraceParent | None = None) -> None:
+        """The TimerRequest the host sends (``IsPastDue``; no schedule monitor here, so no status)."""
+        fn = self.functions[name]
+        datum = meta.Datum(type="json", value=json.dumps({"IsPastDue": past_due, "ScheduleStatus": {}, "Schedule": {}}))
+        await self._call(fn, TimerRequestConverter.decode(datum, trigger_metadata={}), trace)
 
     async def _call(self, fn: Any, trigger_value: Any, trace: TraceParent | None = None) -> Any:
         user = fn.get_user_function()
@@ -219,6 +228,10 @@ def _info(name: str, fn: Any) -> FunctionInfo:
         return FunctionInfo(
             name, kind, str(spec["name"]), queue_name=str(spec["queueName"]), connection=spec.get("connection")
         )
+    if kind == "timerTrigger":
+        return FunctionInfo(
+            name, kind, str(spec["name"]), schedule=str(spec["schedule"]), run_on_startup=bool(spec.get("runOnStartup"))
+        )
     raise ValueError(f"{name}: the local host does not run {kind} functions")
 
 
@@ -280,6 +293,9 @@ async def _serve(app_root: Path) -> None:
                         "body": base64.b64encode(result.body).decode(),
                     }
                 )
+            if call["kind"] == "timer":
+                await loaded.invoke_timer(call["function"], bool(call["past_due"]), trace)
+                return web.json_response({"ok": True})
             body = call["body"] if call["text"] else base64.b64decode(call["body"])
             await loaded.invoke_queue(call["function"], body, call["metadata"], trace)
             return web.json_response({"ok": True})

@@ -39,6 +39,11 @@ Functions docs):
   messages come back when their invisibility lapses, with a higher dequeue count.
 - **HTTP**: ``/{routePrefix}/{route}`` for the declared methods; FUNCTION auth
   takes the key in ``x-functions-key`` or ``?code=``.
+- **Timer trigger**: each function runs at the next moment its NCRONTAB
+  schedule names (``ncrontab``), never overlapping itself, and once at start
+  with ``runOnStartup``; ``run_timer`` runs one now, as the host's admin API
+  ``POST /admin/functions/{name}`` does. No schedule monitor: a schedule missed
+  while the host was down is not made up (the real host's ``useMonitor``).
 - **Trace context**: every invocation gets its own W3C ``traceparent`` (the
   host's invocation activity), sent to the worker with it, as the host fills
   ``InvocationRequest.trace_context`` (``GrpcWorkerChannel.SendInvocationRequest``);
@@ -85,6 +90,7 @@ from devtools.functions_worker import (
     TraceParent,
     environment,
 )
+from devtools.ncrontab import Schedule
 from recording_pipeline.core.host_rules import HostRules, read_host_rules
 from recording_pipeline.functions_adapter import RuntimeHolder
 
@@ -109,6 +115,7 @@ class WorkerChannel(Protocol):
     async def invoke_queue(
         self, name: str, body: str | bytes, metadata: dict[str, Any], trace: TraceParent
     ) -> None: ...
+    async def invoke_timer(self, name: str, past_due: bool, trace: TraceParent) -> None: ...
     async def kill(self) -> None: ...
 
 
@@ -138,6 +145,10 @@ class InProcessWorker:
     async def invoke_queue(self, name: str, body: str | bytes, metadata: dict[str, Any], trace: TraceParent) -> None:
         assert self.app is not None
         await self._run(self.app.invoke_queue(name, body, metadata, trace))
+
+    async def invoke_timer(self, name: str, past_due: bool, trace: TraceParent) -> None:
+        assert self.app is not None
+        await self._run(self.app.invoke_timer(name, past_due, trace))
 
     async def _run(self, work: Any) -> Any:
         task = asyncio.ensure_future(work)
@@ -225,6 +236,9 @@ class SubprocessWorker:
             }
         )
 
+    async def invoke_timer(self, name: str, past_due: bool, trace: TraceParent) -> None:
+        await self._invoke({"kind": "timer", "function": name, "traceparent": trace.traceparent, "past_due": past_due})
+
     async def _invoke(self, call: dict[str, Any]) -> dict[str, Any]:
         assert self._session is not None
         try:
@@ -292,6 +306,9 @@ class LocalFunctionsHost:
         await self._start_worker()
         for info in self.functions(kind="queueTrigger"):
             self._listeners.append(asyncio.create_task(self._listen(info), name=f"listen-{info.name}"))
+        for info in self.functions(kind="timerTrigger"):
+            schedule = Schedule.parse(info.schedule or "")
+            self._listeners.append(asyncio.create_task(self._tick(info, schedule), name=f"timer-{info.name}"))
 
     async def stop(self) -> None:
         """Stop taking messages, let the running invocations finish, stop the worker."""
@@ -455,6 +472,35 @@ class LocalFunctionsHost:
         if name.startswith("%") and name.endswith("%"):
             return self.env[name.strip("%")]
         return name
+
+    # --- timer trigger ---------------------------------------------------------------------------
+
+    async def _tick(self, info: FunctionInfo, schedule: Schedule) -> None:
+        if info.run_on_startup:
+            await self.run_timer(info.name)
+        while not self._stop.is_set():
+            now = datetime.now(UTC)
+            wait = (schedule.next_after(now) - now).total_seconds()
+            with suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), wait)
+                return
+            await self.run_timer(info.name)
+
+    async def run_timer(self, name: str, past_due: bool = False) -> bool:
+        """Invoke a timer function now; True if it succeeded (a failure is logged, as the host logs it)."""
+        worker = self.worker
+        assert worker is not None
+        trace = self.stats.invocation(name)
+        try:
+            await asyncio.wait_for(worker.invoke_timer(name, past_due, trace), self.rules.function_timeout)
+            return True
+        except TimeoutError:
+            self.stats.timeouts += 1
+            await self.restart_worker(f"function timeout in {name}", worker)
+        except (InvocationError, WorkerDied) as exc:
+            log.error("invocation of %s failed: %s", name, exc)
+        self.stats.failures += 1
+        return False
 
     # --- HTTP trigger ----------------------------------------------------------------------------
 

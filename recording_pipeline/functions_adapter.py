@@ -27,11 +27,16 @@ from recording_pipeline.app.worker import Outcome, handle_chunk_message
 from recording_pipeline.core.errors import ConfigurationError
 from recording_pipeline.core.host_rules import HostRules, read_host_rules
 from recording_pipeline.core.settings import Settings
+from recording_pipeline.edges.telemetry import POISON_DEPTH
 from recording_pipeline.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
 CONFIGURATION_RETRY_AFTER = "300"
+# Every 5 minutes (NCRONTAB: second minute hour day month day-of-week): one Get Queue Metadata, and one blob
+# listing of the outbox when publishing is on; about 8,600 requests a month each.
+POISON_DEPTH_SCHEDULE = "0 */5 * * * *"
+REDELIVERY_SCHEDULE = "30 */5 * * * *"
 
 
 @dataclass(frozen=True)
@@ -93,3 +98,24 @@ async def archive_message(
 ) -> Outcome | None:
     runtime = await app.get()
     return await handle_chunk_message(text, dequeue_count, runtime.worker, message_id)
+
+
+async def report_poison_depth(app: RuntimeHolder) -> int:
+    """The poison queue's length as a gauge (and a log line), for the dashboard and the poison alert."""
+    runtime = await app.get()
+    depth = await runtime.queue.poison_count()
+    POISON_DEPTH.set(depth, {"queue": runtime.queue.poison_name})
+    log.info(
+        "poison queue depth: %d in %s",
+        depth,
+        runtime.queue.poison_name,
+        extra={"poison_depth": depth, "poison_queue": runtime.queue.poison_name},
+    )
+    return depth
+
+
+async def redeliver_outbound_events(app: RuntimeHolder) -> int:
+    """Publish again what the topic did not take when it happened (app.outbound)."""
+    runtime = await app.get()
+    events = runtime.worker.events
+    return await events.redeliver() if events is not None else 0

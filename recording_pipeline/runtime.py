@@ -18,6 +18,7 @@ from azure.storage.blob.aio import BlobServiceClient
 from azure.storage.queue.aio import QueueServiceClient
 
 from recording_pipeline.app.audit import ArchiveAudit
+from recording_pipeline.app.outbound import OutboundEvents
 from recording_pipeline.app.webhook import WebhookConfig
 from recording_pipeline.app.worker import ChunkWorker
 from recording_pipeline.core.attempts import AttemptPolicy
@@ -27,6 +28,7 @@ from recording_pipeline.edges.acs import AcsRecordingClient, EntraTokenProvider
 from recording_pipeline.edges.archive import BlobArchive
 from recording_pipeline.edges.chunk_queue import StorageChunkQueue
 from recording_pipeline.edges.delivery_auth import EntraDeliveryValidator
+from recording_pipeline.edges.event_publisher import EventGridPublisher
 from recording_pipeline.edges.retry import RetryPolicy
 
 log = logging.getLogger(__name__)
@@ -43,6 +45,7 @@ class Runtime:
     worker: ChunkWorker
     audit: ArchiveAudit
     webhook: WebhookConfig
+    publisher: EventGridPublisher | None = None
     _credential: Any = None
     _ready: asyncio.Task[None] | None = None
 
@@ -75,7 +78,12 @@ class Runtime:
         credentials = settings.acs.credentials
         opened: list[Any] = []
         try:
-            identity = credentials.access_key is None or needs_identity(settings.archive.target, settings.queue.target)
+            events = settings.events
+            identity = (
+                credentials.access_key is None
+                or needs_identity(settings.archive.target, settings.queue.target)
+                or (events.enabled and events.access_key is None)
+            )
             credential = _credential() if identity else None
             opened.append(credential)
             session = aiohttp.ClientSession(
@@ -94,6 +102,8 @@ class Runtime:
             opened.append(state)
             queue = open_queue(settings.queue, credential)
             opened.append(queue)
+            publisher = EventGridPublisher.open(events, credential) if events.enabled else None
+            opened.append(publisher)
             worker = ChunkWorker(
                 acs,
                 store,
@@ -103,6 +113,7 @@ class Runtime:
                 settings.transfer.concurrency,
                 AttemptPolicy(host.attempts_per_message, settings.queue.requeue_delay_seconds),
                 host.attempt_seconds(),
+                events=OutboundEvents(publisher, state, store.url, queue.poison_name) if publisher else None,
             )
             webhook_settings = settings.webhook
             entra = webhook_settings.entra
@@ -119,7 +130,7 @@ class Runtime:
                 delivery_auth,
             )
             audit = ArchiveAudit(store, state)
-            runtime = cls(settings, session, store, state, queue, acs, worker, audit, webhook, credential)
+            runtime = cls(settings, session, store, state, queue, acs, worker, audit, webhook, publisher, credential)
         except BaseException:
             await _close_all(reversed(opened))
             raise
@@ -137,7 +148,7 @@ class Runtime:
         await asyncio.gather(self.store.ensure(), self.state.ensure(), self.queue.ensure())
 
     async def close(self) -> None:
-        await _close_all([self.store, self.state, self.queue, self.session, self._credential])
+        await _close_all([self.store, self.state, self.queue, self.publisher, self.session, self._credential])
 
 
 def open_archive(settings: ArchiveSettings, credential: Any = None) -> BlobArchive:

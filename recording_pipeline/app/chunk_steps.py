@@ -72,7 +72,7 @@ from recording_pipeline.core.ports import (
     StagedBlock,
     StateStore,
 )
-from recording_pipeline.core.state import ChunkState, ChunkUpdate
+from recording_pipeline.core.state import ChunkState, ChunkUpdate, Manifest
 from recording_pipeline.core.urls import source_url
 from recording_pipeline.core.verification import (
     SHA256,
@@ -162,6 +162,7 @@ class ChunkRun:
     deleted_at: datetime | None = None
     source_deleted: SourceDeletedRecord | None = None  # written with the state, once ACS has answered the DELETE
     gone: RecordingGoneError | None = None
+    manifest: Manifest | None = None  # as the RECORD step left it: the worker reports what it says
     lease_scope: AsyncExitStack = field(default_factory=AsyncExitStack)
 
     @property
@@ -500,9 +501,9 @@ class ChunkRun:
             new_recording=facts.claim is Claim.MINE and job.chunk_index == 0,
         )
         if evidence is not None:
-            await asyncio.gather(written, state)
+            _, self.manifest = await asyncio.gather(written, state)
         else:
-            await state
+            self.manifest = await state
         if self.archived_here:
             BYTES_ARCHIVED.add(custody.size)
             if self.started and self.finished:

@@ -4,7 +4,10 @@
 core.attempts decides: let the host deliver the message again, continue or try
 again later with a fresh message, or quarantine the job. ``archive_chunk`` is
 the attempt: it asks core.lifecycle for the next step and performs it
-(app.chunk_steps) until there is none left.
+(app.chunk_steps) until there is none left. Once an attempt's outcome is known,
+``_report`` says what became of the chunk: metrics, log lines the dashboard
+reads, and outbound events (app.outbound), also for a chunk found already
+archived, so nothing is lost between its archiving and the event.
 """
 
 from __future__ import annotations
@@ -18,15 +21,30 @@ from datetime import UTC, datetime
 
 from recording_pipeline.app.chunk_steps import ChunkDeps, ChunkRun, KnownBlobs
 from recording_pipeline.app.manifests import ManifestWriter
+from recording_pipeline.app.outbound import OutboundEvents
 from recording_pipeline.core.attempts import AttemptPolicy, AttemptProgress, Failure, Verdict
 from recording_pipeline.core.errors import AttemptTimeoutError, InvalidEventError, NoAnswerError
 from recording_pipeline.core.jobs import RecordingChunk, decode_job
 from recording_pipeline.core.lifecycle import ChunkFacts, Outcome, Source, Step, next_step, outcome
 from recording_pipeline.core.naming import quarantine_invalid_name, quarantine_name
+from recording_pipeline.core.outbound import (
+    OutboundEvent,
+    chunk_archived,
+    chunk_failed,
+    chunk_lost,
+    recording_completed,
+)
 from recording_pipeline.core.ports import ArchiveStore, ChunkQueue, RecordingSource, StateStore
 from recording_pipeline.core.quarantine import QuarantineRecord
-from recording_pipeline.core.state import ChunkState, ChunkUpdate
-from recording_pipeline.edges.telemetry import FAILURES, OUTCOMES, log_context, span_attributes, tracer
+from recording_pipeline.core.state import ChunkState, ChunkUpdate, Manifest, RecordingState
+from recording_pipeline.edges.telemetry import (
+    EVENT_TO_DELETE,
+    FAILURES,
+    OUTCOMES,
+    log_context,
+    span_attributes,
+    tracer,
+)
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +65,7 @@ class ChunkWorker:
     attempt_seconds: float | None = None  # an attempt ends itself after this (inside the host's functionTimeout)
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
     ready: Callable[[], Awaitable[None]] | None = None  # once per process: the container and queues exist
+    events: OutboundEvents | None = None  # the Event Grid topic, when OUTBOUND_EVENTS_TOPIC_ENDPOINT is set
     manifests: ManifestWriter = field(init=False)
     index_entries: KnownBlobs = field(init=False, default_factory=KnownBlobs)
 
@@ -107,8 +126,9 @@ async def handle_chunk_message(
             with tracer.start_as_current_span("archive_chunk", attributes=span_attributes()) as span:
                 span.set_attribute("messaging.dequeue_count", dequeue_count)
                 first = dequeue_count == 1 and not job.requeues
-                outcome = await _attempt(job, worker, progress, first, message_id)
+                outcome, run = await _attempt(job, worker, progress, first, message_id)
                 span.set_attribute("recording.outcome", outcome.value)
+                await _report(job, run, outcome, worker)
             OUTCOMES.add(1, {"outcome": outcome.value})
             return outcome
         except Exception as exc:
@@ -130,14 +150,14 @@ async def _attempt(
     progress: AttemptProgress,
     first_delivery: bool = False,
     message_id: str | None = None,
-) -> Outcome:
+) -> tuple[Outcome, ChunkRun]:
     """One attempt, ended by its own deadline (a normal exception) well before the host's functionTimeout."""
     timeout = asyncio.timeout(worker.attempt_seconds)
     try:
         async with timeout:
             if worker.ready is not None:
                 await worker.ready()
-            return await archive_chunk(job, worker, progress, first_delivery, message_id)
+            return await _run(job, worker, progress, first_delivery, message_id)
     except TimeoutError:
         if timeout.expired():
             raise AttemptTimeoutError(
@@ -183,15 +203,88 @@ async def archive_chunk(
 ) -> Outcome:
     """One attempt: the lifecycle's steps, in the order ``next_step`` gives, until it says done.
     ``first_delivery``: the job's message is on its first delivery (a hint only: every step still checks)."""
+    return (await _run(job, worker, progress or AttemptProgress(), first_delivery, message_id))[0]
+
+
+async def _run(
+    job: RecordingChunk,
+    worker: ChunkWorker,
+    progress: AttemptProgress,
+    first_delivery: bool = False,
+    message_id: str | None = None,
+) -> tuple[Outcome, ChunkRun]:
     left = job.seconds_left(worker.clock())
     if left < 0:
         log.warning("chunk is %.0f s past its retention deadline; trying anyway", -left)
-    run = ChunkRun(job, worker.deps, progress or AttemptProgress(), first_delivery, message_id)
+    run = ChunkRun(job, worker.deps, progress, first_delivery, message_id)
     facts = ChunkFacts(source=Source.PRESENT if job.delete_url else Source.NOTHING_TO_DELETE)
     async with run.lease_scope:
         while (step := next_step(facts)) is not Step.DONE:
             facts = await run.perform(step, facts)
-    return outcome(facts, run.archived_here)
+    return outcome(facts, run.archived_here), run
+
+
+async def _report(job: RecordingChunk, run: ChunkRun, result: Outcome, worker: ChunkWorker) -> None:
+    """What became of the chunk, once the attempt's outcome is known; no storage request of its own.
+
+    If the events can be neither published nor kept, a delayed copy of the job comes back to publish them (it finds
+    the chunk archived, or lost, and reports again); only if that cannot be sent either does the attempt fail.
+    """
+    now = worker.clock()
+    if run.deleted_at is not None:
+        latency = (run.deleted_at - job.event_time).total_seconds()
+        EVENT_TO_DELETE.record(latency)
+        log.info(
+            "recording chunk deleted from ACS %.0f s after its event",
+            latency,
+            extra={"event_to_delete_seconds": round(latency, 3)},
+        )
+    if run.manifest is not None:
+        _log_recording_state(run.manifest, now)
+    if worker.events is None:
+        return
+    events = _events_for(job, run, result, worker.events.archive_url, now)
+    try:
+        await worker.events.emit(events)
+    except Exception as exc:
+        log.error("could not publish nor keep outbound events, trying again later: %s: %s", type(exc).__name__, exc)
+        await worker.queue.enqueue_later(job, worker.policy.requeue_delay_seconds)
+
+
+def _events_for(
+    job: RecordingChunk, run: ChunkRun, result: Outcome, archive_url: str, now: datetime
+) -> list[OutboundEvent]:
+    events: list[OutboundEvent] = []
+    if result in (Outcome.ARCHIVED, Outcome.ALREADY_ARCHIVED) and run.custody is not None:
+        entry = run.manifest.chunk(job.chunk_index) if run.manifest else None
+        deleted_at = run.deleted_at or (entry.source_deleted_at if entry else None)
+        events.append(chunk_archived(job, run.custody, archive_url, deleted_at))
+    if run.manifest is not None and run.manifest.state is RecordingState.COMPLETE:
+        events.append(recording_completed(run.manifest, archive_url))
+    if result is Outcome.LOST:
+        events.append(chunk_lost(job, str(run.gone), now, archive_url))
+    return events
+
+
+def _log_recording_state(manifest: Manifest, now: datetime) -> None:
+    """One line per recorded chunk: the dashboard's view of recordings still incomplete, nearest their deadline."""
+    total = manifest.total_chunks
+    archived = manifest.count(ChunkState.ARCHIVED)
+    expires = manifest.expires_at
+    log.info(
+        "recording state: %s, %d of %s chunks archived",
+        manifest.state.value,
+        archived,
+        total if total is not None else "?",
+        extra={
+            "recording_key": manifest.recording_key,
+            "recording_state": manifest.state.value,
+            "chunks_archived": archived,
+            "chunks_total": total if total is not None else -1,
+            "expires_at": expires.isoformat() if expires else "",
+            "seconds_to_deadline": round((expires - now).total_seconds()) if expires else -1,
+        },
+    )
 
 
 async def _requeue_later(job: RecordingChunk, error: str, delay: int, worker: ChunkWorker) -> None:
@@ -232,6 +325,13 @@ async def _quarantine(job: RecordingChunk, error: str, dequeue_count: int, worke
         await worker.manifests.record(job, update, kept.quarantined_at)
     except Exception:
         log.exception("could not record the failure in the manifest")
+    if worker.events is not None:
+        events = worker.events
+        failed = chunk_failed(job, error, attempts, kept.quarantined_at, events.archive_url, worker.queue.poison_name)
+        try:
+            await events.emit([failed])
+        except Exception:  # the quarantine record and the poison message are what matter now
+            log.exception("could not publish nor keep the ChunkFailed event")
 
 
 async def _quarantine_text(text: str, exc: Exception, dequeue_count: int, worker: ChunkWorker) -> None:

@@ -82,6 +82,10 @@ class ConcurrentUpdateError(StorageError):
     """A document changed under every one of our conditional writes."""
 
 
+class PublishError(PipelineError):
+    """Outbound events could not be delivered to the Event Grid topic (after the client's own retries)."""
+
+
 class ArchiveIntegrityError(PipelineError):
     """The committed blob does not match what was downloaded. Never delete after this."""
 

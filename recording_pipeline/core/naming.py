@@ -36,6 +36,8 @@ MAX_ID_LENGTH = 256
 QUARANTINE_PREFIX = "_quarantine/"
 HOLDS_PREFIX = "_holds/"
 LOST_PREFIX = "_lost/"
+OUTBOX_PREFIX = "_outbox/"  # state container: outbound events not delivered yet
+_EVENT_ID = re.compile(r"^[0-9a-f]{32}$")
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_=.:-]*$")
 
 _FORMATS = {
@@ -116,6 +118,13 @@ def lost_name(stem: str) -> str:
 
 def quarantine_name(stem: str) -> str:
     return f"{QUARANTINE_PREFIX}{stem}.json"
+
+
+def outbox_name(event_id: str) -> str:
+    """An outbound event waiting for redelivery, named by its (deterministic) id: kept once however often it fails."""
+    if not _EVENT_ID.fullmatch(event_id):
+        raise InvalidEventError(f"not an outbound event id: {event_id[:40]!r}")
+    return f"{OUTBOX_PREFIX}{event_id}.json"
 
 
 def quarantine_invalid_name(message: str) -> str:

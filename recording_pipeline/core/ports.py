@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Any, Protocol, TypeVar
 
 from recording_pipeline.core.jobs import RecordingChunk
+from recording_pipeline.core.outbound import OutboundEvent
 from recording_pipeline.core.quarantine import QuarantineRecord
 
 T = TypeVar("T")
@@ -189,6 +190,15 @@ class ChunkQueue(Protocol):
         """What waits in the poison queue, each hidden from others until removed or a while has passed."""
 
     async def poison_count(self) -> int: ...
+
+    async def close(self) -> None: ...
+
+
+class EventPublisher(Protocol):
+    """The Event Grid topic downstream systems subscribe to. Every failure is a PublishError."""
+
+    async def publish(self, events: Sequence[OutboundEvent]) -> None:
+        """All of them, as one batch, or raise (after the client's own retries)."""
 
     async def close(self) -> None: ...
 

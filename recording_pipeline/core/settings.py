@@ -74,6 +74,8 @@ SETTING_NAMES = (
     "WEBHOOK_ENTRA_AUDIENCE",
     "WEBHOOK_ENTRA_JWKS_URL",
     "APPLICATIONINSIGHTS_CONNECTION_STRING",
+    "OUTBOUND_EVENTS_TOPIC_ENDPOINT",
+    "OUTBOUND_EVENTS_TOPIC_KEY",
     *(name for name in SPECS if name != "LOCAL_HOST_LEASE_SECONDS"),
 )
 
@@ -234,6 +236,42 @@ class TransferSettings:
 
 
 @dataclass(frozen=True)
+class OutboundEventsSettings:
+    """The Event Grid topic that hears what became of each chunk and recording; publishing is off without one.
+
+    In Azure the app's managed identity publishes (EventGrid Data Sender, the topic's keys disabled); an access key
+    is for topics that still take one, and for loopback tests.
+    """
+
+    endpoint: str | None
+    access_key: str | None = field(default=None, repr=False)
+
+    @property
+    def enabled(self) -> bool:
+        return self.endpoint is not None
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> OutboundEventsSettings:
+        endpoint = (env.get("OUTBOUND_EVENTS_TOPIC_ENDPOINT") or "").strip()
+        key = (env.get("OUTBOUND_EVENTS_TOPIC_KEY") or "").strip() or None
+        if not endpoint:
+            if key:
+                raise ConfigurationError("OUTBOUND_EVENTS_TOPIC_KEY is set without OUTBOUND_EVENTS_TOPIC_ENDPOINT")
+            return cls(None)
+        parts = urlsplit(endpoint)
+        loopback = parts.hostname in ("127.0.0.1", "localhost", "::1")
+        if not parts.hostname or parts.username or parts.password or parts.query or parts.fragment:
+            raise ConfigurationError(
+                "OUTBOUND_EVENTS_TOPIC_ENDPOINT: expected https://TOPIC.REGION.eventgrid.azure.net/api/events"
+            )
+        if parts.scheme != "https" and not (parts.scheme == "http" and loopback):
+            raise ConfigurationError("OUTBOUND_EVENTS_TOPIC_ENDPOINT must be https (http only on loopback, for tests)")
+        if parts.scheme == "http" and key is None:
+            raise ConfigurationError("OUTBOUND_EVENTS_TOPIC_ENDPOINT: identity tokens are sent over https only")
+        return cls(endpoint, key)
+
+
+@dataclass(frozen=True)
 class LocalHostSettings:
     """``serve`` only: the function key its local host demands, and how long a message in flight stays hidden."""
 
@@ -255,6 +293,7 @@ class Settings:
     queue: QueueSettings
     webhook: WebhookSettings
     transfer: TransferSettings
+    events: OutboundEventsSettings = OutboundEventsSettings(None)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -268,6 +307,7 @@ class Settings:
             queue=QueueSettings.from_env(env),
             webhook=WebhookSettings.from_env(env),
             transfer=TransferSettings.from_env(env),
+            events=OutboundEventsSettings.from_env(env),
         )
 
     @property

@@ -134,8 +134,19 @@ CHUNK_THROUGHPUT = _meter.create_histogram(
 SECONDS_LEFT = _meter.create_histogram(
     "recording.chunk.seconds_left", unit="s", description="time left before ACS deletes the chunk, when it was archived"
 )
+EVENT_TO_DELETE = _meter.create_histogram(
+    "recording.chunk.event_to_delete",
+    unit="s",
+    description="from the event's time to the DELETE of ACS's copy (chunks the archiving attempt deleted)",
+)
 OUTCOMES = _meter.create_counter("recording.chunk.outcomes", description="jobs by outcome")
 FAILURES = _meter.create_counter("recording.chunk.failures", description="failed attempts by kind")
+POISON_DEPTH = _meter.create_gauge(
+    "recording.poison_queue.depth", description="messages waiting in the poison queue, read every 5 minutes"
+)
+EVENTS_PUBLISHED = _meter.create_counter(
+    "recording.events.published", description="outbound events by type and result (delivered, kept, redelivered)"
+)
 
 # One call per staged block and one per lease renewal: ~1,300 dependency records an hour for a 2 GB chunk, each
 # with its HTTP child. The per-chunk spans say what they would (bytes, time); a failure is still reported.

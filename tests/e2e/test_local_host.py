@@ -57,6 +57,14 @@ async def toy(msg: func.QueueMessage) -> None:
     note(msg, "end")
 
 
+if os.environ.get("TOY_TIMER"):
+
+    @app.timer_trigger(arg_name="timer", schedule=os.environ["TOY_TIMER"], run_on_startup=True)
+    async def tick(timer: func.TimerRequest) -> None:
+        with LOG.open("a") as log:
+            log.write(json.dumps({"event": "tick", "past_due": timer.past_due, "pid": os.getpid()}) + "\\n")
+
+
 @app.route(route="ping", methods=["GET"])
 def ping(req: func.HttpRequest) -> func.HttpResponse:
     return func.HttpResponse("pong")
@@ -244,3 +252,21 @@ async def test_the_http_trigger_answers_on_its_route(toy: Toy) -> None:
     finally:
         await runner.cleanup()
         await host.stop()
+
+
+@pytest.mark.parametrize("worker", [InProcessWorker, SubprocessWorker])
+async def test_a_timer_function_runs_at_start_and_then_on_its_schedule(toy: Toy, worker: Any) -> None:
+    host = await _started(toy, worker, TOY_TIMER="* * * * * *")  # every second
+    try:
+        assert [f.name for f in host.functions("timerTrigger")] == ["tick"]
+
+        async def ticked_thrice() -> bool:
+            return len([line for line in toy.lines() if line["event"] == "tick"]) >= 3
+
+        await wait_until(ticked_thrice, timeout=20)
+        assert await host.run_timer("tick")  # as the admin API runs it
+    finally:
+        await host.stop()
+    ticks = [line for line in toy.lines() if line["event"] == "tick"]
+    assert not any(t["past_due"] for t in ticks)
+    assert host.stats.invocations["tick"] == len(ticks)

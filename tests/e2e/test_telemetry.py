@@ -172,6 +172,16 @@ async def test_one_record_per_log_line_with_the_identity_as_dimensions(
         and isinstance(attributes["seconds_left"], int)
         and attributes["seconds_left"] > 0
     )
+    [deleted] = [r for r in exported if str(r.body).startswith("recording chunk deleted from ACS")]
+    latency = dict(deleted.attributes or {})["event_to_delete_seconds"]
+    assert isinstance(latency, float) and 0 < latency < 60
+    [state] = [r for r in exported if str(r.body).startswith("recording state")]
+    assert {k: v for k, v in dict(state.attributes or {}).items() if k in ("recording_key", "recording_state")} == {
+        "recording_key": "r-recT",
+        "recording_state": "complete",
+    }
+    assert dict(state.attributes or {})["chunks_archived"] == 1 == dict(state.attributes or {})["chunks_total"]
+    assert any(p.count >= 1 for p in telemetry.metric_points()["recording.chunk.event_to_delete"])
     # The record belongs to the invocation's trace, as the host's own records do.
     job_traces = {s.context.trace_id for s in telemetry.spans if s.name == "archive_chunk" and s.context}
     assert archived.trace_id in job_traces

@@ -24,10 +24,12 @@ from recording_pipeline.core.errors import (
     AcsTransientError,
     BlobTooLargeError,
     ConcurrentUpdateError,
+    PublishError,
     RecordingGoneError,
     StorageError,
 )
 from recording_pipeline.core.jobs import RecordingChunk, encode_job
+from recording_pipeline.core.outbound import OutboundEvent
 from recording_pipeline.core.ports import BlobInfo, StagedBlock, Versioned
 from recording_pipeline.core.quarantine import QuarantineRecord
 from recording_pipeline.edges.retry import RetryPolicy
@@ -367,3 +369,28 @@ class FakeAcs:
 
     def count(self, method: str, document: str | None = None) -> int:
         return sum(1 for m, d, _o in self.requests if m == method and (document is None or d == document))
+
+
+class FakePublisher:
+    """The Event Grid topic: every batch it took, in order; ``fail_next`` batches are refused (PublishError)."""
+
+    def __init__(self) -> None:
+        self.batches: list[list[OutboundEvent]] = []
+        self.refused: list[list[OutboundEvent]] = []
+        self.fail_next = 0
+
+    async def publish(self, events: Sequence[OutboundEvent]) -> None:
+        if not events:
+            return
+        if self.fail_next:
+            self.fail_next -= 1
+            self.refused.append(list(events))
+            raise PublishError("503: the topic is unavailable")
+        self.batches.append(list(events))
+
+    @property
+    def events(self) -> list[OutboundEvent]:
+        return [e for batch in self.batches for e in batch]
+
+    async def close(self) -> None:
+        return None

@@ -5,17 +5,19 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 
+from recording_pipeline.app.outbound import OutboundEvents
 from recording_pipeline.app.worker import ChunkWorker
 from recording_pipeline.core.attempts import AttemptPolicy
 from recording_pipeline.core.custody import CustodyRecord
 from recording_pipeline.core.jobs import RecordingChunk
 from recording_pipeline.core.naming import custody_name, manifest_name, metadata_name
 from recording_pipeline.core.state import Manifest
-from tests.support.fakes import FakeAcs, FakeArchive, FakeQueue, FakeRecording, _Blob
+from tests.support.fakes import FakeAcs, FakeArchive, FakePublisher, FakeQueue, FakeRecording, _Blob
 
 BLOCK = 64 * 1024
 NOW = datetime(2026, 12, 1, 9, tzinfo=UTC)
 CALL = "cafe0000-0000-0000-0000-000000000000"
+ARCHIVE_URL = "https://archive.blob.core.windows.net/recordings"
 
 
 def job(
@@ -63,6 +65,12 @@ class World:
         self.worker = ChunkWorker(
             self.acs, self.store, self.state, self.queue, BLOCK, 2, AttemptPolicy(4, 300), None, clock=lambda: NOW
         )
+
+    def publish_events(self) -> FakePublisher:
+        """Outbound events on, to an in-memory topic (as OUTBOUND_EVENTS_TOPIC_ENDPOINT turns them on)."""
+        publisher = FakePublisher()
+        self.worker.events = OutboundEvents(publisher, self.state, ARCHIVE_URL, self.queue.poison_name)
+        return publisher
 
     def add(self, doc: str = "doc-1", size: int = 5 * BLOCK + 17, declare_size: bool = True) -> bytes:
         media = bytes((i * 7 + len(doc)) % 251 for i in range(size))

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -39,3 +41,16 @@ def test_http_file_names_existing_samples() -> None:
     assert len(referenced) >= 5
     for name in referenced:
         assert (SAMPLES / name).is_file(), name
+
+
+def test_the_sample_subscriber_type_checks_strictly() -> None:
+    """A function app of its own: checked on its own (its module name is function_app too)."""
+    sample = SAMPLES / "subscriber" / "function_app.py"
+    done = subprocess.run(
+        [sys.executable, "-m", "mypy", "--config-file", str(REPO / "pyproject.toml"), "--strict", str(sample)],
+        cwd=SAMPLES / "subscriber",
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr

@@ -397,3 +397,34 @@ def test_every_number_is_held_to_its_bounds(name: str, spec: Spec) -> None:
         LocalHostSettings.from_env({name: str(above)}) if name == "LOCAL_HOST_LEASE_SECONDS" else load(
             **{name: str(above)}
         )
+
+
+def test_outbound_events_are_off_without_a_topic() -> None:
+    assert not load().events.enabled and load(OUTBOUND_EVENTS_TOPIC_ENDPOINT="  ").events.endpoint is None
+
+
+def test_outbound_events_go_to_an_https_topic_with_the_identity_or_a_key_never_shown() -> None:
+    endpoint = "https://archive-events.swedencentral-1.eventgrid.azure.net/api/events"
+    events = load(OUTBOUND_EVENTS_TOPIC_ENDPOINT=endpoint).events
+    assert (events.endpoint, events.access_key) == (endpoint, None)
+    keyed = load(
+        OUTBOUND_EVENTS_TOPIC_ENDPOINT="http://127.0.0.1:9/api/events", OUTBOUND_EVENTS_TOPIC_KEY="s3cret"
+    ).events
+    assert keyed.access_key == "s3cret" and "s3cret" not in repr(keyed)
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"OUTBOUND_EVENTS_TOPIC_KEY": "k"}, "without OUTBOUND_EVENTS_TOPIC_ENDPOINT"),
+        ({"OUTBOUND_EVENTS_TOPIC_ENDPOINT": "http://topic.example.com/api/events"}, "must be https"),
+        ({"OUTBOUND_EVENTS_TOPIC_ENDPOINT": "ftp://topic.example.com/api/events"}, "must be https"),
+        ({"OUTBOUND_EVENTS_TOPIC_ENDPOINT": "http://127.0.0.1:9/api/events"}, "identity tokens are sent over https"),
+        ({"OUTBOUND_EVENTS_TOPIC_ENDPOINT": "topic.example.com/api/events"}, "expected https://"),
+        ({"OUTBOUND_EVENTS_TOPIC_ENDPOINT": "https://u:p@topic.example.com/api/events"}, "expected https://"),
+        ({"OUTBOUND_EVENTS_TOPIC_ENDPOINT": "https://topic.example.com/api/events?code=x"}, "expected https://"),
+    ],
+)
+def test_a_topic_the_app_cannot_publish_to_safely_is_refused(env: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigurationError, match=message):
+        load(**env)
