@@ -111,6 +111,9 @@ param zoneRedundant bool = false
 @description('Hours ACS keeps recordings (RECORDING_RETENTION_HOURS).')
 param recordingRetentionHours int = 24
 
+@description('Create an Event Grid topic for outbound recording events (CloudEvents; Entra ID only) and publish to it. Off: no events are published.')
+param outboundEventsTopic bool = false
+
 @description('Log Analytics retention in days.')
 @minValue(30)
 @maxValue(730)
@@ -278,6 +281,17 @@ module acsRbac 'modules/acs-rbac.bicep' = if (acsAuthMode == 'entra') {
   }
 }
 
+module outboundTopic 'modules/outbound-topic.bicep' = if (outboundEventsTopic) {
+  name: 'outbound-events-topic'
+  scope: rg
+  params: {
+    name: 'evgt-rec-${resourceToken}'
+    location: location
+    tags: tags
+    senderPrincipalId: identity.outputs.principalId
+  }
+}
+
 module functionApp 'modules/function-app.bicep' = {
   name: 'function-app'
   scope: rg
@@ -305,6 +319,7 @@ module functionApp 'modules/function-app.bicep' = {
     acsEndpoint: 'https://${acs.properties.hostName}'
     acsSecretUri: (acsAuthMode == 'hmac') ? acsSecret.outputs.secretUri : ''
     recordingRetentionHours: recordingRetentionHours
+    outboundEventsTopicEndpoint: outboundEventsTopic ? outboundTopic.outputs.endpoint : ''
   }
   dependsOn: [
     rbac
@@ -343,3 +358,5 @@ output EVENTGRID_SYSTEM_TOPIC_NAME string = eventGridTopic.outputs.name
 output EVENTGRID_RESOURCE_GROUP string = acsResourceGroupName
 output EVENTGRID_SUBSCRIPTION_ID string = acsSubscriptionId
 output KEY_VAULT_NAME string = keyVault.outputs.name
+output OUTBOUND_EVENTS_TOPIC_ID string = outboundEventsTopic ? outboundTopic.outputs.id : ''
+output OUTBOUND_EVENTS_TOPIC_ENDPOINT string = outboundEventsTopic ? outboundTopic.outputs.endpoint : ''

@@ -62,7 +62,9 @@ resource poisonAlert 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = {
           // The worker quarantines a job itself on its last attempt (with the error); the host moves it only
           // when that attempt never finished (timeout, crash). Either way the message names the poison queue.
           // Fires early: "still failing" is logged each time a job exhausts its attempts and is put back for later.
-          query: 'traces | where message has "recording chunk still failing after" or (message has "${poisonQueueName}" and (message has "recording chunk failed after" or message has "MaxDequeueCount"))'
+          // The poison_depth timer's gauge sees what the host poisoned itself: in OpenTelemetry mode, with the
+          // worker exporting, the host drops its Microsoft.Azure.WebJobs.* lines (MaxDequeueCount among them).
+          query: 'union (traces | where message has "recording chunk still failing after" or (message has "${poisonQueueName}" and (message has "recording chunk failed after" or message has "MaxDequeueCount"))), (customMetrics | where name == "recording.poison_queue.depth" and value > 0)'
           timeAggregation: 'Count'
           operator: 'GreaterThan'
           threshold: 0

@@ -85,6 +85,9 @@ param recordingAllowedHosts string = '.asm.skype.com,.asyncgw.teams.microsoft.co
 @description('Hours ACS keeps recordings (RECORDING_RETENTION_HOURS).')
 param recordingRetentionHours int = 24
 
+@description('Event Grid topic endpoint for outbound events (OUTBOUND_EVENTS_TOPIC_ENDPOINT); empty = not published.')
+param outboundEventsTopicEndpoint string = ''
+
 resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
   name: planName
   location: location
@@ -188,6 +191,14 @@ var entraSettings = [
 
 var acsSettings = (acsAuthMode == 'hmac') ? hmacSettings : entraSettings
 
+// Published with the managed identity (EventGrid Data Sender on the topic); no key setting in Azure.
+var outboundEventsSettings = empty(outboundEventsTopicEndpoint) ? [] : [
+  {
+    name: 'OUTBOUND_EVENTS_TOPIC_ENDPOINT'
+    value: outboundEventsTopicEndpoint
+  }
+]
+
 resource site 'Microsoft.Web/sites@2024-04-01' = {
   name: name
   location: location
@@ -233,7 +244,7 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
       scmMinTlsVersion: '1.2'
       ftpsState: 'Disabled'
       http20Enabled: true
-      appSettings: concat(baseSettings, acsSettings)
+      appSettings: concat(baseSettings, acsSettings, outboundEventsSettings)
     }
   }
 }

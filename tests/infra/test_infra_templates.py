@@ -530,6 +530,7 @@ def test_alerts_cover_poison_queue_lost_chunks_and_failures() -> None:
         and "MaxDequeueCount" in q
         and "${poisonQueueName}" in q
         and "recording chunk still failing after" in q
+        and 'customMetrics | where name == "recording.poison_queue.depth" and value > 0' in q
         for q in queries
     )
     metrics = [
@@ -595,3 +596,52 @@ def test_postdeploy_hook_uses_only_values_main_bicep_outputs() -> None:
     passed = set(re.findall(r"^ {6}(\w+)=\"\$", text, re.M))
     assert passed <= set(sub["parameters"])
     assert {n for n, p in sub["parameters"].items() if "default" not in p} <= passed
+
+
+# --- outbound events topic ----------------------------------------------------
+
+EVENTGRID_DATA_SENDER = "d5a91429-5739-47e2-a06b-3470a27159e7"
+
+
+def test_outbound_topic_is_off_by_default_and_feeds_the_app_setting_when_on() -> None:
+    main = bicep("main.bicep")
+    assert main["parameters"]["outboundEventsTopic"]["default"] is False
+    module = main["modules"]["outboundTopic"]
+    assert module["detail"]["path"] == "modules/outbound-topic.bicep" and condition(module) == "outboundEventsTopic"
+    assert body(module)["params"]["senderPrincipalId"]["operator"]["operands"]["operand_1"] == "identity"
+    endpoint = body(main["modules"]["functionApp"])["params"]["outboundEventsTopicEndpoint"]["operator"]
+    assert endpoint["type"] == "conditional" and endpoint["operands"]["condition"] == "outboundEventsTopic"
+    assert endpoint["operands"]["true_value"]["operator"]["operands"]["operand_1"] == "outboundTopic"
+    assert endpoint["operands"]["false_value"] == ""
+    params = json.loads((INFRA / "main.parameters.json").read_text())["parameters"]
+    assert params["outboundEventsTopic"]["value"] == "${OUTBOUND_EVENTS_TOPIC=false}"
+    # The app reads exactly this setting (core/settings.py), set only when there is a topic, never with a key.
+    app = bicep("function-app.bicep")
+    chosen = app["variables"]["outboundEventsSettings"]["value"]["operator"]
+    assert chosen["operands"]["condition"]["function"] == {
+        "type": "empty",
+        "parameters": {"item_to_test": "outboundEventsTopicEndpoint"},
+    }
+    assert chosen["operands"]["true_value"] == []
+    assert chosen["operands"]["false_value"] == [
+        {"name": "OUTBOUND_EVENTS_TOPIC_ENDPOINT", "value": "outboundEventsTopicEndpoint"}
+    ]
+    _, site = the_resource(app, "Microsoft.Web/sites")
+    concat = body(site)["properties"]["siteConfig"]["appSettings"]["function"]
+    assert "outboundEventsSettings" in concat["parameters"].values()
+    assert "OUTBOUND_EVENTS_TOPIC_KEY" not in (INFRA / "modules" / "function-app.bicep").read_text()
+
+
+def test_outbound_topic_takes_cloudevents_from_the_apps_identity_only() -> None:
+    doc = bicep("outbound-topic.bicep")
+    _, topic = the_resource(doc, "Microsoft.EventGrid/topics")
+    props = body(topic)["properties"]
+    assert props["inputSchema"] == "CloudEventSchemaV1_0"
+    assert props["disableLocalAuth"] is True
+    [sender] = role_assignments(doc)
+    assert (sender["role"], sender["principal"], sender["principalType"], sender["scope_type"]) == (
+        EVENTGRID_DATA_SENDER,
+        "senderPrincipalId",
+        "ServicePrincipal",
+        "Microsoft.EventGrid/topics",
+    )
