@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 PY_STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
 
-.PHONY: setup demo test quick lint unit infra-check bench clean
+.PHONY: setup demo test quick lint unit infra-check bench dashboard clean
 
 setup: $(PY_STAMP) $(NODE_STAMP)
 
@@ -46,5 +46,9 @@ quick: setup
 bench: setup
 	$(PY) -m bench.transfer_bench
 
+# docs/dashboard.png: the workbook's panels from a local run's telemetry.
+dashboard: setup
+	$(PY) -m devtools.dashboard
+
 clean:
-	rm -rf $(VENV) node_modules .demo .bench .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) node_modules .demo .bench .dashboard .pytest_cache .mypy_cache .ruff_cache

@@ -339,6 +339,16 @@ module alerts 'modules/alerts.bicep' = {
   }
 }
 
+module workbook 'modules/workbook.bicep' = {
+  name: 'workbook'
+  scope: rg
+  params: {
+    location: location
+    tags: tags
+    applicationInsightsId: monitoring.outputs.applicationInsightsId
+  }
+}
+
 // azd stores these in .azure/<env>/.env; the postdeploy hook reads them.
 output AZURE_LOCATION string = location
 output AZURE_TENANT_ID string = tenant().tenantId
@@ -358,5 +368,6 @@ output EVENTGRID_SYSTEM_TOPIC_NAME string = eventGridTopic.outputs.name
 output EVENTGRID_RESOURCE_GROUP string = acsResourceGroupName
 output EVENTGRID_SUBSCRIPTION_ID string = acsSubscriptionId
 output KEY_VAULT_NAME string = keyVault.outputs.name
+output WORKBOOK_ID string = workbook.outputs.id
 output OUTBOUND_EVENTS_TOPIC_ID string = outboundEventsTopic ? outboundTopic.outputs.id : ''
 output OUTBOUND_EVENTS_TOPIC_ENDPOINT string = outboundEventsTopic ? outboundTopic.outputs.endpoint : ''

@@ -645,3 +645,29 @@ def test_outbound_topic_takes_cloudevents_from_the_apps_identity_only() -> None:
         "ServicePrincipal",
         "Microsoft.EventGrid/topics",
     )
+
+
+# --- workbook -----------------------------------------------------------------
+
+
+def test_azd_up_deploys_the_workbook_over_application_insights() -> None:
+    main = bicep("main.bicep")
+    module = main["modules"]["workbook"]
+    assert module["detail"]["path"] == "modules/workbook.bicep" and condition(module) is None
+    source = body(module)["params"]["applicationInsightsId"]["operator"]["operands"]
+    assert source["operand_1"] == "monitoring"
+    doc = bicep("workbook.bicep")
+    _, workbook = the_resource(doc, "Microsoft.Insights/workbooks")
+    config = body(workbook)
+    assert config["kind"] == "shared"
+    props = config["properties"]
+    assert props["category"] == "workbook" and props["sourceId"] == "applicationInsightsId"
+    assert props["serializedData"]["function"] == {
+        "type": "load_text_content",
+        "parameters": {"file_path": "workbook.json", "encoding": None},
+    }
+    serialized = json.loads((MODULES / "workbook.json").read_text())
+    assert serialized["version"] == "Notebook/1.0"
+    kql = [i["content"] for i in serialized["items"] if i["type"] == 3]
+    assert kql and all(c["resourceType"] == "microsoft.insights/components" for c in kql)
+    assert all(c["timeContextFromParameter"] == "TimeRange" for c in kql)
