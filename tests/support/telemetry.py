@@ -7,12 +7,14 @@ the Azure SDK's own spans are switched on only while a test captures.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from azure.core.settings import settings as azure_core_settings
 from azure.core.tracing.ext.opentelemetry_span import OpenTelemetrySpan
+from opentelemetry.instrumentation.logging.handler import LoggingHandler
 from opentelemetry.sdk._logs import ReadableLogRecord
 from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportResult
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
@@ -32,8 +34,11 @@ class Captured:
     recorded: list[ReadableSpan] = field(default_factory=list)  # every span that ended, exported or not
     logs: list[ReadableLogRecord] = field(default_factory=list)
     metrics: InMemoryMetricReader = field(default_factory=InMemoryMetricReader)
+    handlers: list[logging.Handler] = field(default_factory=list)  # the worker's handler on the app's logger
 
     def start(self) -> None:
+        for handler in self.handlers:
+            logging.getLogger(APP_LOGGER).addHandler(handler)
         self.spans.clear()
         self.recorded.clear()
         self.logs.clear()
@@ -42,6 +47,8 @@ class Captured:
         self.active = True
 
     def stop(self) -> None:
+        for handler in self.handlers:  # other tests run without the cost of translating every log line
+            logging.getLogger(APP_LOGGER).removeHandler(handler)
         self.active = False
         azure_core_settings.tracing_implementation = None
         self.spans.clear()
@@ -104,5 +111,7 @@ def install_capture() -> Captured:
     captured = Captured()
     tracer_provider, _, _ = install_pipeline(_Spans(captured), _Logs(captured), captured.metrics, APP_LOGGER)
     tracer_provider.add_span_processor(_Recorded(captured))
-    azure_core_settings.tracing_implementation = None
+    app_logger = logging.getLogger(APP_LOGGER)
+    captured.handlers = [h for h in app_logger.handlers if isinstance(h, LoggingHandler)]
+    captured.stop()
     return captured
