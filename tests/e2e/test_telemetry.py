@@ -204,8 +204,13 @@ async def test_the_apps_spans_are_children_of_the_hosts_invocation(stack: Stack,
 
 
 async def test_block_and_lease_renewal_calls_are_not_exported_but_their_failures_are(
-    stack: Stack, telemetry: Captured, blob_service: BlobServiceClient
+    stack: Stack, telemetry: Captured, blob_service: BlobServiceClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    import recording_pipeline.app.chunk_steps as steps
+
+    # A claimed copy takes the lease once it has run half the claim's window; this one at once (the worker
+    # runs in this process), so that its renewals happen in a copy of a few seconds.
+    monkeypatch.setattr(steps, "LEASE_AFTER_SECONDS", 0.0)
     doc, size = "doc-quiet", 2 * MIB
     stem = chunk_stem(CALL, recording_key("recT", None), 0, doc)
     lock = blob_service.get_container_client(stack.state_container).get_blob_client(lock_name(stem))
