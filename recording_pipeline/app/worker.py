@@ -186,7 +186,7 @@ async def _decide(
         return
     log.error(
         "recording chunk failed after %d attempts, moved to %s: %s",
-        policy.attempts_per_message * job.requeues + min(dequeue_count, policy.attempts_per_message),
+        policy.attempts_made(dequeue_count, job.requeues),
         worker.queue.poison_name,
         error,
     )
@@ -315,9 +315,7 @@ async def _requeue_later(job: RecordingChunk, error: str, delay: int, worker: Ch
 async def _quarantine(job: RecordingChunk, error: str, dequeue_count: int, worker: ChunkWorker) -> None:
     """The job, its error and its attempts: a durable record in the state container, and a poison message that
     never expires. Either is enough for ``replay --poison``; the manifest is a view."""
-    attempts = worker.policy.attempts_per_message * job.requeues + min(
-        dequeue_count, worker.policy.attempts_per_message
-    )
+    attempts = worker.policy.attempts_made(dequeue_count, job.requeues)
     kept = QuarantineRecord(error, attempts, worker.clock(), json.loads(job.model_dump_json()), None)
     await _keep_quarantined(quarantine_name(job.stem), kept, worker)
     try:

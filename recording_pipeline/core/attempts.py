@@ -63,6 +63,10 @@ class AttemptPolicy:
         """Whether this delivery may do real work; beyond it the previous one ended without an answer."""
         return dequeue_count <= self.attempts_per_message
 
+    def attempts_made(self, dequeue_count: int, requeues: int) -> int:
+        """Attempts so far over all of the job's messages: each earlier message had all of its own."""
+        return self.attempts_per_message * requeues + min(dequeue_count, self.attempts_per_message)
+
     def decide(
         self, failure: Failure, dequeue_count: int, requeues: int, seconds_left: float, progressed: bool = False
     ) -> Decision:

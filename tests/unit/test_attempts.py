@@ -76,3 +76,8 @@ def test_an_attempt_out_of_time_that_moved_nothing_counts_as_a_failure() -> None
 
 def test_an_expired_deadline_quarantines() -> None:
     assert POLICY.decide(Failure.ERROR, 4, 0, -60.0).verdict is Verdict.QUARANTINE
+
+
+@pytest.mark.parametrize(("count", "requeues", "made"), [(1, 0, 1), (4, 0, 4), (5, 0, 4), (2, 3, 14)])
+def test_attempts_made_count_every_earlier_message_in_full(count: int, requeues: int, made: int) -> None:
+    assert AttemptPolicy(4).attempts_made(count, requeues) == made
