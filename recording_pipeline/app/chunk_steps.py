@@ -524,7 +524,8 @@ class ChunkRun:
 
     async def _find_copy(self, facts: ChunkFacts) -> ChunkFacts:
         """ACS answered 404: lost, unless another attempt archived (and deleted) it meanwhile."""
-        if await self._read_custody() is not None:
+        self.custody = await self._read_custody()
+        if self.custody is not None:  # kept: what the worker reports of the chunk (outbound events)
             log.info("ACS no longer has the chunk, and the archive holds its proved copy")
             return facts.but(copy=Copy.FOUND)
         return facts.but(copy=Copy.NONE)

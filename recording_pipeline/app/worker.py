@@ -26,7 +26,7 @@ from recording_pipeline.core.attempts import AttemptPolicy, AttemptProgress, Fai
 from recording_pipeline.core.errors import AttemptTimeoutError, InvalidEventError, NoAnswerError
 from recording_pipeline.core.jobs import RecordingChunk, decode_job
 from recording_pipeline.core.lifecycle import ChunkFacts, Outcome, Source, Step, next_step, outcome
-from recording_pipeline.core.naming import quarantine_invalid_name, quarantine_name
+from recording_pipeline.core.naming import manifest_name, quarantine_invalid_name, quarantine_name
 from recording_pipeline.core.outbound import (
     OutboundEvent,
     chunk_archived,
@@ -243,12 +243,25 @@ async def _report(job: RecordingChunk, run: ChunkRun, result: Outcome, worker: C
         _log_recording_state(run.manifest, now)
     if worker.events is None:
         return
+    if run.manifest is None and run.custody is not None:
+        # Found archived by another attempt (ACS answered 404): this attempt recorded nothing, so the recording's
+        # state comes from the manifest, read for the events only (when the DELETE was, whether it is complete).
+        run.manifest = await _read_manifest(job, worker)
     events = _events_for(job, run, result, worker.events.archive_url, now)
     try:
         await worker.events.emit(events)
     except Exception as exc:
         log.error("could not publish nor keep outbound events, trying again later: %s: %s", type(exc).__name__, exc)
         await worker.queue.enqueue_later(job, worker.policy.requeue_delay_seconds)
+
+
+async def _read_manifest(job: RecordingChunk, worker: ChunkWorker) -> Manifest | None:
+    try:
+        found = await worker.state.read_json(manifest_name(job.call_id, job.recording_key))
+    except Exception as exc:  # the ChunkArchived event goes without the DELETE's time
+        log.warning("could not read the manifest for the outbound events: %s: %s", type(exc).__name__, exc)
+        return None
+    return Manifest.from_json(found[0]) if found is not None else None
 
 
 def _events_for(

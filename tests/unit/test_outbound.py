@@ -168,6 +168,16 @@ async def test_when_events_can_be_neither_published_nor_kept_the_job_comes_back_
     assert await handle_chunk_message(encode_job(job()), 1, world.worker) is Outcome.ARCHIVED
     [(text, delay)] = world.queue.messages
     assert json.loads(text)["document_id"] == "doc-1" and delay == 300
+    assert topic.events == []
+    # The copy comes back: ACS answers 404 (its file was deleted), the archive holds the proved copy, and both
+    # events go out as the first attempt would have sent them.
+    world.state.create = create  # type: ignore[method-assign]
+    assert await handle_chunk_message(text, 1, world.worker) is Outcome.ALREADY_ARCHIVED
+    archived, completed = topic.events
+    assert archived.type is EventType.CHUNK_ARCHIVED and archived.data["mediaBlob"] == world.media_blob()
+    assert archived.data["sourceDeletedAt"] == NOW.isoformat()
+    assert completed.type is EventType.RECORDING_COMPLETED and completed.data["chunkCount"] == 1
+    assert _outbox(world) == []
 
 
 def test_an_event_survives_the_outbox_unchanged() -> None:
