@@ -26,7 +26,7 @@ from recording_pipeline.core.attempts import AttemptPolicy, AttemptProgress, Fai
 from recording_pipeline.core.errors import AttemptTimeoutError, InvalidEventError, NoAnswerError
 from recording_pipeline.core.jobs import RecordingChunk, decode_job
 from recording_pipeline.core.lifecycle import ChunkFacts, Outcome, Source, Step, next_step, outcome
-from recording_pipeline.core.naming import manifest_name, quarantine_invalid_name, quarantine_name
+from recording_pipeline.core.naming import custody_name, manifest_name, quarantine_invalid_name, quarantine_name
 from recording_pipeline.core.outbound import (
     OutboundEvent,
     chunk_archived,
@@ -118,9 +118,13 @@ async def handle_chunk_message(
             # The previous delivery ended without an answer: killed, timed out or out of memory. The host
             # poisons the next one unseen, so decide now, without starting any long work.
             log.warning("delivery %d: the previous attempt ended without an answer", dequeue_count)
-            error = NoAnswerError(f"attempt {dequeue_count - 1} ended without an answer (killed or timed out)")
-            await _decide(job, Failure.NO_ANSWER, error, dequeue_count, False, worker)
-            return None
+            if not await _proved(job, worker):
+                error = NoAnswerError(f"attempt {dequeue_count - 1} ended without an answer (killed or timed out)")
+                await _decide(job, Failure.NO_ANSWER, error, dequeue_count, False, worker)
+                return None
+            # Killed after the copy was proved (a scale-in, a restart for another invocation's timeout): what is
+            # left — the index, the DELETE, the state — is short, so it is done now rather than quarantined.
+            log.info("the chunk's copy is proved already; finishing it on this delivery")
         progress = AttemptProgress()
         try:
             with tracer.start_as_current_span("archive_chunk", attributes=span_attributes()) as span:
@@ -142,6 +146,15 @@ async def handle_chunk_message(
             )
             await _decide(job, failure, exc, dequeue_count, progress.staged_bytes > 0, worker)
             return None
+
+
+async def _proved(job: RecordingChunk, worker: ChunkWorker) -> bool:
+    """Whether the chunk's chain-of-custody record exists: its copy is archived and proved."""
+    try:
+        return await worker.store.read_bytes(custody_name(job.stem)) is not None
+    except Exception as exc:  # decide as if not: the quarantined job can be replayed
+        log.warning("could not look for the chunk's custody record: %s: %s", type(exc).__name__, exc)
+        return False
 
 
 async def _attempt(

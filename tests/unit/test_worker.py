@@ -187,6 +187,20 @@ async def test_a_delivery_after_an_unanswered_attempt_decides_without_work(world
     assert world.acs.requests == [] and len(world.queue.messages) == 1
 
 
+async def test_a_chunk_killed_after_its_proof_is_finished_on_the_deciding_delivery_not_quarantined(
+    world: World,
+) -> None:
+    """A scale-in or a restart can end an attempt between the custody record and the DELETE; near the deadline
+    the deciding delivery would quarantine the job, but what is left is short, so it is done."""
+    world.add()
+    assert await archive_chunk(job(), world.worker, first_delivery=True) is Outcome.ARCHIVED
+    world.acs.deleted.clear()  # as if the attempt had died before its DELETE
+    world.worker.clock = lambda: NOW + timedelta(hours=23, minutes=45)
+    assert await handle_chunk_message(encode_job(job()), 5, world.worker) is Outcome.ALREADY_ARCHIVED
+    assert "doc-1" in world.acs.deleted and world.acs.count("GET-media") == 1
+    assert world.queue.poison == [] and quarantine_name(job().stem) not in world.state.blobs
+
+
 async def test_near_the_deadline_the_job_is_quarantined_twice(world: World) -> None:
     world.add()
     world.acs.fail_next_metadata = 100
