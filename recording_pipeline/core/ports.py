@@ -8,12 +8,14 @@ assertions against both, so the fakes cannot drift from the real thing.
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol, TypeVar
 
+from recording_pipeline.core.errors import ConcurrentUpdateError
 from recording_pipeline.core.jobs import RecordingChunk
 from recording_pipeline.core.outbound import OutboundEvent
 from recording_pipeline.core.quarantine import QuarantineRecord
@@ -36,6 +38,32 @@ class Versioned:
 
     doc: Any | None
     etag: str | None
+
+
+async def read_modify_write(
+    read: Callable[[], Awaitable[tuple[Any, str] | None]],
+    replace: Callable[[Any, str | None], Awaitable[str | None]],
+    mutate: Callable[[Any | None], Any | None],
+    attempts: int,
+    known: Versioned | None,
+    name: str,
+) -> Versioned:
+    """The optimistic update every StateStore makes, over its own ``read`` (document and ETag, or None) and
+    ``replace`` (write only if still at that ETag, None: only if absent; the new ETag, or None if another writer
+    came first). ``known`` is tried first, without a read."""
+    for _ in range(attempts):
+        if known is not None:
+            current, etag, known = known.doc, known.etag, None
+        else:
+            found = await read()
+            current, etag = found if found else (None, None)
+        updated = mutate(json.loads(json.dumps(current)) if current is not None else None)
+        if updated is None:
+            return Versioned(current, etag)
+        written = await replace(updated, etag)
+        if written is not None:
+            return Versioned(updated, written)
+    raise ConcurrentUpdateError(f"{name}: gave up after {attempts} concurrent updates")
 
 
 @dataclass(frozen=True)

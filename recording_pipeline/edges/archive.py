@@ -25,8 +25,8 @@ from azure.core.exceptions import HttpResponseError, ResourceExistsError, Resour
 from azure.storage.blob import BlobBlock, ContentSettings
 from azure.storage.blob.aio import BlobLeaseClient, BlobServiceClient, ContainerClient
 
-from recording_pipeline.core.errors import BlobTooLargeError, ConcurrentUpdateError
-from recording_pipeline.core.ports import BlobInfo, StagedBlock, Versioned
+from recording_pipeline.core.errors import BlobTooLargeError
+from recording_pipeline.core.ports import BlobInfo, StagedBlock, Versioned, read_modify_write
 from recording_pipeline.edges.storage_errors import create_if_missing, storage_errors, translated_iter
 
 log = logging.getLogger(__name__)
@@ -139,19 +139,14 @@ class BlobArchive:
     ) -> Versioned:
         """Read-modify-write under ETag conditions; ``mutate`` may run several times. None: no change.
         ``known``: the version the caller believes current, written over without reading it first."""
-        for _ in range(attempts):
-            if known is not None:
-                current, etag, known = known.doc, known.etag, None
-            else:
-                found = await self.read_json(name)
-                current, etag = found if found else (None, None)
-            updated = mutate(json.loads(json.dumps(current)) if current is not None else None)
-            if updated is None:
-                return Versioned(current, etag)
-            written = await self._replace_json(name, updated, etag)
-            if written is not None:
-                return Versioned(updated, written)
-        raise ConcurrentUpdateError(f"{name}: gave up after {attempts} concurrent updates")
+        return await read_modify_write(
+            lambda: self.read_json(name),
+            lambda doc, etag: self._replace_json(name, doc, etag),
+            mutate,
+            attempts,
+            known,
+            name,
+        )
 
     async def _replace_json(self, name: str, doc: Any, etag: str | None) -> str | None:
         """Write only if the blob is still at ``etag`` (None: only if absent): the new ETag, or None if someone

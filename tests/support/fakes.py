@@ -23,14 +23,13 @@ from typing import Any
 from recording_pipeline.core.errors import (
     AcsTransientError,
     BlobTooLargeError,
-    ConcurrentUpdateError,
     PublishError,
     RecordingGoneError,
     StorageError,
 )
 from recording_pipeline.core.jobs import RecordingChunk, encode_job
 from recording_pipeline.core.outbound import OutboundEvent
-from recording_pipeline.core.ports import BlobInfo, StagedBlock, Versioned
+from recording_pipeline.core.ports import BlobInfo, StagedBlock, Versioned, read_modify_write
 from recording_pipeline.core.quarantine import QuarantineRecord
 from recording_pipeline.edges.retry import RetryPolicy
 
@@ -133,25 +132,18 @@ class FakeArchive:
         attempts: int = 20,
         known: Versioned | None = None,
     ) -> Versioned:
-        for _ in range(attempts):
-            if known is not None:
-                current, etag, known = known.doc, known.etag, None
-            else:
-                found = await self.read_json(name)
-                current, etag = found if found else (None, None)
-            updated = mutate(json.loads(json.dumps(current)) if current is not None else None)
-            if updated is None:
-                return Versioned(current, etag)
+        async def replace(doc: Any, etag: str | None) -> str | None:
             await asyncio.sleep(0)  # another writer may come in between, as with the real store
             self._seen("put", name)
             now = self.blobs.get(name)
             if (now.etag if now else None) != etag:
-                continue
+                return None
             if now is not None:
                 self.changed.append(name)
-            blob = self.blobs[name] = _Blob(json.dumps(updated, indent=1, sort_keys=True).encode(), JSON_TYPE, {})
-            return Versioned(updated, blob.etag)
-        raise ConcurrentUpdateError(f"{name}: gave up after {attempts} concurrent updates")
+            blob = self.blobs[name] = _Blob(json.dumps(doc, indent=1, sort_keys=True).encode(), JSON_TYPE, {})
+            return blob.etag
+
+        return await read_modify_write(lambda: self.read_json(name), replace, mutate, attempts, known, name)
 
     async def delete(self, name: str) -> None:
         self._seen("delete", name)
