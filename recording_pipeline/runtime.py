@@ -113,7 +113,7 @@ class Runtime:
                 settings.transfer.concurrency,
                 AttemptPolicy(host.attempts_per_message, settings.queue.requeue_delay_seconds),
                 host.attempt_seconds(),
-                events=OutboundEvents(publisher, state, store.url, queue.poison_name) if publisher else None,
+                events=OutboundEvents(publisher, state, store.url) if publisher else None,
             )
             webhook_settings = settings.webhook
             entra = webhook_settings.entra

@@ -250,12 +250,15 @@ class ChunkRun:
 
     async def _lease(self, facts: ChunkFacts) -> ChunkFacts:
         """Hold the chunk while it is copied; the lease saves work, it does not make the copy correct."""
-        held = await self.lease_scope.enter_async_context(
-            self.deps.state.lease(lock_name(self.job.stem), LEASE_SECONDS, LEASE_WAIT_SECONDS)
-        )
-        if not held:
+        if not await self._take_lease():
             return facts.but(lease=Lease.ELSEWHERE)
         return facts.but(lease=Lease.HELD, media=Media.UNKNOWN)  # look again: the holder may have finished
+
+    async def _take_lease(self) -> bool:
+        """The chunk's lease, held (and renewed) until ``lease_scope`` closes; False if another kept it."""
+        return await self.lease_scope.enter_async_context(
+            self.deps.state.lease(lock_name(self.job.stem), LEASE_SECONDS, LEASE_WAIT_SECONDS)
+        )
 
     async def _leave_to_holder(self, facts: ChunkFacts) -> ChunkFacts:
         # That worker's message will be retried if it dies; but if it *is* this message (its invisibility
@@ -269,18 +272,13 @@ class ChunkRun:
         deps = self.deps
         self.started = deps.clock()
         claimed = facts.claim is Claim.MINE
-        leased_here: list[bool] = []
 
         async def lease_if_long() -> None:
             """Under the claim, a copy that is still running halfway through the claim's window takes the lease,
             so duplicates keep leaving it to this worker once the claim looks stale; a quick copy never needs one.
             If another worker holds it (storage refusing renewals), both copy and converge on one blob."""
             await asyncio.sleep(LEASE_AFTER_SECONDS)
-            held = await self.lease_scope.enter_async_context(
-                deps.state.lease(lock_name(self.job.stem), LEASE_SECONDS, LEASE_WAIT_SECONDS)
-            )
-            leased_here.append(held)
-            if not held:
+            if not await self._take_lease():
                 log.warning("another worker holds the lease of a chunk this one claimed; both copy, one blob stays")
 
         async def create_whole(data: bytes, md5: bytes, sha256: str) -> bool:
@@ -319,8 +317,6 @@ class ChunkRun:
                 lease_later.cancel()
                 await asyncio.gather(lease_later, return_exceptions=True)
         self.finished = deps.clock()
-        if any(leased_here):
-            facts = facts.but(lease=Lease.HELD)
         if result.created_whole is not None:  # one Put Blob: copied and committed (by us, or found there)
             if not result.created_whole:
                 self.info = await deps.store.info(self.media_blob)
@@ -419,9 +415,7 @@ class ChunkRun:
         """One small blob per (participant, recording): a prefix listing answers "which recordings"."""
         await self.lease_scope.aclose()  # the copy is proved: nothing left to guard
         job = self.job
-        if self.metadata is None:  # the media was verified before this attempt read the document
-            found = await self.deps.store.read_bytes(self.meta_blob)
-            self.metadata = parse_metadata(found[0]) if found else None
+        assert self.metadata is not None  # FETCH_METADATA comes first in every attempt
         entry = json.dumps(
             {
                 "callId": job.call_id,
@@ -431,7 +425,7 @@ class ChunkRun:
                 "manifest": manifest_name(job.call_id, job.recording_key),
             }
         ).encode()
-        participants = self.metadata.participants if self.metadata else []
+        participants = self.metadata.participants
         known = self.deps.index_entries
         # The other chunks of a recording mostly name the same participants: an entry this process already
         # wrote (or found) is there for good.

@@ -61,8 +61,3 @@ class ManifestWriter:
         self._known[name] = version
         while len(self._known) > REMEMBERED:
             self._known.popitem(last=False)
-
-
-async def record(store: StateStore, job: RecordingChunk, update: ChunkUpdate, now: datetime) -> Manifest:
-    """One write, reading first: for callers outside the chunk worker (no version to start from)."""
-    return await ManifestWriter(store).record(job, update, now)

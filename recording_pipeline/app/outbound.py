@@ -40,7 +40,6 @@ class OutboundEvents:
     publisher: EventPublisher
     state: StateStore
     archive_url: str  # the archive container's URL: the events' source, and the base of their blob URLs
-    poison_queue: str
 
     async def emit(self, events: Sequence[OutboundEvent]) -> None:
         """Publish, or keep every event in the outbox. Raises only if it could do neither."""

@@ -168,7 +168,6 @@ class _Transfer:
         self.block_ids = [block_id(i, block_size) for i in range(resume_blocks)]
         self.offset = resume_blocks * block_size
         self.resumed_from = self.offset
-        self.downloaded = 0
         self.total: int | None = None
         self.declared: dict[str, str] = {}
         self.hasher = hashlib.sha256() if resume_blocks == 0 else None
@@ -199,7 +198,6 @@ class _Transfer:
                 pieces: list[memoryview] = []
                 filled = 0
                 async for piece in stream.pieces():
-                    self.downloaded += len(piece)
                     view = memoryview(piece)
                     if skip:
                         drop = min(skip, len(view))
@@ -351,13 +349,6 @@ async def copy_to_blocks(
     handed to this (one Put Blob instead of Put Block and Put Block List); its answer is ``created_whole``.
     """
     budget = budget or process_budget()
-    if block_size * 2 > budget.capacity:
-        log.warning(
-            "blocks of %d MiB leave room for fewer than 2 in the process's %d MiB buffer budget: "
-            "downloads and uploads will not overlap",
-            block_size // MIB,
-            budget.capacity // MIB,
-        )
     resume = 0 if fresh else resume_count(await store.uncommitted_blocks(blob), block_size)
     if resume:
         log.info("resuming %s after %d staged blocks (%d bytes)", blob, resume, resume * block_size)

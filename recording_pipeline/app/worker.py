@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from recording_pipeline.app.chunk_steps import ChunkDeps, ChunkRun, KnownBlobs
 from recording_pipeline.app.manifests import ManifestWriter
 from recording_pipeline.app.outbound import OutboundEvents
+from recording_pipeline.app.transfer import MIB, PROCESS_BUFFER_BUDGET
 from recording_pipeline.core.attempts import AttemptPolicy, AttemptProgress, Failure, Verdict
 from recording_pipeline.core.errors import AttemptTimeoutError, InvalidEventError, NoAnswerError
 from recording_pipeline.core.jobs import RecordingChunk, decode_job
@@ -71,6 +72,13 @@ class ChunkWorker:
 
     def __post_init__(self) -> None:
         self.manifests = ManifestWriter(self.state)
+        if self.block_size * 2 > PROCESS_BUFFER_BUDGET:
+            log.warning(
+                "blocks of %d MiB leave room for fewer than 2 in the process's %d MiB buffer budget: "
+                "downloads and uploads will not overlap",
+                self.block_size // MIB,
+                PROCESS_BUFFER_BUDGET // MIB,
+            )
 
     @property
     def deps(self) -> ChunkDeps:

@@ -17,7 +17,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
-from recording_pipeline.core.jobs import RecordingChunk
+from recording_pipeline.core.jobs import RecordingChunk, ends_recording
 from recording_pipeline.core.state import Instant
 
 SCHEMA = 1
@@ -70,7 +70,7 @@ class ChunkIdentity(_Record):
 
     @property
     def is_last_chunk(self) -> bool:
-        return (self.end_reason or "").strip().lower() == "sessionended"
+        return ends_recording(self.end_reason)
 
 
 class DeclaredSource(_Record):

@@ -22,6 +22,12 @@ MAX_MESSAGE_BYTES = 48 * 1024  # a Storage queue message holds 64 KiB; base64 ad
 FINAL_END_REASON = "sessionended"
 
 
+def ends_recording(end_reason: str | None) -> bool:
+    """Whether a chunk that ended for this reason is its recording's last (any reason but the session's end, or
+    one we do not know, means more may follow)."""
+    return (end_reason or "").strip().lower() == FINAL_END_REASON
+
+
 class RecordingChunk(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -77,7 +83,7 @@ class RecordingChunk(BaseModel):
         means more may follow: a manifest stays incomplete rather than claiming
         a whole recording it cannot prove.
         """
-        return (self.end_reason or "").strip().lower() == FINAL_END_REASON
+        return ends_recording(self.end_reason)
 
     def seconds_left(self, now: datetime) -> float:
         return (self.expires_at - now).total_seconds()

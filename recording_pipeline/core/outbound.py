@@ -22,7 +22,7 @@ from recording_pipeline.core.custody import CustodyRecord
 from recording_pipeline.core.errors import InvalidEventError
 from recording_pipeline.core.jobs import RecordingChunk
 from recording_pipeline.core.naming import custody_name, lost_name, manifest_name, quarantine_name, recording_prefix
-from recording_pipeline.core.state import ChunkState, Manifest
+from recording_pipeline.core.state import Manifest, RecordingState
 
 SCHEMA = 1
 
@@ -134,7 +134,7 @@ def chunk_archived(
 def recording_completed(manifest: Manifest, archive_url: str) -> OutboundEvent:
     """Chunks 0..n are archived and chunk n ended the session. ``manifest`` must say ``complete``."""
     chunks = sorted(manifest.chunks.values(), key=lambda c: c.index)
-    if manifest.last_chunk_index is None or any(c.state is not ChunkState.ARCHIVED for c in chunks):
+    if manifest.state is not RecordingState.COMPLETE:
         raise InvalidEventError(f"{manifest_name(manifest.call_id, manifest.recording_key)} is not complete")
     archived_at = max((c.archived_at for c in chunks if c.archived_at), default=manifest.updated_at)
     assert archived_at is not None

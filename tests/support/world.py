@@ -69,7 +69,7 @@ class World:
     def publish_events(self) -> FakePublisher:
         """Outbound events on, to an in-memory topic (as OUTBOUND_EVENTS_TOPIC_ENDPOINT turns them on)."""
         publisher = FakePublisher()
-        self.worker.events = OutboundEvents(publisher, self.state, ARCHIVE_URL, self.queue.poison_name)
+        self.worker.events = OutboundEvents(publisher, self.state, ARCHIVE_URL)
         return publisher
 
     def add(self, doc: str = "doc-1", size: int = 5 * BLOCK + 17, declare_size: bool = True) -> bytes:
