@@ -471,26 +471,12 @@ class ChunkRun:
             # Without a size from ACS, a connection closed early looks like the end of the file: the copy cannot
             # be proved whole, so the source stays (ACS removes it at its deadline).
             log.warning("ACS never stated this file's size; leaving it in ACS rather than deleting an unproved copy")
-        since, until = custody.received_from, custody.received_until
         evidence = self.source_deleted
         if evidence is not None:  # written beside the state, not before it: one round trip instead of two
             written = deps.store.create(source_deleted_name(job.stem), evidence.to_json(), JSON)
         state = deps.manifests.record(
             job,
-            ChunkUpdate(
-                ChunkState.ARCHIVED,
-                media_blob=custody.media_blob,
-                metadata_blob=custody.metadata_blob,
-                content_type=custody.content_type,
-                size=custody.size,
-                sha256=custody.sha256,
-                archived_at=custody.verified_at,
-                seconds_left_at_archive=round(job.seconds_left(custody.verified_at)),
-                transfer_seconds=round((until - since).total_seconds(), 3) if since and until else None,
-                resumed_from_byte=custody.resumed_from_byte or None,
-                source_deleted_at=self.deleted_at,
-                source_kept_reason="ACS did not state the file's size" if kept else None,
-            ),
+            custody.archived_update(self.deleted_at, kept),
             now,
             new_recording=facts.claim is Claim.MINE and job.chunk_index == 0,
         )

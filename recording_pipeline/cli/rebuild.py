@@ -71,20 +71,7 @@ async def rebuild_state(archive: ArchiveStore, ledger: StateStore, write: bool =
         chunk = record.chunk
         stem = record.media_blob.rsplit(".", 1)[0]
         gone = deleted.get(stem)
-        proved = record.source.content_length is not None and record.source.content_length == record.size
-        update = ChunkUpdate(
-            ChunkState.ARCHIVED,
-            media_blob=record.media_blob,
-            metadata_blob=record.metadata_blob,
-            content_type=record.content_type,
-            size=record.size,
-            sha256=record.sha256,
-            archived_at=record.verified_at,
-            seconds_left_at_archive=round((chunk.expires_at - record.verified_at).total_seconds()),
-            resumed_from_byte=record.resumed_from_byte or None,
-            source_deleted_at=gone.deleted_at if gone else None,
-            source_kept_reason=None if proved else "ACS did not state the file's size",
-        )
+        update = record.archived_update(gone.deleted_at if gone else None, not record.source_proved_whole)
         _apply(report, manifest_name(chunk.call_id, chunk.recording_key), chunk, update, record.verified_at)
     if write:
         for name, doc in sorted(report.manifests.items()):

@@ -11,6 +11,7 @@ identity, so the state container can be rebuilt from them alone.
 
 from __future__ import annotations
 
+from datetime import datetime
 from enum import StrEnum
 from typing import Literal
 
@@ -18,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 from recording_pipeline.core.jobs import RecordingChunk, ends_recording
-from recording_pipeline.core.state import Instant
+from recording_pipeline.core.state import ChunkState, ChunkUpdate, Instant
 
 SCHEMA = 1
 
@@ -106,6 +107,25 @@ class CustodyRecord(_Record):
     verification: Verification
     verified_at: Instant
     app_version: str
+
+    def archived_update(self, source_deleted_at: datetime | None, source_kept: bool) -> ChunkUpdate:
+        """The chunk's state once this record exists: what the worker records, and what rebuild-state makes again
+        from the archive alone. ``source_kept``: ACS's copy stays, its size never stated."""
+        since, until = self.received_from, self.received_until
+        return ChunkUpdate(
+            ChunkState.ARCHIVED,
+            media_blob=self.media_blob,
+            metadata_blob=self.metadata_blob,
+            content_type=self.content_type,
+            size=self.size,
+            sha256=self.sha256,
+            archived_at=self.verified_at,
+            seconds_left_at_archive=round((self.chunk.expires_at - self.verified_at).total_seconds()),
+            transfer_seconds=round((until - since).total_seconds(), 3) if since and until else None,
+            resumed_from_byte=self.resumed_from_byte or None,
+            source_deleted_at=source_deleted_at,
+            source_kept_reason="ACS did not state the file's size" if source_kept else None,
+        )
 
     @property
     def source_proved_whole(self) -> bool:
