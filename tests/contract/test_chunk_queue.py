@@ -21,7 +21,7 @@ from recording_pipeline.core.ports import ChunkQueue
 from recording_pipeline.core.quarantine import QuarantineRecord, job_text_of
 from recording_pipeline.edges.chunk_queue import MESSAGE_ENCODING, StorageChunkQueue
 from tests.support.fakes import FakeQueue
-from tests.support.stack import REPO
+from tests.support.stack import REPO, Stack
 
 NOW = datetime(2026, 12, 1, 9, tzinfo=UTC)
 
@@ -97,3 +97,33 @@ async def test_poison_records_are_counted_read_and_removed(subject: Subject) -> 
     await message.remove()
     assert await queue.poison_count() == 0
     assert [m async for m in queue.poison_messages(10)] == []
+
+
+async def test_enqueued_messages_decode_the_way_host_json_says(stack: Stack) -> None:
+    """Read a message the app's own runtime wrote, raw, and decode it as the Functions host would."""
+    encoding = json.loads((REPO / "host.json").read_text())["extensions"]["queues"].get("messageEncoding", "base64")
+    assert encoding == MESSAGE_ENCODING
+    now = datetime.now(UTC)
+    job = RecordingChunk(
+        event_id="e1",
+        event_time=now,
+        expires_at=now + timedelta(hours=24),
+        call_id="c1",
+        recording_id="x",
+        recording_key="r-x",
+        chunk_index=0,
+        document_id="d1",
+        content_url="https://x.asm.skype.com/v1/objects/d1/content/video",
+        metadata_url="https://x.asm.skype.com/v1/objects/d1/content/acsmetadata",
+    )
+    runtime = await stack.runtime()
+    try:
+        await runtime.queue.enqueue([job])
+    finally:
+        await runtime.close()
+    raw_client = QueueClient.from_connection_string(stack.azurite.connection_string, stack.queue)
+    async with raw_client:
+        messages = [m async for m in raw_client.receive_messages(max_messages=1)]
+    raw = str(messages[0].content)
+    host_decoded = base64.b64decode(raw, validate=True) if encoding == "base64" else raw.encode()
+    assert decode_job(host_decoded) == job

@@ -2,23 +2,18 @@
 
 from __future__ import annotations
 
-import base64
 import json
 import os
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import azure.functions as func
 import pytest
-from azure.storage.queue.aio import QueueClient
 
 from devtools.functions_worker import HttpCall, LoadedApp, environment
 from recording_pipeline.core.host_rules import load_host_rules
-from recording_pipeline.core.jobs import RecordingChunk, decode_job
 from recording_pipeline.core.settings import DEFAULT_QUEUE_NAME
-from recording_pipeline.edges.chunk_queue import MESSAGE_ENCODING
 from recording_pipeline.functions_adapter import RuntimeHolder
-from tests.support.stack import REPO, Stack
+from tests.support.stack import REPO
 
 ROOT = REPO
 HOST = json.loads((ROOT / "host.json").read_text())
@@ -101,36 +96,6 @@ def test_an_attempt_ends_itself_inside_the_function_timeout() -> None:
     assert isinstance(holder, RuntimeHolder)
     attempt = holder.config.host.attempt_seconds()
     assert attempt is not None and 0 < attempt < 600
-
-
-async def test_enqueued_messages_decode_the_way_host_json_says(stack: Stack) -> None:
-    """Read a message the webhook path wrote, raw, and decode it as the Functions host would."""
-    encoding = HOST["extensions"]["queues"].get("messageEncoding", "base64")
-    assert encoding == MESSAGE_ENCODING
-    now = datetime.now(UTC)
-    job = RecordingChunk(
-        event_id="e1",
-        event_time=now,
-        expires_at=now + timedelta(hours=24),
-        call_id="c1",
-        recording_id="x",
-        recording_key="r-x",
-        chunk_index=0,
-        document_id="d1",
-        content_url="https://x.asm.skype.com/v1/objects/d1/content/video",
-        metadata_url="https://x.asm.skype.com/v1/objects/d1/content/acsmetadata",
-    )
-    runtime = await stack.runtime()
-    try:
-        await runtime.queue.enqueue([job])
-    finally:
-        await runtime.close()
-    raw_client = QueueClient.from_connection_string(stack.azurite.connection_string, stack.queue)
-    async with raw_client:
-        messages = [m async for m in raw_client.receive_messages(max_messages=1)]
-    raw = str(messages[0].content)
-    host_decoded = base64.b64decode(raw, validate=True) if encoding == "base64" else raw.encode()
-    assert decode_job(host_decoded) == job
 
 
 def test_the_readme_states_host_json_as_it_is() -> None:
