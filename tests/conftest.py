@@ -16,6 +16,7 @@ from azure.storage.blob.aio import BlobServiceClient
 from devtools.devstack import Azurite, ServeProcess
 from devtools.simulator import RecordingSimulator
 from devtools.write_once import Guard, check_log
+from recording_pipeline.runtime import Runtime
 from tests.support.stack import ARCHIVE_PREFIX, Stack
 from tests.support.telemetry import Captured, install_capture
 
@@ -52,6 +53,14 @@ async def simulator() -> AsyncIterator[RecordingSimulator]:
     await sim.start()
     yield sim
     await sim.stop()
+
+
+@pytest.fixture
+async def runtime(stack: Stack) -> AsyncIterator[Runtime]:
+    """The app's clients on this test's stack, as a worker process builds them."""
+    rt = await stack.runtime()
+    yield rt
+    await rt.close()
 
 
 @pytest.fixture

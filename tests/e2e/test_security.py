@@ -64,13 +64,6 @@ async def evil() -> AsyncIterator[Listener]:
     await server.stop()
 
 
-@pytest.fixture
-async def runtime(stack: Stack) -> AsyncIterator[Runtime]:
-    rt = await stack.runtime()
-    yield rt
-    await rt.close()
-
-
 async def _post(runtime: Runtime, events: Any, headers: dict[str, str] | None = None) -> tuple[int, Any]:
     response = await handle_delivery(
         WebhookRequest("POST", headers or {}, json.dumps(events).encode()),

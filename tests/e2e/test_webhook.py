@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -17,13 +16,6 @@ from tests.support.stack import Stack, post_events
 
 CALL = "aaaaaaaa-0000-0000-0000-000000000001"
 TOPIC = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Communication/communicationServices/acs-sim"
-
-
-@pytest.fixture
-async def runtime(stack: Stack) -> AsyncIterator[Runtime]:
-    rt = await stack.runtime()
-    yield rt
-    await rt.close()
 
 
 async def _deliver(

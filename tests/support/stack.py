@@ -6,14 +6,14 @@ import asyncio
 import json
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 from aiohttp import web
 from azure.core.exceptions import ResourceNotFoundError
-from azure.storage.blob.aio import BlobServiceClient, ContainerClient
+from azure.storage.blob.aio import BlobServiceClient
 from azure.storage.queue import TextBase64DecodePolicy, TextBase64EncodePolicy
 from azure.storage.queue.aio import QueueClient
 
@@ -41,7 +41,6 @@ class Stack:
     env: dict[str, str]
     container: str
     queue: str
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def settings(self, **overrides: str) -> Settings:
         return Settings.from_env({**self.env, **overrides})
@@ -78,9 +77,6 @@ class Stack:
         await site.start()
         port = runner.addresses[0][1]
         return LocalHost(host, runner, f"http://127.0.0.1:{port}/api/recording-events")
-
-    def container_client(self, service: BlobServiceClient) -> ContainerClient:
-        return service.get_container_client(self.container)
 
     def raw_queue(self, poison: bool = False) -> QueueClient:
         """The chunk queue (or its poison queue) as the Functions host reads it: base64 text."""

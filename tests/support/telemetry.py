@@ -55,12 +55,6 @@ class Captured:
         self.recorded.clear()
         self.logs.clear()
 
-    def span_names(self) -> list[str]:
-        return [s.name for s in self.spans]
-
-    def log_bodies(self) -> list[str]:
-        return [str(r.log_record.body) for r in self.logs]
-
     def metric_points(self) -> dict[str, list[Any]]:
         points: dict[str, list[Any]] = {}
         data = self.metrics.get_metrics_data()

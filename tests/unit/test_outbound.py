@@ -19,11 +19,6 @@ from recording_pipeline.core.state import Manifest, RecordingState
 from tests.support.world import ARCHIVE_URL, CALL, NOW, World, job
 
 
-@pytest.fixture
-def world() -> World:
-    return World()
-
-
 def _outbox(world: World) -> list[str]:
     return sorted(n for n in world.state.blobs if n.startswith(OUTBOX_PREFIX))
 

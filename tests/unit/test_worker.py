@@ -32,11 +32,6 @@ from recording_pipeline.core.state import ChunkState, RecordingState
 from tests.support.world import BLOCK, NOW, World, job
 
 
-@pytest.fixture
-def world() -> World:
-    return World()
-
-
 async def test_a_fresh_chunk_is_copied_proved_and_only_then_deleted(world: World) -> None:
     media = world.add()
     proof_at_delete: list[bool] = []
