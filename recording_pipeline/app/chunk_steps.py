@@ -230,10 +230,7 @@ class ChunkRun:
         self.info = await self.deps.store.info(self.media_blob)
         if self.info is None:
             return facts.but(media=Media.ABSENT)
-        source = facts.source
-        if source is Source.PRESENT and self.info.metadata.get(SOURCE_SIZE_DECLARED) == "false":
-            source = Source.UNPROVABLE
-        return facts.but(media=Media.COMMITTED, source=source)
+        return facts.but(media=Media.COMMITTED)
 
     async def _read_custody(self) -> CustodyRecord | None:
         found = await self.deps.store.read_bytes(custody_name(self.job.stem))
@@ -323,8 +320,6 @@ class ChunkRun:
                 if self.info is None:
                     raise ArchiveIntegrityError(f"{self.media_blob}: not found after it already existed")
             return facts.but(copied=True, media=Media.COMMITTED)
-        if facts.source is Source.PRESENT and not result.size_declared:
-            return facts.but(copied=True, source=Source.UNPROVABLE)
         return facts.but(copied=True)
 
     def _media_metadata(self, size: int, size_declared: bool, sha256: str | None, single_put: bool) -> dict[str, str]:
@@ -407,7 +402,8 @@ class ChunkRun:
                 record = await self._read_custody() or record  # another attempt proved it first
         self.custody = record
         self.archived_here = True
-        return facts.but(media=Media.VERIFIED)
+        # Whether ACS's copy may go follows from the proof kept, whoever wrote it: its size was stated and matched.
+        return facts.but(media=Media.VERIFIED, source=self._source_given(facts.source, record))
 
     # --- after the copy ------------------------------------------------------------------------------
 
