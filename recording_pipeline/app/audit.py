@@ -30,16 +30,7 @@ class ArchiveAudit:
         record = {"reason": reason, "receivedAt": received.isoformat(), "event": raw}
         await self._store.create(rejected_name(event, received), json.dumps(record, default=str).encode(), JSON)
 
-    async def record_external(self, identity: dict[str, Any], received: datetime) -> None:
-        evidence = ExternalRecord(
-            event_id=identity["eventId"],
-            call_id=identity["callId"],
-            recording_id=identity["recordingId"],
-            server_call_id=identity["serverCallId"],
-            recording_key=identity["recordingKey"],
-            topic=identity["topic"],
-            received_at=received,
-        )
+    async def record_external(self, evidence: ExternalRecord) -> None:
         await self._store.create(external_name(evidence.call_id, evidence.recording_key), evidence.to_json(), JSON)
         doc = external_manifest(evidence)
         name = manifest_name(doc.call_id, doc.recording_key)

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from recording_pipeline.core.custody import ExternalRecord
 from recording_pipeline.core.errors import DeliveryAuthError, DeliveryAuthUnavailable, InvalidEventError
 from recording_pipeline.core.events import (
     RECORDING_EVENT_TYPE,
@@ -72,7 +73,7 @@ class JobSink(Protocol):
 
 class AuditSink(Protocol):
     async def keep_rejected(self, raw: Any, reason: str, received: datetime) -> None: ...
-    async def record_external(self, event_identity: dict[str, Any], received: datetime) -> None: ...
+    async def record_external(self, evidence: ExternalRecord) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -118,7 +119,7 @@ async def handle_delivery(
     received = datetime.now(UTC)
     planned: list[RecordingChunk] = []
     rejected: list[tuple[Any, str]] = []
-    external: list[dict[str, Any]] = []
+    external: list[ExternalRecord] = []
     ignored = 0
     for raw in raw_events:
         try:
@@ -138,14 +139,15 @@ async def handle_delivery(
             if is_external_storage(event):
                 call_id, server_call_id, recording_id, rec_key = checked_identity(event)
                 external.append(
-                    {
-                        "eventId": envelope.id,
-                        "callId": call_id,
-                        "recordingId": recording_id,
-                        "serverCallId": server_call_id,
-                        "recordingKey": rec_key,
-                        "topic": envelope.topic,
-                    }
+                    ExternalRecord(
+                        event_id=envelope.id,
+                        call_id=call_id,
+                        recording_id=recording_id,
+                        server_call_id=server_call_id,
+                        recording_key=rec_key,
+                        topic=envelope.topic,
+                        received_at=received,
+                    )
                 )
                 continue
             planned.extend(plan_jobs(event, config.acs_endpoint, config.retention_hours, config.url_policy))
@@ -156,8 +158,8 @@ async def handle_delivery(
         for raw, reason in rejected:
             log.warning("rejected event %s: %s", _event_id(raw), reason)
             await audit.keep_rejected(raw, reason, received)
-        for identity in external:
-            await audit.record_external(identity, received)
+        for evidence in external:
+            await audit.record_external(evidence)
         enqueued = await jobs.enqueue(planned) if planned else 0
     except Exception as exc:
         log.error("could not record the delivery durably; Event Grid will retry: %s: %s", type(exc).__name__, exc)

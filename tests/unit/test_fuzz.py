@@ -18,6 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from recording_pipeline.app.webhook import WebhookConfig, WebhookRequest, handle_delivery
+from recording_pipeline.core.custody import ExternalRecord
 from recording_pipeline.core.errors import InvalidEventError
 from recording_pipeline.core.events import parse_recording_event, read_envelope, split_body
 from recording_pipeline.core.jobs import RecordingChunk
@@ -127,7 +128,7 @@ class Sinks:
     async def keep_rejected(self, raw: Any, reason: str, received: datetime) -> None:
         self.rejected.append(reason)
 
-    async def record_external(self, identity: dict[str, Any], received: datetime) -> None:
+    async def record_external(self, evidence: ExternalRecord) -> None:
         pass
 
 
