@@ -26,10 +26,10 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from aiohttp import web
 
 from devtools.devstack import REPO, Azurite
 from devtools.local_host import LocalFunctionsHost, SubprocessWorker
+from devtools.loopback import serve_app
 from devtools.simulator import Fault, RecordingSimulator, SimRecording
 from devtools.worker_telemetry import read_lines
 
@@ -332,12 +332,9 @@ async def produce_on(azurite: Azurite, sim: RecordingSimulator, telemetry: Path)
     key = secrets.token_urlsafe(16)
     host = LocalFunctionsHost(REPO, environment(azurite, sim, telemetry, key), SubprocessWorker, key)
     await host.start()
-    runner = web.AppRunner(host.web_app(), access_log=None)
+    runner, port = await serve_app(host.web_app())
     try:
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        url = f"http://127.0.0.1:{runner.addresses[0][1]}/api/recording-events"
+        url = f"http://127.0.0.1:{port}/api/recording-events"
         await play(Scenario(sim, url, key, telemetry), host.run_timer)
         await asyncio.sleep(1.5)  # the worker's last metric export
     finally:

@@ -53,6 +53,8 @@ from azure.functions.timer import TimerRequestConverter
 from opentelemetry import context as otel_context
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
+from devtools.loopback import serve_app
+
 
 @dataclass(frozen=True)
 class FunctionInfo:
@@ -304,11 +306,7 @@ async def _serve(app_root: Path) -> None:
 
     app = web.Application(client_max_size=1 << 30)
     app.router.add_post("/invoke", invoke)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
+    _runner, port = await serve_app(app)
     print(json.dumps({"port": port, "functions": functions, "error": failure}), flush=True)
     await asyncio.Event().wait()  # until the host kills or stops this process
 

@@ -27,6 +27,8 @@ from typing import Any
 
 from aiohttp import web
 
+from devtools.loopback import serve_app
+
 SEGMENT = 1024 * 1024
 _BASE = b"".join(hashlib.sha256(i.to_bytes(4, "big")).digest() for i in range(SEGMENT // 32))
 _RANGE = re.compile(r"^bytes=(\d+)-(\d*)$")
@@ -168,14 +170,10 @@ class RecordingSimulator:
     # --- lifecycle --------------------------------------------------------
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
-        self._runner = web.AppRunner(self.app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, host, port)
-        await site.start()
-        bound = self._runner.addresses[0]
-        self.base_url = f"http://{host}:{bound[1]}"
+        self._runner, bound = await serve_app(self.app, host, port)
+        self.base_url = f"http://{host}:{bound}"
         if self.endpoint_host is None:
-            self.endpoint_host = f"{host}:{bound[1]}"
+            self.endpoint_host = f"{host}:{bound}"
         return self.base_url
 
     async def stop(self) -> None:

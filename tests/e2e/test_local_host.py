@@ -21,13 +21,13 @@ from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp import web
 from azure.core.exceptions import ResourceNotFoundError
 from azure.storage.queue import TextBase64EncodePolicy
 from azure.storage.queue.aio import QueueClient
 
 from devtools.devstack import Azurite
 from devtools.local_host import InProcessWorker, LocalFunctionsHost, SubprocessWorker
+from devtools.loopback import serve_app
 from tests.support.stack import wait_until
 
 TOY_APP = """
@@ -217,13 +217,10 @@ async def test_function_timeout_restarts_the_worker_process_and_fails_every_invo
 async def test_an_app_that_fails_to_import_has_no_functions_and_takes_no_message(toy: Toy) -> None:
     await toy.send("waiting")
     host = await _started(toy, SubprocessWorker, TOY_FAIL_IMPORT="1")
-    runner = web.AppRunner(host.web_app())
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
+    runner, port = await serve_app(host.web_app())
     try:
         assert host.functions() == []
-        url = f"http://127.0.0.1:{runner.addresses[0][1]}/api/ping"
+        url = f"http://127.0.0.1:{port}/api/ping"
         async with aiohttp.ClientSession() as session, session.get(url) as response:
             assert response.status == 404
         await asyncio.sleep(0.5)
@@ -236,12 +233,9 @@ async def test_an_app_that_fails_to_import_has_no_functions_and_takes_no_message
 
 async def test_the_http_trigger_answers_on_its_route(toy: Toy) -> None:
     host = await _started(toy)
-    runner = web.AppRunner(host.web_app())
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
+    runner, port = await serve_app(host.web_app())
     try:
-        base = f"http://127.0.0.1:{runner.addresses[0][1]}/api"
+        base = f"http://127.0.0.1:{port}/api"
         async with aiohttp.ClientSession() as session:
             async with session.get(f"{base}/ping") as response:
                 assert (response.status, await response.text()) == (200, "pong")

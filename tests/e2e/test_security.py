@@ -18,6 +18,7 @@ import pytest
 from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from devtools.loopback import serve_app
 from devtools.simulator import Fault
 from recording_pipeline.app.webhook import WebhookRequest, handle_delivery
 from recording_pipeline.app.worker import handle_chunk_message
@@ -46,10 +47,8 @@ class Listener:
 
         app = web.Application()
         app.router.add_route("*", "/{tail:.*}", anything)
-        self.runner = web.AppRunner(app, access_log=None)
-        await self.runner.setup()
-        await web.TCPSite(self.runner, self.host, 0).start()
-        self.base_url = f"http://{self.host}:{self.runner.addresses[0][1]}"
+        self.runner, port = await serve_app(app, self.host)
+        self.base_url = f"http://{self.host}:{port}"
         return self
 
     async def stop(self) -> None:

@@ -13,6 +13,8 @@ from typing import Any
 
 from aiohttp import web
 
+from devtools.loopback import serve_app
+
 
 @dataclass
 class ReceivedRequest:
@@ -39,11 +41,7 @@ class EventReceiver:
     async def start(self) -> EventReceiver:
         app = web.Application()
         app.router.add_route("*", "/{path:.*}", self._handle)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = self._runner.addresses[0][1]
+        self._runner, self.port = await serve_app(app)
         return self
 
     async def stop(self) -> None:

@@ -19,6 +19,7 @@ from azure.storage.queue.aio import QueueClient
 
 from devtools.devstack import Azurite
 from devtools.local_host import InProcessWorker, LocalFunctionsHost, SubprocessWorker
+from devtools.loopback import serve_app
 from devtools.simulator import RecordingSimulator
 from recording_pipeline.core.host_rules import read_host_rules
 from recording_pipeline.core.jobs import RecordingChunk, decode_job
@@ -71,11 +72,7 @@ class Stack:
         factory = InProcessWorker if in_process else SubprocessWorker
         host = LocalFunctionsHost(REPO, env, factory, function_key=self.env["WEBHOOK_KEY"])
         await host.start()
-        runner = web.AppRunner(host.web_app(), access_log=None)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        port = runner.addresses[0][1]
+        runner, port = await serve_app(host.web_app())
         return LocalHost(host, runner, f"http://127.0.0.1:{port}/api/recording-events")
 
     def raw_queue(self, poison: bool = False) -> QueueClient:
