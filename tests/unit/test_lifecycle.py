@@ -149,21 +149,35 @@ def test_every_step_moves_the_facts_and_every_path_ends() -> None:
     assert max(longest(start, frozenset()) for start in STARTS) <= 12
 
 
-def test_the_fresh_happy_path() -> None:
-    """The first attempt at a chunk claims it: no look-ups, no lease (one block), nothing it already knows."""
-    facts, steps = STARTS[0], []
-    script: dict[Step, dict[str, object]] = {
-        Step.FETCH_METADATA: {"metadata": Metadata.KNOWN, "claim": Claim.MINE, "media": Media.ABSENT},
-        Step.COPY: {"copied": True},
-        Step.COMMIT: {"media": Media.COMMITTED},
-        Step.VERIFY: {"media": Media.VERIFIED},
-        Step.INDEX: {"indexed": True},
-        Step.DELETE_SOURCE: {"source": Source.DELETED},
-        Step.RECORD: {"recorded": True},
-    }
+# What each step of a first copy observes, once the chunk's metadata is known.
+AFTER_THE_COPY: dict[Step, dict[str, object]] = {
+    Step.COPY: {"copied": True},
+    Step.COMMIT: {"media": Media.COMMITTED},
+    Step.VERIFY: {"media": Media.VERIFIED},
+    Step.INDEX: {"indexed": True},
+    Step.DELETE_SOURCE: {"source": Source.DELETED},
+    Step.RECORD: {"recorded": True},
+}
+
+
+def _drive(script: dict[Step, dict[str, object]]) -> tuple[ChunkFacts, list[Step]]:
+    """Run the lifecycle from nothing known, each step observing what ``script`` says; its steps, in order."""
+    facts = STARTS[0]
+    steps: list[Step] = []
     while (step := next_step(facts)) is not Step.DONE:
         steps.append(step)
         facts = facts.but(**script[step])
+    return facts, steps
+
+
+def test_the_fresh_happy_path() -> None:
+    """The first attempt at a chunk claims it: no look-ups, no lease (one block), nothing it already knows."""
+    facts, steps = _drive(
+        {
+            Step.FETCH_METADATA: {"metadata": Metadata.KNOWN, "claim": Claim.MINE, "media": Media.ABSENT},
+            **AFTER_THE_COPY,
+        }
+    )
     assert steps == [
         Step.FETCH_METADATA,
         Step.COPY,
@@ -177,21 +191,14 @@ def test_the_fresh_happy_path() -> None:
 
 
 def test_a_duplicate_finding_a_stale_claim_and_no_copy_copies_under_the_lease() -> None:
-    facts, steps = STARTS[0], []
-    script: dict[Step, dict[str, object]] = {
-        Step.FETCH_METADATA: {"metadata": Metadata.KNOWN, "claim": Claim.STALE},
-        Step.LOOK_UP_MEDIA: {"media": Media.ABSENT},
-        Step.LEASE: {"lease": Lease.HELD, "media": Media.UNKNOWN},
-        Step.COPY: {"copied": True},
-        Step.COMMIT: {"media": Media.COMMITTED},
-        Step.VERIFY: {"media": Media.VERIFIED},
-        Step.INDEX: {"indexed": True},
-        Step.DELETE_SOURCE: {"source": Source.DELETED},
-        Step.RECORD: {"recorded": True},
-    }
-    while (step := next_step(facts)) is not Step.DONE:
-        steps.append(step)
-        facts = facts.but(**script[step])
+    facts, steps = _drive(
+        {
+            Step.FETCH_METADATA: {"metadata": Metadata.KNOWN, "claim": Claim.STALE},
+            Step.LOOK_UP_MEDIA: {"media": Media.ABSENT},
+            Step.LEASE: {"lease": Lease.HELD, "media": Media.UNKNOWN},
+            **AFTER_THE_COPY,
+        }
+    )
     assert steps == [
         Step.FETCH_METADATA,
         Step.LOOK_UP_MEDIA,
