@@ -2,7 +2,8 @@
 # Each installs what it needs first (venv, pip, npm ci), and only when the
 # dependency lists changed.
 
-PYTHON ?= python3
+# Python 3.13, the version the app runs on in Azure: python3.13 on PATH, else pyenv's 3.13 (scripts/find-python.sh).
+PYTHON ?= $(shell bash scripts/find-python.sh)
 VENV := .venv
 PY := $(VENV)/bin/python
 PY_STAMP := $(VENV)/.installed
@@ -13,7 +14,9 @@ NODE_STAMP := node_modules/.installed
 setup: $(PY_STAMP) $(NODE_STAMP)
 
 $(PY_STAMP): requirements.txt requirements-dev.txt pyproject.toml
-	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required")'
+	@test -n "$(PYTHON)" || { echo "Python 3.13 is required: install it (python3.13 on PATH, or pyenv install 3.13), or run make PYTHON=/path/to/python3.13" >&2; exit 1; }
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 13) else f"Python 3.13 is required, {sys.executable} is {sys.version.split()[0]}")'
+	@test ! -x $(PY) || $(PY) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 13))' || { echo "$(VENV) is not Python 3.13: making it again"; rm -rf $(VENV); }
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .

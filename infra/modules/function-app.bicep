@@ -1,4 +1,4 @@
-// Flex Consumption (FC1) plan + Python 3.11 Function App. Everything the app
+// Flex Consumption (FC1) plan + Python 3.13 Function App. Everything the app
 // reaches (its storage, the archive, Key Vault, App Insights, ACS in Entra mode)
 // is reached with the user-assigned identity.
 
@@ -236,7 +236,7 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
       }
       runtime: {
         name: 'python'
-        version: '3.11'
+        version: '3.13'
       }
     }
     siteConfig: {

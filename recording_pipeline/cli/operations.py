@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any, TypeVar
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -50,7 +50,6 @@ READ_CONCURRENCY = 16
 VERIFY_CONCURRENCY = 4
 
 Progress = Callable[[int, int], None]  # (bytes done, bytes in total)
-T = TypeVar("T")
 
 
 # --- status --------------------------------------------------------------
@@ -476,7 +475,7 @@ def _order(status: RecordingStatus) -> tuple[datetime, str, str]:
     return (status.started or datetime.min.replace(tzinfo=UTC), status.call_id, status.recording_key)
 
 
-async def _bounded(limit: int, jobs: Iterable[Awaitable[T]]) -> list[T]:
+async def _bounded[T](limit: int, jobs: Iterable[Awaitable[T]]) -> list[T]:
     gate = asyncio.Semaphore(limit)
 
     async def run(job: Awaitable[T]) -> T:

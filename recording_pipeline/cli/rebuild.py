@@ -16,7 +16,6 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TypeVar
 
 from pydantic import ValidationError
 
@@ -34,7 +33,6 @@ from recording_pipeline.core.state import (
     record_chunk,
 )
 
-R = TypeVar("R", CustodyRecord, SourceDeletedRecord, ExternalRecord)
 CUSTODY = ".custody.json"
 SOURCE_DELETED = ".source-deleted.json"
 EXTERNAL = "/external.json"
@@ -108,7 +106,9 @@ def _apply(report: RebuildReport, name: str, chunk: ChunkOf, update: ChunkUpdate
     report.manifests[name] = manifest
 
 
-async def _read(archive: ArchiveStore, name: str, model: type[R], report: RebuildReport) -> R | None:
+async def _read[R: (CustodyRecord, SourceDeletedRecord, ExternalRecord)](
+    archive: ArchiveStore, name: str, model: type[R], report: RebuildReport
+) -> R | None:
     found = await archive.read_bytes(name)
     if found is None:
         return None

@@ -9,14 +9,13 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Awaitable, Iterator
 from contextlib import contextmanager
-from typing import Any, TypeVar
+from typing import Any
 
 from azure.core.exceptions import AzureError, HttpResponseError, ResourceExistsError
 
 from recording_pipeline.core.errors import BlobArchivedError, ContainerNotFoundError, StorageError
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 
 
 @contextmanager
@@ -35,7 +34,7 @@ def storage_errors(what: str) -> Iterator[None]:
         raise StorageError(f"{what}: {type(exc).__name__}: {exc.message}") from None
 
 
-async def translated_iter(what: str, source: AsyncIterator[T]) -> AsyncIterator[T]:
+async def translated_iter[T](what: str, source: AsyncIterator[T]) -> AsyncIterator[T]:
     """``source`` with its errors translated, for listings and downloads."""
     with storage_errors(what):
         async for item in source:

@@ -410,7 +410,7 @@ def test_function_app_is_flex_consumption_python_311() -> None:
     config = body(site)
     props = config["properties"]
     app_config = props["functionAppConfig"]
-    assert app_config["runtime"] == {"name": "python", "version": "3.11"}
+    assert app_config["runtime"] == {"name": "python", "version": "3.13"}
     assert resolve(doc, app_config["scaleAndConcurrency"]["instanceMemoryMB"]) == 2048
     assert resolve(bicep("main.bicep"), "instanceMemoryMB") == 2048
     storage = app_config["deployment"]["storage"]
