@@ -28,10 +28,11 @@ from typing import Any
 import aiohttp
 
 from devtools.devstack import REPO, Azurite
-from devtools.local_host import LocalFunctionsHost, SubprocessWorker
+from devtools.ingestion import LoopbackIngestion, read_records
+from devtools.local_host import LocalFunctionsHost
 from devtools.loopback import serve_app
 from devtools.simulator import Fault, RecordingSimulator, SimRecording
-from devtools.worker_telemetry import read_lines
+from devtools.worker_channel import SubprocessWorker
 
 WORKBOOK = REPO / "infra" / "modules" / "workbook.json"
 MIB = 1024 * 1024
@@ -59,7 +60,7 @@ class Scenario:
                 raise RuntimeError(f"the webhook answered {response.status}: {await response.text()}")
 
     def logs(self, prefix: str) -> list[dict[str, Any]]:
-        records = read_lines(self.telemetry) if self.telemetry.exists() else []
+        records = read_records(self.telemetry) if self.telemetry.exists() else []
         return [r for r in records if r["record"] == "log" and str(r["body"]).startswith(prefix)]
 
     async def until(self, what: str, done: Callable[[], bool], timeout: float = 120) -> None:
@@ -139,7 +140,9 @@ def environment(azurite: Azurite, sim: RecordingSimulator, telemetry: Path, key:
         "AzureFunctionsJobHost__extensions__queues__maxPollingInterval": "00:00:00.2",
         "PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY": "true",
         "PYTHON_APPLICATIONINSIGHTS_LOGGER_NAME": "recording_pipeline",
-        "LOCAL_TELEMETRY_FILE": str(telemetry),
+        # Export every half second (OpenTelemetry's own settings; the defaults are 5 s and 60 s).
+        "OTEL_BSP_SCHEDULE_DELAY": "500",
+        "OTEL_BLRP_SCHEDULE_DELAY": "500",
         "OTEL_METRIC_EXPORT_INTERVAL": "500",
     }
 
@@ -165,9 +168,9 @@ def panels(records: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
 
     archived = lines("recording chunk archived")
     per_hour: dict[datetime, list[int]] = defaultdict(list)
-    for r in archived:
+    for r in archived:  # customDimensions are strings, as Application Insights keeps them
         per_hour[_hour(r)].append(int(r["attributes"]["bytes"]))
-    left = [r["attributes"]["seconds_left"] / HOUR for r in archived]
+    left = [float(r["attributes"]["seconds_left"]) / HOUR for r in archived]
     by_bin: dict[int, int] = defaultdict(int)
     for hours in left:
         by_bin[int(hours // 1)] += 1
@@ -330,7 +333,9 @@ async def produce(workdir: Path) -> list[dict[str, Any]]:
 async def produce_on(azurite: Azurite, sim: RecordingSimulator, telemetry: Path) -> list[dict[str, Any]]:
     """The scenario through the local host (its worker in a process of its own, as ``serve`` runs it)."""
     key = secrets.token_urlsafe(16)
-    host = LocalFunctionsHost(REPO, environment(azurite, sim, telemetry, key), SubprocessWorker, key)
+    ingestion = await LoopbackIngestion(telemetry).start()
+    env = {**environment(azurite, sim, telemetry, key), **ingestion.environment()}
+    host = LocalFunctionsHost(REPO, env, SubprocessWorker, key)
     await host.start()
     runner, port = await serve_app(host.web_app())
     try:
@@ -340,7 +345,8 @@ async def produce_on(azurite: Azurite, sim: RecordingSimulator, telemetry: Path)
     finally:
         await runner.cleanup()
         await host.stop()
-    return read_lines(telemetry)
+        await ingestion.stop()
+    return read_records(telemetry)
 
 
 def main() -> int:

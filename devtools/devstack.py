@@ -40,6 +40,27 @@ def wait_for_port(host: str, port: int, timeout: float = 30.0) -> None:
     raise TimeoutError(f"nothing listening on {host}:{port} after {timeout:.0f}s")
 
 
+def wait_until_ready(base_url: str, timeout: float = 90.0) -> dict[str, object]:
+    """Poll the host's readiness probe (``/runtime/health/ready``) until it answers 200; its last answer."""
+    import json
+    import urllib.error
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    last = "nothing answered"
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"{base_url}/runtime/health/ready", timeout=2) as response:  # noqa: S310
+                answer: dict[str, object] = json.loads(response.read())
+                return answer
+        except urllib.error.HTTPError as exc:  # 503 while it starts, or with the reason it cannot
+            last = exc.read().decode(errors="replace")
+        except (OSError, ValueError) as exc:
+            last = f"{type(exc).__name__}: {exc}"
+        time.sleep(0.2)
+    raise TimeoutError(f"{base_url} was not ready after {timeout:.0f}s: {last}")
+
+
 def azurite_binary() -> str:
     local = REPO / "node_modules" / ".bin" / "azurite"
     if local.exists():
@@ -74,6 +95,9 @@ class Azurite:
                 *([] if self.access_log else ["--silent"]),
                 "--skipApiVersionCheck",
                 "--loose",
+                # Azurite reports usage to Application Insights by default: a lookup of Microsoft's hosts and calls
+                # to the cloud metadata address. Nothing here leaves loopback.
+                "--disableTelemetry",
                 "--location",
                 str(self.location),
                 "--blobHost",
@@ -124,10 +148,11 @@ class Azurite:
 
 
 class ServeProcess:
-    """``python -m recording_pipeline serve`` (the local Functions host) as a real subprocess on a free port."""
+    """``python -m devtools.local_host`` (the local Functions host) as a real subprocess on a free port."""
 
     def __init__(self, env: dict[str, str], log_path: Path, app_root: Path = REPO) -> None:
-        """``app_root``: another checkout of this app to run (the benchmark's before-and-after)."""
+        """``app_root``: another checkout of this app to run (the benchmark's before-and-after), whose devtools/
+        speak the same worker protocol (a checkout of this version or later)."""
         self.port = free_port()
         self.env = {**os.environ, **env}
         if app_root != REPO:
@@ -141,16 +166,17 @@ class ServeProcess:
         return f"http://127.0.0.1:{self.port}/api/recording-events"
 
     def start(self) -> ServeProcess:
+        app_root = self.app_root
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "recording_pipeline", "serve", "--port", str(self.port)],
+                [sys.executable, "-m", "devtools.local_host", "--port", str(self.port), "--app-root", str(app_root)],
                 env=self.env,
                 cwd=self.app_root,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # its language worker is in the same group: a kill takes both
             )
-        wait_for_port("127.0.0.1", self.port, timeout=60)
+        wait_until_ready(f"http://127.0.0.1:{self.port}", timeout=90)
         return self
 
     def kill(self) -> None:

@@ -62,10 +62,8 @@ import asyncio
 import base64
 import binascii
 import hmac
-import json
 import logging
 import random
-import secrets
 import signal
 import sys
 from collections.abc import Callable, Mapping
@@ -73,190 +71,31 @@ from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol
 
-import aiohttp
 from aiohttp import web
 from azure.core.exceptions import ResourceNotFoundError
 from azure.storage.queue import QueueMessage
 from azure.storage.queue.aio import QueueClient
 
-from devtools.functions_worker import (
+from devtools.ncrontab import Schedule
+from devtools.worker_channel import (
     FunctionInfo,
     HttpCall,
-    HttpResult,
     InvocationError,
-    LoadedApp,
+    SubprocessWorker,
     TraceParent,
-    environment,
+    WorkerChannel,
+    WorkerDied,
+    queue_trigger_metadata,
 )
-from devtools.ncrontab import Schedule
+from recording_pipeline.core.errors import ConfigurationError
 from recording_pipeline.core.host_rules import HostRules, read_host_rules
-from recording_pipeline.functions_adapter import RuntimeHolder
 
 log = logging.getLogger("devtools.local_host")
 
 RECEIVE_VISIBILITY_SECONDS = 600.0  # QueueListener: messages in flight stay invisible this long, renewed at half
 MIN_POLLING_INTERVAL = 0.1
 POISON_SUFFIX = "-poison"
-DEVTOOLS_HOME = Path(__file__).resolve().parent.parent  # where the worker imports devtools from
-
-
-class WorkerDied(Exception):
-    """The worker process ended while the invocation ran."""
-
-
-class WorkerChannel(Protocol):
-    functions: list[FunctionInfo]
-    index_error: str | None
-
-    async def start(self) -> None: ...
-    async def invoke_http(self, name: str, call: HttpCall, trace: TraceParent) -> HttpResult: ...
-    async def invoke_queue(
-        self, name: str, body: str | bytes, metadata: dict[str, Any], trace: TraceParent
-    ) -> None: ...
-    async def invoke_timer(self, name: str, past_due: bool, trace: TraceParent) -> None: ...
-    async def kill(self) -> None: ...
-
-
-class InProcessWorker:
-    """function_app.py imported into this process (fast; a "kill" cancels its invocations instead)."""
-
-    def __init__(self, app_root: Path, env: Mapping[str, str]) -> None:
-        self.app_root, self.env = app_root, dict(env)
-        self.functions: list[FunctionInfo] = []
-        self.index_error: str | None = None
-        self.app: LoadedApp | None = None
-        self._running: set[asyncio.Task[Any]] = set()
-
-    async def start(self) -> None:
-        try:
-            with environment(self.env):
-                self.app = LoadedApp(self.app_root)
-            self.functions = self.app.describe()
-        except Exception as exc:
-            self.index_error = f"{type(exc).__name__}: {exc}"
-
-    async def invoke_http(self, name: str, call: HttpCall, trace: TraceParent) -> HttpResult:
-        assert self.app is not None
-        result: HttpResult = await self._run(self.app.invoke_http(name, call, trace))
-        return result
-
-    async def invoke_queue(self, name: str, body: str | bytes, metadata: dict[str, Any], trace: TraceParent) -> None:
-        assert self.app is not None
-        await self._run(self.app.invoke_queue(name, body, metadata, trace))
-
-    async def invoke_timer(self, name: str, past_due: bool, trace: TraceParent) -> None:
-        assert self.app is not None
-        await self._run(self.app.invoke_timer(name, past_due, trace))
-
-    async def _run(self, work: Any) -> Any:
-        task = asyncio.ensure_future(work)
-        self._running.add(task)
-        try:
-            return await asyncio.shield(task)
-        except asyncio.CancelledError:
-            if task.cancelled():
-                raise WorkerDied("the worker was stopped") from None
-            raise
-        finally:
-            self._running.discard(task)
-
-    async def kill(self) -> None:
-        for task in list(self._running):
-            task.cancel()
-        await asyncio.gather(*self._running, return_exceptions=True)
-        # A process that ends closes its sockets; one that goes on must close the app's clients itself.
-        holder = getattr(self.app.module, "runtime", None) if self.app is not None else None
-        if isinstance(holder, RuntimeHolder):
-            await holder.close()
-
-
-class SubprocessWorker:
-    """function_app.py in a child process, as the Functions host runs its Python worker: killable."""
-
-    def __init__(self, app_root: Path, env: Mapping[str, str]) -> None:
-        self.app_root, self.env = app_root, dict(env)
-        self.functions: list[FunctionInfo] = []
-        self.index_error: str | None = None
-        self.process: asyncio.subprocess.Process | None = None
-        self._session: aiohttp.ClientSession | None = None
-        self._url = ""
-
-    async def start(self) -> None:
-        env = {**self.env, "PYTHONPATH": f"{self.app_root}:{DEVTOOLS_HOME}"}
-        self.process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "devtools.functions_worker",
-            "--app-root",
-            str(self.app_root),
-            cwd=self.app_root,
-            env=env,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=None,  # the worker's logs go where the host's go
-            preexec_fn=_die_with_parent,
-        )
-        assert self.process.stdout is not None
-        line = await asyncio.wait_for(self.process.stdout.readline(), timeout=60)
-        if not line:
-            raise RuntimeError("the language worker exited before it was ready")
-        hello = json.loads(line)
-        self.functions = [FunctionInfo(**{**f, "methods": tuple(f["methods"])}) for f in hello["functions"]]
-        self.index_error = hello["error"]
-        self._url = f"http://127.0.0.1:{hello['port']}/invoke"
-        self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None))
-
-    async def invoke_http(self, name: str, call: HttpCall, trace: TraceParent) -> HttpResult:
-        answer = await self._invoke(
-            {
-                "kind": "http",
-                "function": name,
-                "traceparent": trace.traceparent,
-                "method": call.method,
-                "url": call.url,
-                "headers": call.headers,
-                "params": call.params,
-                "body": base64.b64encode(call.body).decode(),
-            }
-        )
-        return HttpResult(answer["status"], answer["headers"], base64.b64decode(answer["body"]))
-
-    async def invoke_queue(self, name: str, body: str | bytes, metadata: dict[str, Any], trace: TraceParent) -> None:
-        text = isinstance(body, str)
-        payload = body if isinstance(body, str) else base64.b64encode(body).decode()
-        await self._invoke(
-            {
-                "kind": "queue",
-                "function": name,
-                "traceparent": trace.traceparent,
-                "body": payload,
-                "text": text,
-                "metadata": metadata,
-            }
-        )
-
-    async def invoke_timer(self, name: str, past_due: bool, trace: TraceParent) -> None:
-        await self._invoke({"kind": "timer", "function": name, "traceparent": trace.traceparent, "past_due": past_due})
-
-    async def _invoke(self, call: dict[str, Any]) -> dict[str, Any]:
-        assert self._session is not None
-        try:
-            async with self._session.post(self._url, json=call) as response:
-                answer: dict[str, Any] = await response.json()
-        except (aiohttp.ClientError, ConnectionError) as exc:
-            raise WorkerDied(f"the language worker process ended: {type(exc).__name__}") from None
-        if not answer.get("ok"):
-            raise InvocationError(str(answer.get("error")))
-        return answer
-
-    async def kill(self) -> None:
-        if self.process is not None and self.process.returncode is None:
-            with suppress(ProcessLookupError):
-                self.process.kill()
-            await self.process.wait()
-        if self._session is not None:
-            await self._session.close()
 
 
 @dataclass
@@ -268,12 +107,13 @@ class HostStats:
     invocations: dict[str, int] = field(default_factory=dict)
     failures: int = 0
     poisoned_by_host: int = 0
+    recreated: int = 0
     traces: dict[str, list[TraceParent]] = field(default_factory=dict)  # the trace context sent, per function
 
-    def invocation(self, name: str) -> TraceParent:
-        """Count an invocation of ``name`` and give it its own trace context (sampled)."""
+    def invocation(self, name: str, sampled: bool = True) -> TraceParent:
+        """Count an invocation of ``name`` and give it its own trace context."""
         self.invocations[name] = self.invocations.get(name, 0) + 1
-        trace = TraceParent(f"00-{secrets.token_hex(16)}-{secrets.token_hex(8)}-01")
+        trace = TraceParent.new(sampled)
         self.traces.setdefault(name, []).append(trace)
         return trace
 
@@ -286,6 +126,7 @@ class LocalFunctionsHost:
         worker_factory: Callable[[Path, Mapping[str, str]], WorkerChannel] = SubprocessWorker,
         function_key: str | None = None,
         lease_seconds: float = RECEIVE_VISIBILITY_SECONDS,
+        sampled: Callable[[str], bool] = lambda name: True,
     ) -> None:
         self.app_root = app_root.resolve()
         self.env = dict(env)
@@ -294,17 +135,29 @@ class LocalFunctionsHost:
         self.lease_seconds = lease_seconds
         self.stats = HostStats()
         self._factory = worker_factory
+        self._sampled = sampled  # the sampled flag of each invocation's traceparent (the host's own sampling)
         self.worker: WorkerChannel | None = None
+        self.config_errors: list[str] = []
         self._restarting: asyncio.Lock = asyncio.Lock()
         self._stop = asyncio.Event()
         self._listeners: list[asyncio.Task[None]] = []
         self._in_flight: set[asyncio.Task[None]] = set()
+        self._abandoned: set[int] = set()  # workers ended by a site update: their messages are left to their lease
 
     # --- lifecycle ----------------------------------------------------------------------------
 
     async def start(self) -> None:
         await self._start_worker()
+        self._start_triggers()
+
+    def _start_triggers(self) -> None:
+        self.config_errors = []
         for info in self.functions(kind="queueTrigger"):
+            problem = self._queue_problem(info)
+            if problem:  # the host's "function is in error" at indexing: that function does not run
+                self.config_errors.append(problem)
+                log.error("The '%s' function is in error: %s", info.name, problem)
+                continue
             self._listeners.append(asyncio.create_task(self._listen(info), name=f"listen-{info.name}"))
         for info in self.functions(kind="timerTrigger"):
             schedule = Schedule.parse(info.schedule or "")
@@ -319,9 +172,47 @@ class LocalFunctionsHost:
         if self.worker is not None:
             await self.worker.kill()
 
+    async def update_site(self, **settings: str) -> None:
+        """An app-setting change or a deploy under Flex's "Recreate" site update strategy.
+
+        Every running execution is ended and the instance starts again with the new settings (Functions docs,
+        "Site update strategies in Flex Consumption"). As when an instance ends, the messages in flight are not
+        completed: they come back when their invisibility lapses, with a higher dequeue count.
+        """
+        log.warning("site update: ending every running execution and starting again with new settings")
+        self.stats.recreated += 1
+        old = self.worker
+        async with self._restarting:
+            self._stop.set()
+            listeners, self._listeners = self._listeners, []
+            await asyncio.gather(*listeners, return_exceptions=True)
+            if old is not None:
+                self._abandoned.add(id(old))
+                await old.kill()
+            if self._in_flight:
+                await asyncio.gather(*self._in_flight, return_exceptions=True)
+            self.env.update(settings)
+            self.rules = read_host_rules(self.app_root, self.env)
+            self._stop = asyncio.Event()
+            await self._start_worker()
+        self._start_triggers()
+
     def functions(self, kind: str | None = None) -> list[FunctionInfo]:
         found = self.worker.functions if self.worker is not None else []
         return [f for f in found if kind is None or f.trigger == kind]
+
+    def readiness(self) -> tuple[bool, str]:
+        """Ready once the worker indexed function_app.py and loaded every function it declared."""
+        worker = self.worker
+        if worker is None or self._restarting.locked():
+            return False, "the language worker is starting"
+        if worker.index_error:
+            return False, f"the worker failed to index the app: {worker.index_error.strip().splitlines()[-1]}"
+        if self.config_errors:
+            return False, "; ".join(self.config_errors)
+        if not worker.functions:
+            return False, "function_app.py declares no functions"
+        return True, f"{len(worker.functions)} functions loaded"
 
     async def _start_worker(self) -> None:
         worker = self._factory(self.app_root, self.env)
@@ -416,21 +307,22 @@ class LocalFunctionsHost:
         """True: succeeded; False: failed (raised, timed out, or the worker died)."""
         worker = self.worker
         assert worker is not None
-        trace = self.stats.invocation(info.name)
+        trace = self.stats.invocation(info.name, self._sampled(info.name))
         try:
             text: str | bytes = body.decode("utf-8")
         except UnicodeDecodeError:
             text = body
-        metadata = {
-            "Id": message.id,
-            "DequeueCount": count,
-            "InsertionTime": _iso(message.inserted_on),
-            "ExpirationTime": _iso(message.expires_on),
-            "NextVisibleTime": _iso(message.next_visible_on),
-            "PopReceipt": message.pop_receipt,
-        }
+        metadata = queue_trigger_metadata(
+            str(message.id),
+            count,
+            message.pop_receipt,
+            message.inserted_on,
+            message.expires_on,
+            message.next_visible_on,
+            text if isinstance(text, str) else base64.b64encode(body).decode(),
+        )
         try:
-            await asyncio.wait_for(worker.invoke_queue(info.name, text, metadata, trace), self.rules.function_timeout)
+            await asyncio.wait_for(worker.invoke_queue(info, text, metadata, trace), self.rules.function_timeout)
             return True
         except TimeoutError:
             self.stats.timeouts += 1
@@ -439,7 +331,7 @@ class LocalFunctionsHost:
         except InvocationError as exc:
             log.info("invocation of %s failed: %s", info.name, exc)
         except WorkerDied as exc:
-            if self._stop.is_set() and self.worker is worker:
+            if id(worker) in self._abandoned or (self._stop.is_set() and self.worker is worker):
                 return None
             log.error("invocation of %s failed: %s", info.name, exc)
             await self.restart_worker("the worker process ended", worker)
@@ -461,11 +353,18 @@ class LocalFunctionsHost:
         await queue.delete_message(message)
         self.stats.poisoned_by_host += 1
 
+    def _queue_problem(self, info: FunctionInfo) -> str | None:
+        """What keeps a queue trigger from listening: its connection or its queue name's setting missing."""
+        setting = info.connection or "AzureWebJobsStorage"
+        if not self.env.get(setting):
+            return f"{info.name}: the connection setting {setting} is missing (a connection string here)"
+        name = info.queue_name or ""
+        if name.startswith("%") and name.endswith("%") and not self.env.get(name.strip("%")):
+            return f"{info.name}: the app setting {name.strip('%')} named by the queue name {name} is missing"
+        return None
+
     def _queue_client(self, info: FunctionInfo, name: str) -> QueueClient:
-        connection = self.env.get(info.connection or "AzureWebJobsStorage")
-        if not connection:
-            raise RuntimeError(f"{info.name}: set {info.connection or 'AzureWebJobsStorage'} to a connection string")
-        return QueueClient.from_connection_string(connection, name)
+        return QueueClient.from_connection_string(self.env[info.connection or "AzureWebJobsStorage"], name)
 
     def _resolve(self, name: str) -> str:
         """``%SETTING%`` names an app setting, as binding expressions do."""
@@ -490,9 +389,10 @@ class LocalFunctionsHost:
         """Invoke a timer function now; True if it succeeded (a failure is logged, as the host logs it)."""
         worker = self.worker
         assert worker is not None
-        trace = self.stats.invocation(name)
+        [info] = [f for f in worker.functions if f.name == name]
+        trace = self.stats.invocation(name, self._sampled(name))
         try:
-            await asyncio.wait_for(worker.invoke_timer(name, past_due, trace), self.rules.function_timeout)
+            await asyncio.wait_for(worker.invoke_timer(info, past_due, trace), self.rules.function_timeout)
             return True
         except TimeoutError:
             self.stats.timeouts += 1
@@ -506,8 +406,30 @@ class LocalFunctionsHost:
 
     def web_app(self) -> web.Application:
         app = web.Application(client_max_size=64 * 1024 * 1024)
+        app.router.add_get("/runtime/health", self._health)
+        app.router.add_get("/runtime/health/live", self._live)
+        app.router.add_get("/runtime/health/ready", self._ready)
         app.router.add_route("*", "/{path:.*}", self._http)
         return app
+
+    # --- the host's health probes (azure-functions-host PR 11341): /runtime/health runs every check,
+    # /live the web host's, /ready the script host's (functions indexed and loaded) ---------------------
+
+    async def _live(self, request: web.Request) -> web.Response:
+        return web.json_response({"status": "Healthy", "checks": {"webhost": "Healthy"}})
+
+    async def _ready(self, request: web.Request) -> web.Response:
+        ready, reason = self.readiness()
+        status = "Healthy" if ready else "Unhealthy"
+        return web.json_response(
+            {"status": status, "reason": reason, "checks": {"scripthost": status}}, status=200 if ready else 503
+        )
+
+    async def _health(self, request: web.Request) -> web.Response:
+        ready, reason = self.readiness()
+        status = "Healthy" if ready else "Unhealthy"
+        checks = {"webhost": "Healthy", "scripthost": status}
+        return web.json_response({"status": status, "reason": reason, "checks": checks}, status=200 if ready else 503)
 
     async def _http(self, request: web.Request) -> web.StreamResponse:
         prefix = f"/{self.rules.route_prefix}/" if self.rules.route_prefix else "/"
@@ -526,9 +448,9 @@ class LocalFunctionsHost:
         call = HttpCall(
             request.method, str(request.url), dict(request.headers), dict(request.query), await request.read()
         )
-        trace = self.stats.invocation(info.name)
+        trace = self.stats.invocation(info.name, self._sampled(info.name))
         try:
-            result = await asyncio.wait_for(worker.invoke_http(info.name, call, trace), self.rules.function_timeout)
+            result = await asyncio.wait_for(worker.invoke_http(info, call, trace), self.rules.function_timeout)
         except TimeoutError:
             await self.restart_worker(f"function timeout in {info.name}", worker)
             return web.Response(status=500)
@@ -538,35 +460,89 @@ class LocalFunctionsHost:
         return web.Response(status=result.status, headers=result.headers, body=result.body)
 
 
-def _die_with_parent() -> None:
-    """Linux: the worker is killed when the host dies, as a worker dies with its instance."""
-    if sys.platform.startswith("linux"):
-        import ctypes
+@dataclass(frozen=True)
+class LocalHostSettings:
+    """The local host's own settings: the function key it demands, and how long a message in flight stays hidden."""
 
-        pr_set_pdeathsig = 1
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
+    function_key: str = field(repr=False)
+    lease_seconds: float = RECEIVE_VISIBILITY_SECONDS
+    telemetry_file: Path | None = None
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> LocalHostSettings:
+        key = (env.get("WEBHOOK_KEY") or "").strip()
+        if not key:
+            raise ConfigurationError("the local host needs WEBHOOK_KEY, the function key the webhook demands")
+        raw = (env.get("LOCAL_HOST_LEASE_SECONDS") or "").strip() or str(RECEIVE_VISIBILITY_SECONDS)
+        try:
+            lease = float(raw)
+        except ValueError:
+            raise ConfigurationError(f"LOCAL_HOST_LEASE_SECONDS must be a number of seconds, not {raw!r}") from None
+        if not 1 <= lease <= 3600:
+            raise ConfigurationError(f"LOCAL_HOST_LEASE_SECONDS must be between 1 and 3600, not {raw}")
+        telemetry = (env.get("LOCAL_TELEMETRY_FILE") or "").strip()
+        return cls(key, lease, Path(telemetry) if telemetry else None)
 
 
-def _iso(value: datetime | None) -> str | None:
-    return value.astimezone(UTC).isoformat() if value else None
+async def serve(app_root: Path, env: Mapping[str, str], host: str, port: int) -> None:
+    """Run function_app.py under the local host until SIGINT/SIGTERM.
 
+    With ``LOCAL_TELEMETRY_FILE``, a loopback Application Insights (``ingestion``) takes what the worker's Azure
+    Monitor distro exports and writes it there as JSON lines; the app settings decide, as in Azure, whether the
+    worker exports (``PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY``).
+    """
+    from devtools.ingestion import LoopbackIngestion
 
-async def serve(
-    app_root: Path, env: Mapping[str, str], host: str, port: int, function_key: str, lease_seconds: float
-) -> None:
-    """Run function_app.py under the local host until SIGINT/SIGTERM."""
-    functions_host = LocalFunctionsHost(app_root, env, SubprocessWorker, function_key, lease_seconds)
+    local = LocalHostSettings.from_env(env)
+    environment = dict(env)
+    ingestion = None
+    if local.telemetry_file is not None:
+        ingestion = await LoopbackIngestion(local.telemetry_file).start()
+        environment.update(ingestion.environment())
+    functions_host = LocalFunctionsHost(
+        app_root, environment, SubprocessWorker, local.function_key, local.lease_seconds
+    )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    await functions_host.start()
     runner = web.AppRunner(functions_host.web_app(), access_log=None)
     try:
+        # Listening first, as the host does: /runtime/health/live answers at once, /ready once the app is loaded.
         await runner.setup()
         await web.TCPSite(runner, host, port).start()
+        await functions_host.start()
         log.info("local Functions host on http://%s:%d/%s/", host, port, functions_host.rules.route_prefix)
         await stop.wait()
     finally:
         await runner.cleanup()
         await functions_host.stop()
+        if ingestion is not None:
+            await ingestion.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+    import os
+
+    from recording_pipeline.edges.telemetry import configure_json_logging
+
+    parser = argparse.ArgumentParser(
+        prog="python -m devtools.local_host",
+        description="run function_app.py under a local Functions host with host.json's rules (needs WEBHOOK_KEY)",
+    )
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=7071)
+    parser.add_argument("--app-root", type=Path, default=Path(__file__).resolve().parents[1])
+    args = parser.parse_args(argv)
+    configure_json_logging()
+    try:
+        asyncio.run(serve(args.app_root.resolve(), dict(os.environ), args.host, args.port))
+    except ConfigurationError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -43,6 +43,16 @@ param applicationInsightsConnectionString string
 ])
 param instanceMemoryMB int = 2048
 
+@description('How a deploy or an app-setting change reaches running instances. Recreate (GA) ends running executions: the pipeline resumes them from their staged blocks (README, Site updates). RollingUpdate is in preview and not for production.')
+@allowed([
+  'Recreate'
+  'RollingUpdate'
+])
+param siteUpdateStrategy string = 'Recreate'
+
+@description('Share of traces kept when an invocation arrives without a sampled parent (OTEL_TRACES_SAMPLER_ARG of the distro sampler parentbased_trace_id_ratio, 0 to 1). An invocation the host samples keeps every span.')
+param telemetrySamplingRatio string = '1.0'
+
 @description('Upper bound of instances the plan scales out to.')
 @minValue(1)
 @maxValue(1000)
@@ -141,6 +151,26 @@ var baseSettings = [
     name: 'PYTHON_APPLICATIONINSIGHTS_LOGGER_NAME'
     value: 'recording_pipeline'
   }
+  // azure-functions-runtime, Python 3.13 and later, reads the PYTHON_APPLICATIONINSIGHTS_ names; the 4.x worker
+  // of Python 3.11 and 3.12 reads PYTHON_ENABLE_OPENTELEMETRY and PYTHON_AZURE_MONITOR_LOGGER_NAME. Both are set.
+  {
+    name: 'PYTHON_ENABLE_OPENTELEMETRY'
+    value: 'true'
+  }
+  {
+    name: 'PYTHON_AZURE_MONITOR_LOGGER_NAME'
+    value: 'recording_pipeline'
+  }
+  // Whole traces: the distro's default sampler (5 traces/s, rate-limited) ignores the host's sampled flag and
+  // drops spans of one invocation independently. Parent-based: an invocation keeps or drops all its spans.
+  {
+    name: 'OTEL_TRACES_SAMPLER'
+    value: 'parentbased_trace_id_ratio'
+  }
+  {
+    name: 'OTEL_TRACES_SAMPLER_ARG'
+    value: telemetrySamplingRatio
+  }
   {
     name: 'ARCHIVE_STORAGE_ACCOUNT_URL'
     value: archiveStorageAccountUrl
@@ -237,6 +267,9 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
       runtime: {
         name: 'python'
         version: '3.13'
+      }
+      siteUpdateStrategy: {
+        type: siteUpdateStrategy
       }
     }
     siteConfig: {

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from recording_pipeline.cli.operations import STATE_FILTERS
 from recording_pipeline.core.errors import ConfigurationError
-from recording_pipeline.core.settings import ArchiveSettings, LocalHostSettings, QueueSettings, Settings
+from recording_pipeline.core.settings import ArchiveSettings, QueueSettings, Settings
 from recording_pipeline.edges.telemetry import configure_json_logging
 
 if TYPE_CHECKING:
@@ -95,16 +95,11 @@ def main(argv: list[str] | None = None) -> int:
 def _serve(host: str, port: int) -> int:
     """The local host is a development tool: it lives in the repository's devtools/, which is not deployed."""
     try:
-        from devtools.local_host import serve
+        from devtools.local_host import main as local_host
     except ImportError:
         print("serve: run it from a checkout of the repository (devtools/ is not deployed)", file=sys.stderr)
         return 2
-    local = LocalHostSettings.from_env(os.environ)
-    if not local.function_key:
-        raise ConfigurationError("serve needs WEBHOOK_KEY, the function key the webhook demands")
-    app_root = Path(__file__).resolve().parents[2]  # the folder of function_app.py and host.json
-    asyncio.run(serve(app_root, dict(os.environ), host, port, local.function_key, local.lease_seconds))
-    return 0
+    return local_host(["--host", host, "--port", str(port)])
 
 
 async def _replay(files: list[Path], poison: bool) -> int:

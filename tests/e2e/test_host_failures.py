@@ -258,3 +258,42 @@ async def test_a_quarantined_job_is_kept_in_the_archive_and_its_poison_message_n
     finally:
         await runtime.close()
         await local.stop()
+
+
+@pytest.mark.slow
+async def test_a_site_update_mid_transfer_archives_every_chunk_once_and_poisons_nothing(
+    stack: Stack, blob_service: BlobServiceClient
+) -> None:
+    """Flex's "Recreate" site update: a deploy or an app-setting change ends every running execution, and the
+    instance starts again with the new settings. Four chunks are cut off mid-transfer at once; their messages are
+    not completed, come back when their invisibility lapses, and each copy resumes from its staged blocks."""
+    sim = stack.simulator
+    chunks = [sim.add(f"doc-update-{i}", 12 * MIB, call_id=CALL, chunk_index=0, rate=2 * MIB) for i in range(4)]
+    local = await stack.start_host({"TRANSFER_BLOCK_SIZE_MIB": "1"}, in_process=False, lease_seconds=2)
+    try:
+        key = stack.env["WEBHOOK_KEY"]
+        for i, chunk in enumerate(chunks):
+            assert (await post_events(local.url, [sim.event(CALL, f"recUpdate{i}", [chunk])], key))[0] == 200
+
+        async def all_under_way() -> bool:
+            return all(sim.bytes_served.get(c.document_id, 0) >= 3 * MIB for c in chunks)
+
+        await wait_until(all_under_way, timeout=60, interval=0.05)
+        served_before = {c.document_id: sim.bytes_served[c.document_id] for c in chunks}
+        await local.host.update_site(TRANSFER_CONCURRENCY="2")  # an app setting changed in the portal
+        assert local.host.worker is not None and local.host.worker.env["TRANSFER_CONCURRENCY"] == "2"
+        container = blob_service.get_container_client(stack.container)
+        for i, chunk in enumerate(chunks):
+            await wait_until(lambda i=i, chunk=chunk: _archived(stack, f"recUpdate{i}", [chunk]), timeout=120)
+        await _assert_archived_once(container, stack, chunks)
+        assert local.host.stats.recreated == 1 and local.host.stats.worker_starts == 2
+        assert local.host.stats.poisoned_by_host == 0
+        assert await _queue_messages(stack, f"{stack.queue}-poison") == []
+        for chunk in chunks:
+            assert all(c.document_id in sim.deleted for c in chunks)
+            ranges = [r.range for r in sim.requests if r.document_id == chunk.document_id and r.kind == "media"]
+            assert ranges[0] is None and len(ranges) >= 2 and all(ranges[1:]), f"{chunk.document_id} resumed"
+            # What was downloaded twice is only what had arrived but was not yet staged when the worker ended.
+            assert sim.bytes_served[chunk.document_id] < chunk.size + served_before[chunk.document_id]
+    finally:
+        await local.stop()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import importlib.metadata
 import json
 import os
 import uuid
@@ -26,9 +27,10 @@ from azure.storage.queue import TextBase64EncodePolicy
 from azure.storage.queue.aio import QueueClient
 
 from devtools.devstack import Azurite
-from devtools.local_host import InProcessWorker, LocalFunctionsHost, SubprocessWorker
+from devtools.local_host import LocalFunctionsHost
 from devtools.loopback import serve_app
-from tests.support.stack import wait_until
+from devtools.worker_channel import InProcessWorker, SubprocessWorker
+from tests.support.stack import REPO, wait_until
 
 TOY_APP = """
 import asyncio, json, os, pathlib
@@ -264,3 +266,79 @@ async def test_a_timer_function_runs_at_start_and_then_on_its_schedule(toy: Toy,
     ticks = [line for line in toy.lines() if line["event"] == "tick"]
     assert not any(t["past_due"] for t in ticks)
     assert host.stats.invocations["tick"] == len(ticks)
+
+
+@pytest.mark.parametrize("worker", [InProcessWorker, SubprocessWorker])
+async def test_microsoft_s_runtime_indexes_and_invokes_the_app_as_pinned(toy: Toy, worker: Any) -> None:
+    """The functions are indexed, converted and run by azure_functions_runtime, the version requirements.txt pins."""
+    pinned = next(
+        line.split("==")[1].strip()
+        for line in (REPO / "requirements.txt").read_text().splitlines()
+        if line.startswith("azure-functions-runtime==")
+    )
+    host = await _started(toy, worker)
+    try:
+        assert host.worker is not None
+        metadata = host.worker.worker_metadata
+        # WorkerInitResponse.worker_metadata, as the runtime fills it (utils/helpers.get_worker_metadata).
+        assert metadata["worker_version"] == pinned == importlib.metadata.version("azure-functions-runtime")
+        assert metadata["runtime_name"] == "python" and metadata["runtime_version"] == "3.13"
+        # The capabilities the runtime declares, among them raw HTTP bodies as bytes.
+        assert host.worker.capabilities["RawHttpBodyBytes"] == "true"
+        assert {f.function_id for f in host.functions()} == {
+            str(uuid.uuid5(uuid.NAMESPACE_OID, f.name)) for f in host.functions()
+        }, "function ids as the runtime's registry makes them"
+        await toy.send("hello")
+
+        async def ran() -> bool:
+            return any(line["event"] == "end" for line in toy.lines())
+
+        await wait_until(ran, timeout=20)
+    finally:
+        await host.stop()
+
+
+async def test_the_host_s_probes_say_live_at_once_and_ready_once_the_functions_are_loaded(toy: Toy) -> None:
+    host = LocalFunctionsHost(toy.root, toy.env, InProcessWorker)
+    runner, port = await serve_app(host.web_app())
+    base = f"http://127.0.0.1:{port}/runtime/health"
+    try:
+        async with aiohttp.ClientSession() as session:
+            async with session.get(f"{base}/live") as response:
+                assert response.status == 200
+            async with session.get(f"{base}/ready") as response:  # listening, the worker not started yet
+                assert response.status == 503
+                assert "starting" in (await response.json())["reason"]
+            await host.start()
+            for path in ("", "/live", "/ready"):
+                async with session.get(f"{base}{path}") as response:
+                    assert response.status == 200, path
+                    assert (await response.json())["status"] == "Healthy"
+    finally:
+        await runner.cleanup()
+        await host.stop()
+
+
+@pytest.mark.parametrize(
+    ("env", "reason"),
+    [
+        ({"TOY_FAIL_IMPORT": "1"}, "this app cannot start"),
+        ({"TOY_QUEUE": ""}, "TOY_QUEUE"),
+        ({"AzureWebJobsStorage": ""}, "AzureWebJobsStorage"),
+    ],
+)
+async def test_not_ready_with_a_configuration_error_and_the_reason(toy: Toy, env: dict[str, str], reason: str) -> None:
+    host = await _started(toy, SubprocessWorker, **env)
+    runner, port = await serve_app(host.web_app())
+    try:
+        async with aiohttp.ClientSession() as session:
+            for path in ("/runtime/health/ready", "/runtime/health"):
+                async with session.get(f"http://127.0.0.1:{port}{path}") as response:
+                    answer = await response.json()
+                    assert response.status == 503 and answer["status"] == "Unhealthy", path
+                    assert reason in answer["reason"]
+            async with session.get(f"http://127.0.0.1:{port}/runtime/health/live") as response:
+                assert response.status == 200  # the host itself is up: it is the app that cannot run
+    finally:
+        await runner.cleanup()
+        await host.stop()

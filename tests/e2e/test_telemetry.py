@@ -1,17 +1,16 @@
 """Telemetry: every log line of a job carries the chunk's identity; spans wrap
 the steps; metrics count bytes, durations, time left and failures.
 
-Through the worker's OpenTelemetry pipeline (what the Python worker configures with
-PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY), captured in memory: one record per log
-line with the identity as attributes, the app's spans under the host's invocation,
-the per-block and per-renewal storage calls kept out while their failures are not;
-and ``serve`` writing the same records locally."""
+The app in this process under azure_functions_runtime, with providers shaped as the
+Azure Monitor distro's, captured in memory (tests/support/telemetry.py): one record per
+log line with the identity as attributes, the app's spans under the host's invocation,
+the per-block and per-renewal storage calls kept out while their failures are not.
+What the distro itself exports with infra's settings: test_telemetry_as_deployed.py."""
 
 from __future__ import annotations
 
 import json
 import logging
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,7 +21,6 @@ from opentelemetry.trace import Status, StatusCode
 
 from devtools.local_host import LocalFunctionsHost
 from devtools.simulator import Fault
-from devtools.worker_telemetry import read_lines
 from recording_pipeline.app.webhook import WebhookRequest
 from recording_pipeline.app.worker import handle_chunk_message
 from recording_pipeline.core.jobs import encode_job, plan_jobs
@@ -133,7 +131,9 @@ async def _archive_through_the_local_host(
 ) -> tuple[LocalFunctionsHost, Any]:
     sim = stack.simulator
     chunk = sim.add(doc, size, call_id=CALL, rate=rate)
-    local = await stack.local_host(in_process=True, **overrides)
+    # The runtime attaches the host's trace context before each invocation (PYTHON_ENABLE_OPENTELEMETRY; the
+    # providers are the test's, tests/support/telemetry.py).
+    local = await stack.local_host(in_process=True, PYTHON_ENABLE_OPENTELEMETRY="true", **overrides)
     try:
         status, _ = await post_events(
             local.url, [sim.event(CALL, "recT", [chunk], event_id=f"evt-{doc}")], stack.env["WEBHOOK_KEY"]
@@ -284,45 +284,3 @@ def test_the_app_configures_no_exporter_and_quiets_the_workers_provider_once(
         }
     )
     assert "PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY" not in caplog.text
-
-
-async def test_serve_writes_the_same_records_locally(stack: Stack, tmp_path: Path) -> None:
-    """The worker process of the local host configures its pipeline as the real worker does, into JSON lines."""
-    out = tmp_path / "telemetry.jsonl"
-    sim = stack.simulator
-    doc = "doc-local-records"
-    chunk = sim.add(doc, MIB + 3, call_id=CALL)
-    local = await stack.local_host(
-        in_process=False,
-        PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY="true",
-        PYTHON_APPLICATIONINSIGHTS_LOGGER_NAME="recording_pipeline",
-        LOCAL_TELEMETRY_FILE=str(out),
-        OTEL_METRIC_EXPORT_INTERVAL="300",
-    )
-    try:
-        status, _ = await post_events(
-            local.url, [sim.event(CALL, "recT", [chunk], event_id="evt-local")], stack.env["WEBHOOK_KEY"]
-        )
-        assert status == 200
-
-        async def exported() -> list[dict[str, Any]] | None:
-            records = read_lines(out) if out.exists() else []
-            done = any(r["record"] == "metric" and r["name"] == "recording.bytes_archived" for r in records)
-            return records if done and doc in sim.deleted else None
-
-        records = await wait_until(exported, timeout=120)
-    finally:
-        await local.stop()
-    logs = [r for r in records if r["record"] == "log"]
-    [archived] = [r for r in logs if r["body"].startswith("recording chunk archived")]
-    assert archived["attributes"]["document_id"] == doc and archived["attributes"]["event_id"] == "evt-local"
-    spans = [r for r in records if r["record"] == "span"]
-    [root] = [s for s in spans if s["name"] == "archive_chunk"]
-    sent = [t.traceparent.split("-") for t in local.host.stats.traces["archive_recording_chunk"]]
-    assert [root["trace_id"], root["parent_span_id"]] in [[p[1], p[2]] for p in sent]
-    assert archived["trace_id"] == root["trace_id"]
-    assert {s["name"] for s in spans} >= STEP_SPANS
-    assert not NOISY_OPERATIONS & {s["name"] for s in spans}
-    assert {"BlobClient.upload_blob", "BlobClient.commit_block_list"} & {s["name"] for s in spans}  # the media's
-    points = [r for r in records if r["record"] == "metric" and r["name"] == "recording.bytes_archived"]
-    assert sum(p["value"] for p in points) == MIB + 3

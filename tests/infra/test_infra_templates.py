@@ -402,7 +402,7 @@ def test_function_storage_is_identity_only_and_has_the_queues() -> None:
 # --- function app -------------------------------------------------------------
 
 
-def test_function_app_is_flex_consumption_python_311() -> None:
+def test_function_app_is_flex_consumption_python_313() -> None:
     doc = bicep("function-app.bicep")
     _, plan = the_resource(doc, "Microsoft.Web/serverfarms")
     assert body(plan)["sku"] == {"name": "FC1", "tier": "FlexConsumption"}
@@ -471,12 +471,46 @@ def test_app_settings_match_the_code_contract() -> None:
 
 def test_telemetry_is_the_python_workers_with_the_hosts_in_opentelemetry_mode() -> None:
     settings = app_settings(bicep("function-app.bicep"))
+    # azure-functions-runtime (3.13) and the 4.x worker (3.11, 3.12) each read their own names: both are set.
     assert settings["PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY"] == "true"
     assert settings["PYTHON_APPLICATIONINSIGHTS_LOGGER_NAME"] == APP_LOGGER
+    assert settings["PYTHON_ENABLE_OPENTELEMETRY"] == "true"
+    assert settings["PYTHON_AZURE_MONITOR_LOGGER_NAME"] == APP_LOGGER
+    # Whole traces: parent-based, in the distro's spelling (an unknown name falls back to its rate-limited sampler).
+    assert settings["OTEL_TRACES_SAMPLER"] == "parentbased_trace_id_ratio"
+    assert resolve(bicep("function-app.bicep"), settings["OTEL_TRACES_SAMPLER_ARG"]) == "1.0"
     host = json.loads((REPO / "host.json").read_text())
     assert host["telemetryMode"] == "OpenTelemetry"
     # The classic SDK's sampling does not apply in OpenTelemetry mode; leaving it would only mislead.
     assert "applicationInsights" not in host["logging"]
+
+
+def test_the_telemetry_settings_infra_deploys_are_in_the_sample_and_the_readme() -> None:
+    """infra, local.settings.sample.json and README agree on every setting that decides telemetry."""
+    settings = app_settings(bicep("function-app.bicep"))
+    names = {n for n in settings if n.startswith(("PYTHON_", "OTEL_"))}
+    assert names >= {
+        "PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY",
+        "PYTHON_ENABLE_OPENTELEMETRY",
+        "OTEL_TRACES_SAMPLER",
+    }
+    sample = json.loads((REPO / "local.settings.sample.json").read_text())["Values"]
+    readme = (REPO / "README.md").read_text()
+    table = readme[readme.index("## Configuration") : readme.index("## host.json, and why")]
+    for name in sorted(names):
+        assert name in sample, f"{name} is deployed but not in local.settings.sample.json"
+        assert f"| `{name}` |" in table, f"{name} is deployed but not in README's configuration table"
+    # The sampler's name is the distro's, the same everywhere.
+    assert sample["OTEL_TRACES_SAMPLER"] == settings["OTEL_TRACES_SAMPLER"]
+    assert f"`OTEL_TRACES_SAMPLER={settings['OTEL_TRACES_SAMPLER']}`" in readme
+
+
+def test_flex_site_updates_recreate_as_the_readme_says() -> None:
+    doc = bicep("function-app.bicep")
+    _, site = the_resource(doc, "Microsoft.Web/sites")
+    strategy = body(site)["properties"]["functionAppConfig"]["siteUpdateStrategy"]["type"]
+    assert resolve(doc, strategy) == "Recreate"
+    assert "`Recreate`, which `infra/` sets explicitly" in (REPO / "README.md").read_text()
 
 
 def test_azd_service_tag_matches_azure_yaml() -> None:

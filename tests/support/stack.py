@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,9 +19,10 @@ from azure.storage.queue import TextBase64DecodePolicy, TextBase64EncodePolicy
 from azure.storage.queue.aio import QueueClient
 
 from devtools.devstack import Azurite
-from devtools.local_host import InProcessWorker, LocalFunctionsHost, SubprocessWorker
+from devtools.local_host import RECEIVE_VISIBILITY_SECONDS, LocalFunctionsHost
 from devtools.loopback import serve_app
 from devtools.simulator import RecordingSimulator
+from devtools.worker_channel import InProcessWorker, SubprocessWorker
 from recording_pipeline.core.host_rules import read_host_rules
 from recording_pipeline.core.jobs import RecordingChunk, decode_job
 from recording_pipeline.core.naming import manifest_name
@@ -68,9 +70,27 @@ class Stack:
 
     async def local_host(self, in_process: bool = True, **overrides: str) -> LocalHost:
         """function_app.py under the local Functions host, on this stack, serving HTTP on a free port."""
+        return await self.start_host(overrides, in_process)
+
+    async def start_host(
+        self,
+        overrides: Mapping[str, str],
+        in_process: bool = True,
+        sampled: Callable[[str], bool] | None = None,
+        lease_seconds: float = RECEIVE_VISIBILITY_SECONDS,
+    ) -> LocalHost:
+        """``local_host``, and ``sampled``: the sampled flag of each invocation's traceparent, by function;
+        ``lease_seconds``: how long a message in flight stays hidden (the host's 10 minutes)."""
         env = {**os.environ, **self.env, **overrides}
         factory = InProcessWorker if in_process else SubprocessWorker
-        host = LocalFunctionsHost(REPO, env, factory, function_key=self.env["WEBHOOK_KEY"])
+        host = LocalFunctionsHost(
+            REPO,
+            env,
+            factory,
+            function_key=self.env["WEBHOOK_KEY"],
+            lease_seconds=lease_seconds,
+            sampled=sampled or (lambda name: True),
+        )
         await host.start()
         runner, port = await serve_app(host.web_app())
         return LocalHost(host, runner, f"http://127.0.0.1:{port}/api/recording-events")

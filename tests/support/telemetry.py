@@ -1,5 +1,12 @@
-"""In-memory OpenTelemetry for the tests: the worker's pipeline (devtools.worker_telemetry) around exporters that keep
-what they are given while a test captures, and nothing between tests.
+"""In-memory OpenTelemetry for the fast telemetry tests: providers set as the Azure Monitor distro sets them, around
+exporters that keep what they are given while a test captures, and nothing between tests.
+
+The distro (which azure_functions_runtime configures in a worker process, ``otel.py``) builds a tracer provider, a
+logger provider with a handler on ``PYTHON_APPLICATIONINSIGHTS_LOGGER_NAME``, a meter provider, and switches on the
+Azure SDK's spans (azure-monitor-opentelemetry ``_configure.py``). These tests run the app in the test process
+(``InProcessWorker``, with ``PYTHON_ENABLE_OPENTELEMETRY`` so the runtime attaches the host's trace context), so
+the same shape is built here around in-memory exporters; what the distro itself exports, with the settings infra
+deploys, is proved against a loopback ingestion endpoint (tests/e2e/test_telemetry_as_deployed.py).
 
 OpenTelemetry keeps the first global provider of a process, so the pipeline is installed once per test session;
 the Azure SDK's own spans are switched on only while a test captures.
@@ -14,14 +21,15 @@ from typing import Any
 
 from azure.core.settings import settings as azure_core_settings
 from azure.core.tracing.ext.opentelemetry_span import OpenTelemetrySpan
+from opentelemetry import _logs, metrics, trace
 from opentelemetry.instrumentation.logging.handler import LoggingHandler
-from opentelemetry.sdk._logs import ReadableLogRecord
-from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportResult
-from opentelemetry.sdk.metrics.export import InMemoryMetricReader
-from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
-from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+from opentelemetry.sdk._logs import LoggerProvider, ReadableLogRecord
+from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportResult, SimpleLogRecordProcessor
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader, MetricReader
+from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
 
-from devtools.worker_telemetry import install_pipeline
 from recording_pipeline.edges.telemetry import APP_LOGGER
 
 
@@ -98,6 +106,25 @@ class _Logs(LogRecordExporter):
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
         return True
+
+
+def install_pipeline(
+    span_exporter: SpanExporter, log_exporter: LogRecordExporter, metric_reader: MetricReader, logger_name: str
+) -> tuple[TracerProvider, LoggerProvider, MeterProvider]:
+    """The global providers, as the distro sets them: once per process (OpenTelemetry keeps the first)."""
+    tracer_provider = TracerProvider()
+    tracer_provider.add_span_processor(SimpleSpanProcessor(span_exporter))
+    trace.set_tracer_provider(tracer_provider)
+    logger_provider = LoggerProvider()
+    logger_provider.add_log_record_processor(SimpleLogRecordProcessor(log_exporter))
+    _logs.set_logger_provider(logger_provider)
+    logger = logging.getLogger(logger_name)
+    if not any(isinstance(h, LoggingHandler) for h in logger.handlers):
+        logger.addHandler(LoggingHandler(logger_provider=logger_provider))
+    meter_provider = MeterProvider(metric_readers=[metric_reader])
+    metrics.set_meter_provider(meter_provider)
+    azure_core_settings.tracing_implementation = OpenTelemetrySpan  # the distro's "azure_sdk" instrumentation
+    return tracer_provider, logger_provider, meter_provider
 
 
 def install_capture() -> Captured:

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
 
-import azure.functions as func
 import pytest
 
-from devtools.functions_worker import HttpCall, LoadedApp, environment
+from devtools.worker_channel import FunctionInfo, HttpCall, InProcessWorker, TraceParent
 from recording_pipeline.core.host_rules import load_host_rules
 from recording_pipeline.core.settings import DEFAULT_QUEUE_NAME
 from recording_pipeline.functions_adapter import RuntimeHolder
@@ -19,10 +19,30 @@ ROOT = REPO
 HOST = json.loads((ROOT / "host.json").read_text())
 
 
-def _load(**env: str) -> LoadedApp:
-    """function_app.py imported afresh, as a new worker process imports it, with these app settings."""
-    with environment({**os.environ, **GOOD_SETTINGS, **env}):
-        return LoadedApp(ROOT)
+Loader = Callable[..., Awaitable[InProcessWorker]]
+
+
+@pytest.fixture
+async def load() -> AsyncIterator[Loader]:
+    """function_app.py indexed afresh by azure_functions_runtime, as a new worker process indexes it."""
+    started: list[InProcessWorker] = []
+
+    async def start(**env: str) -> InProcessWorker:
+        worker = InProcessWorker(ROOT, {**os.environ, **GOOD_SETTINGS, **env})
+        await worker.start()
+        assert worker.index_error is None, worker.index_error
+        started.append(worker)
+        return worker
+
+    yield start
+    for worker in started:
+        await worker.kill()
+
+
+def _holder() -> RuntimeHolder:
+    holder = sys.modules["function_app"].runtime
+    assert isinstance(holder, RuntimeHolder)
+    return holder
 
 
 GOOD_SETTINGS = {
@@ -32,22 +52,22 @@ GOOD_SETTINGS = {
 }
 
 
-def _bindings(app: LoadedApp) -> dict[str, list[Any]]:
-    return {name: fn.get_bindings() for name, fn in app.functions.items()}
+def _functions(worker: InProcessWorker) -> dict[str, FunctionInfo]:
+    return {f.name: f for f in worker.functions}
 
 
-def test_http_trigger_on_recording_events_with_function_auth() -> None:
-    bindings = _bindings(_load())["recording_events"]
-    trigger = next(b for b in bindings if b.type == "httpTrigger")
+async def test_http_trigger_on_recording_events_with_function_auth(load: Loader) -> None:
+    trigger = _functions(await load())["recording_events"]
+    assert trigger.trigger == "httpTrigger"
     assert trigger.route == "recording-events"
-    assert {str(m.value) if hasattr(m, "value") else str(m) for m in trigger.methods} == {"POST", "OPTIONS"}
-    assert trigger.auth_level == func.AuthLevel.FUNCTION
+    assert set(trigger.methods) == {"POST", "OPTIONS"}
+    assert trigger.auth_level == "function"
     assert HOST["extensions"]["http"]["routePrefix"] == "api"
 
 
-def test_queue_trigger_on_the_chunk_queue_setting() -> None:
-    bindings = _bindings(_load())["archive_recording_chunk"]
-    trigger = next(b for b in bindings if b.type == "queueTrigger")
+async def test_queue_trigger_on_the_chunk_queue_setting(load: Loader) -> None:
+    trigger = _functions(await load())["archive_recording_chunk"]
+    assert trigger.trigger == "queueTrigger"
     assert trigger.queue_name == "%CHUNK_QUEUE_NAME%"
     assert trigger.connection == "AzureWebJobsStorage"
     sample = json.loads((ROOT / "local.settings.sample.json").read_text())
@@ -55,15 +75,17 @@ def test_queue_trigger_on_the_chunk_queue_setting() -> None:
 
 
 async def test_a_configuration_error_declares_no_queue_trigger_and_the_webhook_answers_503(
-    caplog: pytest.LogCaptureFixture,
+    caplog: pytest.LogCaptureFixture, load: Loader
 ) -> None:
     """Nothing takes a message while the settings cannot be used; Event Grid keeps retrying the events."""
     unresolved = "@Microsoft.KeyVault(SecretUri=https://v.vault.azure.net/secrets/acs-connection-string/)"
-    app = _load(ACS_CONNECTION_STRING=unresolved)
+    app = await load(ACS_CONNECTION_STRING=unresolved)
     # What the configuration alert (infra/modules/alerts.bicep) looks for.
     assert any(r.levelname == "CRITICAL" and "configuration error" in r.getMessage() for r in caplog.records)
-    assert set(app.functions) == {"recording_events"}
-    result = await app.invoke_http("recording_events", HttpCall("POST", "http://h/api/recording-events", {}, {}, b"[]"))
+    functions = _functions(app)
+    assert set(functions) == {"recording_events"}
+    call = HttpCall("POST", "http://h/api/recording-events", {}, {}, b"[]")
+    result = await app.invoke_http(functions["recording_events"], call, TraceParent.new())
     assert result.status == 503 and result.headers["Retry-After"]
     assert b"ACS_CONNECTION_STRING is an unresolved Key Vault reference" in result.body
 
@@ -79,21 +101,19 @@ def test_host_json_fits_multi_gigabyte_chunks() -> None:
 
 
 @pytest.mark.parametrize("override", [None, "8"])
-def test_the_app_s_attempts_sit_below_the_host_s_max_dequeue_count(override: str | None) -> None:
+async def test_the_app_s_attempts_sit_below_the_host_s_max_dequeue_count(override: str | None, load: Loader) -> None:
     """The app decides a job's fate on the delivery before the host would poison it, host.json or app setting."""
     env = {"AzureFunctionsJobHost__extensions__queues__maxDequeueCount": override} if override else {}
-    app = _load(**env)
-    holder = app.module.runtime
-    assert isinstance(holder, RuntimeHolder)
+    await load(**env)
+    holder = _holder()
     host_max = int(override or HOST["extensions"]["queues"]["maxDequeueCount"])
     assert holder.config.host.queues.max_dequeue_count == host_max
     assert holder.config.host.attempts_per_message == host_max - 1
 
 
-def test_an_attempt_ends_itself_inside_the_function_timeout() -> None:
-    env = {"AzureFunctionsJobHost__functionTimeout": "00:10:00"}
-    holder = _load(**env).module.runtime
-    assert isinstance(holder, RuntimeHolder)
+async def test_an_attempt_ends_itself_inside_the_function_timeout(load: Loader) -> None:
+    await load(AzureFunctionsJobHost__functionTimeout="00:10:00")
+    holder = _holder()
     attempt = holder.config.host.attempt_seconds()
     assert attempt is not None and 0 < attempt < 600
 

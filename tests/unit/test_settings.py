@@ -360,13 +360,18 @@ def test_a_key_vault_reference_in_a_setting_the_app_does_not_read_is_not_its_bus
     load(SOME_OTHER_APP_SETTING="@Microsoft.KeyVault(SecretUri=https://v.vault.azure.net/secrets/x/)")
 
 
-# The Functions host's and the Python worker's own settings (the worker configures telemetry with the last two).
+# The Functions host's and the Python worker's own settings (the worker configures telemetry with the others:
+# azure-functions-runtime's names, the 4.x worker's, and OpenTelemetry's sampler, which the distro reads).
 FUNCTIONS_OWN = {
     "FUNCTIONS_WORKER_RUNTIME",
     "AzureWebJobsStorage",
     "AzureWebJobsFeatureFlags",
     "PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY",
     "PYTHON_APPLICATIONINSIGHTS_LOGGER_NAME",
+    "PYTHON_ENABLE_OPENTELEMETRY",
+    "PYTHON_AZURE_MONITOR_LOGGER_NAME",
+    "OTEL_TRACES_SAMPLER",
+    "OTEL_TRACES_SAMPLER_ARG",
 }
 LOCAL_HOST_ONLY = {"LOCAL_HOST_LEASE_SECONDS", "LOCAL_TELEMETRY_FILE"}
 
@@ -377,7 +382,7 @@ def test_every_setting_is_in_the_sample_and_the_readme_and_nothing_else_is() -> 
     assert sample == set(SETTING_NAMES) | FUNCTIONS_OWN | LOCAL_HOST_ONLY
     readme = (root / "README.md").read_text()
     documented = set(re.findall(r"^\| `([A-Za-z_]+)` \|", readme, re.MULTILINE))
-    worker_telemetry = {n for n in FUNCTIONS_OWN if n.startswith("PYTHON_APPLICATIONINSIGHTS_")}
+    worker_telemetry = {n for n in FUNCTIONS_OWN if n.startswith(("PYTHON_", "OTEL_"))}
     assert set(SETTING_NAMES) | LOCAL_HOST_ONLY | worker_telemetry <= documented
 
 
