@@ -195,7 +195,7 @@ def panels(records: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
         "failures-by-kind": [{"kind": k, "failures": v} for k, v in sorted(failures.items())],
         "lost-chunks": [{k: r["attributes"][k] for k in identity} for r in lines("recording chunk lost")],
         "poison-depth": [
-            {"time": _when(m), "depth": m["value"], "queue": m["attributes"]["queue"]}
+            {"time": _when(m), "depth": float(m["value"]), "queue": m["attributes"]["queue"]}
             for m in metrics
             if m["name"] == "recording.poison_queue.depth"
         ],
@@ -203,8 +203,8 @@ def panels(records: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
             {
                 "call_id": a["call_id"],
                 "recording_key": a["recording_key"],
-                "chunks": f"{a['chunks_archived']} of {'?' if a['chunks_total'] < 0 else a['chunks_total']}",
-                "hours_to_deadline": a["seconds_to_deadline"] / HOUR,
+                "chunks": f"{a['chunks_archived']} of {'?' if int(a['chunks_total']) < 0 else a['chunks_total']}",
+                "hours_to_deadline": float(a["seconds_to_deadline"]) / HOUR,
             }
             for a in incomplete
         ],

@@ -329,11 +329,13 @@ class InProcessWorker(WorkerChannel):
         for task in list(self._running):
             task.cancel()
         await asyncio.gather(*self._running, return_exceptions=True)
-        # A process that ends closes its sockets; one that goes on must close the app's clients itself.
-        app = sys.modules.get("function_app")
-        closer = getattr(getattr(app, "runtime", None), "close", None)
-        if closer is not None:
-            await closer()
+        # A process that ends closes its sockets; one that goes on must close the app's clients itself. The app
+        # has no hook for it (a worker process only ever ends), so this reaches into the holder it builds once.
+        holder = getattr(sys.modules.get("function_app"), "runtime", None)
+        built = getattr(holder, "_runtime", None)
+        if built is not None:
+            await built.close()
+            holder._runtime = None  # type: ignore[union-attr]
 
 
 class SubprocessWorker(WorkerChannel):

@@ -70,12 +70,6 @@ class RuntimeHolder:
                 self._runtime = await Runtime.build(self.config.settings, self.config.host)
         return self._runtime
 
-    async def close(self) -> None:
-        """For hosts that end the worker without ending the process (the local host's in-process worker)."""
-        if self._runtime is not None:
-            await self._runtime.close()
-            self._runtime = None
-
 
 async def deliver(app: RuntimeHolder | ConfigurationError, request: WebhookRequest) -> WebhookResponse:
     """The webhook, or 503 while the app cannot work: Event Grid retries 5xx, and keeps what it gives up on."""

@@ -204,7 +204,7 @@ async def test_bring_your_own_storage_is_recorded_not_copied(
     assert manifest is not None and manifest["state"] == "external"
 
 
-async def test_serve_demands_the_function_key(stack: Stack, serve_factory: Any) -> None:
+async def test_the_local_host_demands_the_function_key(stack: Stack, serve_factory: Any) -> None:
     serve = serve_factory(stack.env)
     event = _event(stack)
     for key in (None, "wrong-key"):
@@ -215,7 +215,7 @@ async def test_serve_demands_the_function_key(stack: Stack, serve_factory: Any) 
     assert (status, body["enqueued"]) == (200, 1)
 
 
-def test_serve_refuses_to_start_without_a_key(stack: Stack) -> None:
+def test_the_local_host_refuses_to_start_without_a_key(stack: Stack) -> None:
     import subprocess
     import sys
 
@@ -225,7 +225,7 @@ def test_serve_refuses_to_start_without_a_key(stack: Stack) -> None:
     import os
 
     done = subprocess.run(
-        [sys.executable, "-m", "recording_pipeline", "serve", "--port", "0"],
+        [sys.executable, "-m", "devtools.local_host", "--port", "0"],
         cwd=REPO,
         env={**os.environ, **env},
         capture_output=True,
