@@ -113,6 +113,7 @@ def main() -> None:
     # here they go to stderr, where the host's go.
     configure_json_logging()
     logging.getLogger("azure.functions").setLevel(logging.WARNING)  # the runtime's own line per invocation
+    logging.getLogger("azure.monitor.opentelemetry.exporter").setLevel(logging.WARNING)  # a line per export
     os.chdir(args.app_root)
     asyncio.run(_serve(args.host))
 
