@@ -3,8 +3,9 @@
 ``handle_chunk_message`` runs an attempt and, if it fails, acts on what
 core.attempts decides: let the host deliver the message again, continue or try
 again later with a fresh message, or quarantine the job. ``archive_chunk`` is
-the attempt: it asks core.lifecycle for the next step and performs it
-(app.chunk_steps) until there is none left. Once an attempt's outcome is known,
+the attempt: it asks core.lifecycle for the next step and performs it (``STEPS``
+names the function of app.copy_steps, app.after_copy_steps or app.gone_steps
+for each) until there is none left. Once an attempt's outcome is known,
 ``_report`` says what became of the chunk: metrics, log lines the dashboard
 reads, and outbound events (app.outbound), also for a chunk found already
 archived, so nothing is lost between its archiving and the event.
@@ -19,6 +20,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from recording_pipeline.app import after_copy_steps, copy_steps, gone_steps
 from recording_pipeline.app.chunk_steps import ChunkDeps, ChunkRun, KnownBlobs
 from recording_pipeline.app.manifests import ManifestWriter
 from recording_pipeline.app.outbound import OutboundEvents
@@ -48,6 +50,22 @@ from recording_pipeline.edges.telemetry import (
 )
 
 log = logging.getLogger(__name__)
+
+# What performs each step of core.lifecycle (every one but DONE): it does its I/O and returns the new facts.
+STEPS: dict[Step, Callable[[ChunkRun, ChunkFacts], Awaitable[ChunkFacts]]] = {
+    Step.FETCH_METADATA: copy_steps.fetch_metadata,
+    Step.LOOK_UP_MEDIA: copy_steps.look_up_media,
+    Step.LEASE: copy_steps.lease,
+    Step.LEAVE_TO_HOLDER: copy_steps.leave_to_holder,
+    Step.COPY: copy_steps.copy,
+    Step.COMMIT: copy_steps.commit,
+    Step.VERIFY: copy_steps.verify,
+    Step.INDEX: after_copy_steps.index,
+    Step.DELETE_SOURCE: after_copy_steps.delete_source,
+    Step.RECORD: after_copy_steps.record,
+    Step.FIND_COPY: gone_steps.find_copy,
+    Step.RECORD_LOST: gone_steps.record_lost,
+}
 
 __all__ = ["ChunkWorker", "Outcome", "archive_chunk", "handle_chunk_message"]
 
@@ -241,7 +259,7 @@ async def _run(
     facts = ChunkFacts(source=Source.PRESENT if job.delete_url else Source.NOTHING_TO_DELETE)
     async with run.lease_scope:
         while (step := next_step(facts)) is not Step.DONE:
-            facts = await run.perform(step, facts)
+            facts = await STEPS[step](run, facts)
     return outcome(facts, run.archived_here), run
 
 

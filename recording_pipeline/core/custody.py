@@ -11,15 +11,17 @@ identity, so the state container can be rebuilt from them alone.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from enum import StrEnum
-from typing import Literal
+from typing import Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 from recording_pipeline.core.jobs import RecordingChunk, ends_recording
 from recording_pipeline.core.state import ChunkState, ChunkUpdate, Instant
+from recording_pipeline.core.urls import source_url
 
 SCHEMA = 1
 
@@ -131,6 +133,63 @@ class CustodyRecord(_Record):
     def source_proved_whole(self) -> bool:
         """ACS stated the size, and the archive holds exactly that many bytes: its copy may be deleted."""
         return self.source.content_length is not None and self.source.content_length == self.size
+
+
+class CommittedBlock(Protocol):
+    """A block of the committed blob, as the archive lists it."""
+
+    @property
+    def block_id(self) -> str: ...
+
+    @property
+    def size(self) -> int: ...
+
+
+def custody_record(
+    job: RecordingChunk,
+    *,
+    content_length: int | None,
+    declared: Mapping[str, str],
+    received_from: datetime | None,
+    received_until: datetime | None,
+    resumed_from_byte: int,
+    media_blob: str,
+    content_type: str,
+    size: int,
+    sha256: str,
+    blocks: Iterable[CommittedBlock],
+    metadata_blob: str,
+    metadata_sha256: str,
+    verification: Verification,
+    verified_at: datetime,
+    app_version: str,
+) -> CustodyRecord:
+    """The proof of one verified copy, from what the attempt checked. ``content_length``: the size ACS stated for
+    the file (None if it stated none); ``declared``: ACS's answer's headers in the attempt that copied (empty when
+    another attempt did); the source URL is kept without its query string, where credentials can live."""
+    return CustodyRecord(
+        chunk=ChunkIdentity.of(job),
+        source=DeclaredSource(
+            url=source_url(job.content_url),
+            content_length=content_length,
+            content_type=declared.get("Content-Type"),
+            etag=declared.get("ETag"),
+            last_modified=declared.get("Last-Modified"),
+        ),
+        received_from=received_from,
+        received_until=received_until,
+        resumed_from_byte=resumed_from_byte,
+        media_blob=media_blob,
+        content_type=content_type,
+        size=size,
+        sha256=sha256,
+        blocks=[ArchivedBlock(id=b.block_id, size=b.size) for b in blocks],
+        metadata_blob=metadata_blob,
+        metadata_sha256=metadata_sha256,
+        verification=verification,
+        verified_at=verified_at,
+        app_version=app_version,
+    )
 
 
 class SourceAnswer(StrEnum):

@@ -13,11 +13,12 @@ from datetime import timedelta
 
 import pytest
 
-from recording_pipeline.app.worker import ChunkWorker, Outcome, archive_chunk, handle_chunk_message
+from recording_pipeline.app.worker import STEPS, ChunkWorker, Outcome, archive_chunk, handle_chunk_message
 from recording_pipeline.core.attempts import AttemptPolicy
 from recording_pipeline.core.custody import SourceAnswer, SourceDeletedRecord, Verification
 from recording_pipeline.core.errors import AcsTransientError
 from recording_pipeline.core.jobs import encode_job
+from recording_pipeline.core.lifecycle import Step
 from recording_pipeline.core.naming import (
     custody_name,
     lock_name,
@@ -30,6 +31,11 @@ from recording_pipeline.core.naming import (
 from recording_pipeline.core.quarantine import job_text_of
 from recording_pipeline.core.state import ChunkState, RecordingState
 from tests.support.world import BLOCK, NOW, World, job
+
+
+def test_every_step_but_done_has_one_function_that_performs_it() -> None:
+    assert set(STEPS) == set(Step) - {Step.DONE}
+    assert len(set(STEPS.values())) == len(STEPS)
 
 
 async def test_a_fresh_chunk_is_copied_proved_and_only_then_deleted(world: World) -> None:
