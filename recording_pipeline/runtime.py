@@ -105,14 +105,14 @@ class Runtime:
             publisher = EventGridPublisher.open(events, credential) if events.enabled else None
             opened.append(publisher)
             worker = ChunkWorker(
-                acs,
-                store,
-                state,
-                queue,
-                settings.transfer.block_size,
-                settings.transfer.concurrency,
-                AttemptPolicy(host.attempts_per_message, settings.queue.requeue_delay_seconds),
-                host.attempt_seconds(),
+                acs=acs,
+                store=store,
+                state=state,
+                queue=queue,
+                block_size=settings.transfer.block_size,
+                concurrency=settings.transfer.concurrency,
+                policy=AttemptPolicy(host.attempts_per_message, settings.queue.requeue_delay_seconds),
+                attempt_seconds=host.attempt_seconds(),
                 events=OutboundEvents(publisher, state, store.url) if publisher else None,
             )
             webhook_settings = settings.webhook

@@ -1,4 +1,4 @@
-"""What the steps of core.lifecycle share: one attempt's run, its dependencies, the lease, the timings.
+"""What the steps of core.lifecycle share: one attempt's run, the lease, the timings.
 
 One ChunkRun per attempt holds what the steps learn on the way (the metadata
 document, the media blob's name and properties, the transfer's result). The
@@ -19,23 +19,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import OrderedDict
-from collections.abc import Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from pydantic import ValidationError
 
-from recording_pipeline.app.manifests import ManifestWriter
 from recording_pipeline.app.transfer import TransferResult
+from recording_pipeline.app.worker_deps import ChunkWorker
 from recording_pipeline.core.attempts import AttemptProgress
 from recording_pipeline.core.custody import CustodyRecord, SourceDeletedRecord
 from recording_pipeline.core.errors import ArchiveIntegrityError, RecordingGoneError
 from recording_pipeline.core.jobs import RecordingChunk
 from recording_pipeline.core.metadata import ChunkMetadata
 from recording_pipeline.core.naming import custody_name, lock_name, metadata_name
-from recording_pipeline.core.ports import ArchiveStore, BlobInfo, ChunkQueue, RecordingSource, StateStore
+from recording_pipeline.core.ports import BlobInfo
 from recording_pipeline.core.state import Manifest
 
 log = logging.getLogger(__name__)
@@ -51,46 +49,12 @@ CLAIM_SECONDS = 60
 LEASE_AFTER_SECONDS = CLAIM_SECONDS / 2  # a claimed copy still running after this takes the lease
 
 
-class KnownBlobs:
-    """Names of write-once blobs this process knows exist (it created them, or was told they existed): they
-    cannot disappear, so they need not be created again. Bounded: the oldest are forgotten first."""
-
-    def __init__(self, limit: int = 16384) -> None:
-        self._names: OrderedDict[str, None] = OrderedDict()
-        self._limit = limit
-
-    def __contains__(self, name: object) -> bool:
-        return name in self._names
-
-    def add(self, name: str) -> None:
-        self._names[name] = None
-        self._names.move_to_end(name)
-        while len(self._names) > self._limit:
-            self._names.popitem(last=False)
-
-
-@dataclass
-class ChunkDeps:
-    """What the steps need; built once per process."""
-
-    acs: RecordingSource
-    store: ArchiveStore
-    state: StateStore
-    queue: ChunkQueue
-    block_size: int
-    concurrency: int
-    requeue_delay_seconds: int
-    clock: Callable[[], datetime]
-    manifests: ManifestWriter
-    index_entries: KnownBlobs = field(default_factory=KnownBlobs)
-
-
 @dataclass
 class ChunkRun:
     """One attempt at one chunk: what its steps have learned so far."""
 
     job: RecordingChunk
-    deps: ChunkDeps
+    deps: ChunkWorker
     progress: AttemptProgress = field(default_factory=AttemptProgress)
     first_delivery: bool = False  # the message's first delivery, never requeued: the archive is almost surely empty
     message_id: str | None = None  # the queue message's id: the claim names it

@@ -123,7 +123,7 @@ async def leave_to_holder(run: ChunkRun, facts: ChunkFacts) -> ChunkFacts:
     # That worker's message will be retried if it dies; but if it *is* this message (its invisibility
     # lapsed), deleting ours would leave none. A delayed copy closes that gap: it finds the chunk archived
     # and only repeats the idempotent DELETE.
-    await run.deps.queue.enqueue_later(run.job, run.deps.requeue_delay_seconds)
+    await run.deps.queue.enqueue_later(run.job, run.deps.policy.requeue_delay_seconds)
     log.info("a live worker holds this chunk; leaving it to that worker, checking again later")
     return facts.but(left=True)
 
