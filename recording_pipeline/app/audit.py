@@ -15,7 +15,6 @@ from typing import Any
 from recording_pipeline.core.custody import ExternalRecord
 from recording_pipeline.core.naming import external_name, manifest_name, rejected_name
 from recording_pipeline.core.ports import ArchiveStore, StateStore
-from recording_pipeline.core.state import external_manifest
 
 JSON = "application/json"
 
@@ -32,6 +31,6 @@ class ArchiveAudit:
 
     async def record_external(self, evidence: ExternalRecord) -> None:
         await self._store.create(external_name(evidence.call_id, evidence.recording_key), evidence.to_json(), JSON)
-        doc = external_manifest(evidence)
+        doc = evidence.manifest()
         name = manifest_name(doc.call_id, doc.recording_key)
         await self._state.create(name, json.dumps(doc.to_json(), indent=1).encode(), JSON)

@@ -22,7 +22,7 @@ from datetime import datetime
 from pydantic import BaseModel, ConfigDict, ValidationError
 from pydantic.alias_generators import to_camel
 
-from recording_pipeline.cli.operations import parse_target
+from recording_pipeline.cli.targets import parse_target
 from recording_pipeline.core.errors import InvalidEventError, OperatorInputError
 from recording_pipeline.core.metadata import parse_metadata
 from recording_pipeline.core.naming import (
@@ -127,6 +127,15 @@ async def active_holds(ledger: StateStore) -> list[Hold]:
         if hold is not None and hold.active:
             holds.append(hold)
     return holds
+
+
+async def held_recordings(ledger: StateStore) -> dict[tuple[str, str], tuple[str, ...]]:
+    """(callId, recordingKey) → the cases whose legal hold covers it, from the hold registry."""
+    held: dict[tuple[str, str], list[str]] = {}
+    for hold in await active_holds(ledger):
+        for recording in hold.recordings:
+            held.setdefault(recording, []).append(hold.case)
+    return {key: tuple(sorted(cases)) for key, cases in held.items()}
 
 
 def _check_case(case: str) -> None:

@@ -24,16 +24,16 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from recording_pipeline.cli.holds import held_recordings
+from recording_pipeline.cli.targets import parse_target
 from recording_pipeline.core.custody import CustodyRecord
 from recording_pipeline.core.errors import (
     BlobArchivedError,
     BlobTooLargeError,
-    InvalidEventError,
     OperatorInputError,
     StorageError,
 )
 from recording_pipeline.core.naming import (
-    check_id,
     chunk_stem,
     custody_name,
     manifest_name,
@@ -258,19 +258,6 @@ class RecordingCheck:
         }
 
 
-def parse_target(target: str) -> tuple[str, str | None]:
-    """``callId`` or ``callId/recordingKey`` → (callId, recordingKey or None), both safe as names."""
-    parts = target.strip().strip("/").split("/")
-    if len(parts) > 2 or not parts[0]:
-        raise OperatorInputError(f"{target!r}: expected callId or callId/recordingKey")
-    try:
-        call_id = check_id(parts[0], "callId")
-        rec_key = check_id(parts[1], "recordingKey") if len(parts) == 2 else None
-    except InvalidEventError as exc:
-        raise OperatorInputError(f"{target!r}: {exc}") from None
-    return call_id, rec_key
-
-
 async def verify_recordings(
     archive: ArchiveStore,
     ledger: StateStore,
@@ -446,17 +433,6 @@ async def participant_recordings(
 
 
 # --- helpers -------------------------------------------------------------
-
-
-async def held_recordings(ledger: StateStore) -> dict[tuple[str, str], tuple[str, ...]]:
-    """(callId, recordingKey) → the cases whose legal hold covers it, from the hold registry."""
-    from recording_pipeline.cli.holds import active_holds
-
-    held: dict[tuple[str, str], list[str]] = {}
-    for hold in await active_holds(ledger):
-        for recording in hold.recordings:
-            held.setdefault(recording, []).append(hold.case)
-    return {key: tuple(sorted(cases)) for key, cases in held.items()}
 
 
 def as_utc(value: datetime) -> datetime:

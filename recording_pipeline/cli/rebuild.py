@@ -29,7 +29,6 @@ from recording_pipeline.core.state import (
     ChunkState,
     ChunkUpdate,
     Manifest,
-    external_manifest,
     record_chunk,
 )
 
@@ -62,7 +61,7 @@ async def rebuild_state(archive: ArchiveStore, ledger: StateStore, write: bool =
         elif name.endswith(EXTERNAL) and name.count("/") == 2:
             external = await _read(archive, name, ExternalRecord, report)
             if external is not None:
-                report.manifests[manifest_name(external.call_id, external.recording_key)] = external_manifest(external)
+                report.manifests[manifest_name(external.call_id, external.recording_key)] = external.manifest()
         elif name.startswith(LOST_PREFIX) and name.endswith(".json"):
             await _lost(archive, name, report)
     for record in custody:

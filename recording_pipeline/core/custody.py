@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 from recording_pipeline.core.jobs import RecordingChunk, ends_recording
-from recording_pipeline.core.state import ChunkState, ChunkUpdate, Instant
+from recording_pipeline.core.state import ChunkState, ChunkUpdate, Instant, Manifest, RecordingState, StorageType
 from recording_pipeline.core.urls import source_url
 
 SCHEMA = 1
@@ -219,3 +219,18 @@ class ExternalRecord(_Record):
     recording_key: str
     topic: str | None = None
     received_at: Instant
+
+    def manifest(self) -> Manifest:
+        """The recording's manifest: ACS wrote it to the customer's container already, so it is external."""
+        return Manifest(
+            event_id=self.event_id,
+            call_id=self.call_id,
+            recording_id=self.recording_id,
+            server_call_id=self.server_call_id,
+            recording_key=self.recording_key,
+            topic=self.topic,
+            storage_type=StorageType.BLOB,
+            state=RecordingState.EXTERNAL,
+            created_at=self.received_at,
+            updated_at=self.received_at,
+        )
