@@ -19,7 +19,8 @@ from typing import Literal, Protocol
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
-from recording_pipeline.core.jobs import RecordingChunk, ends_recording
+from recording_pipeline.core.events import RecordingEvent
+from recording_pipeline.core.jobs import RecordingChunk, checked_identity, ends_recording
 from recording_pipeline.core.state import ChunkState, ChunkUpdate, Instant, Manifest, RecordingState, StorageType
 from recording_pipeline.core.urls import source_url
 
@@ -219,6 +220,20 @@ class ExternalRecord(_Record):
     recording_key: str
     topic: str | None = None
     received_at: Instant
+
+    @classmethod
+    def of(cls, event: RecordingEvent, received: datetime) -> ExternalRecord:
+        """The record of a bring-your-own-storage event; raises InvalidEventError if an id is unsafe as a name."""
+        call_id, server_call_id, recording_id, rec_key = checked_identity(event)
+        return cls(
+            event_id=event.envelope.id,
+            call_id=call_id,
+            recording_id=recording_id,
+            server_call_id=server_call_id,
+            recording_key=rec_key,
+            topic=event.envelope.topic,
+            received_at=received,
+        )
 
     def manifest(self) -> Manifest:
         """The recording's manifest: ACS wrote it to the customer's container already, so it is external."""
