@@ -16,12 +16,16 @@ archived after the hold was placed are covered when the hold is placed again.
 
 from __future__ import annotations
 
+import argparse
+import sys
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import UTC, datetime
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 from pydantic.alias_generators import to_camel
 
+from recording_pipeline.cli.output import to_json
+from recording_pipeline.cli.storage import OperatorEdges
 from recording_pipeline.cli.targets import parse_target
 from recording_pipeline.core.errors import InvalidEventError, OperatorInputError
 from recording_pipeline.core.metadata import parse_metadata
@@ -153,3 +157,25 @@ def _parse(doc: object | None) -> Hold | None:
         return Hold.model_validate(doc)
     except ValidationError:
         return None
+
+
+async def run(edges: OperatorEdges, args: argparse.Namespace) -> int:
+    now = datetime.now(UTC)
+    if args.action == "place":
+        if not args.targets:
+            print("hold place: name at least one CALLID or CALLID/RECORDINGKEY", file=sys.stderr)
+            return 2
+        await edges.state.ensure()
+        hold = await place_hold(edges.archive, edges.state, args.case, args.targets, now)
+        print(f"case {hold.case}: {len(hold.blobs)} blob(s) of {len(hold.recordings)} recording(s) under legal hold")
+    elif args.action == "clear":
+        hold, kept = await clear_hold(edges.archive, edges.state, args.case, now)
+        print(f"case {hold.case}: hold cleared on {len(hold.blobs) - kept} blob(s); {kept} still held by other cases")
+    else:
+        holds = await active_holds(edges.state)
+        if args.json:
+            print(to_json([h.model_dump(mode="json", by_alias=True) for h in holds]))
+        for hold in holds if not args.json else []:
+            since = f"{hold.placed_at:%Y-%m-%d %H:%M}Z"
+            print(f"{hold.case}  since {since}  {len(hold.blobs)} blob(s)  {', '.join(hold.targets)}")
+    return 0

@@ -12,13 +12,16 @@ the queue and ``_quarantine/`` still hold those jobs.
 
 from __future__ import annotations
 
+import argparse
 import json
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from pydantic import ValidationError
 
+from recording_pipeline.cli.storage import OperatorEdges
 from recording_pipeline.core.custody import CustodyRecord, ExternalRecord, SourceDeletedRecord
 from recording_pipeline.core.errors import InvalidEventError
 from recording_pipeline.core.jobs import decode_job
@@ -116,3 +119,13 @@ async def _read[R: (CustodyRecord, SourceDeletedRecord, ExternalRecord)](
     except ValidationError:
         report.unreadable.append(f"{name}: not a {model.__name__}")
         return None
+
+
+async def run(edges: OperatorEdges, args: argparse.Namespace) -> int:
+    await edges.state.ensure()
+    report = await rebuild_state(edges.archive, edges.state, write=not args.dry_run)
+    verb = "would write" if args.dry_run else "wrote"
+    print(f"{verb} {len(report.manifests)} manifest(s) from the archive's records")
+    for line in report.unreadable:
+        print(f"  unreadable: {line}", file=sys.stderr)
+    return 0 if not report.unreadable else 1
