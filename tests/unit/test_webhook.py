@@ -24,19 +24,12 @@ from recording_pipeline.core.naming import external_name, manifest_name
 from recording_pipeline.core.state import Manifest, RecordingState
 from tests.support.events import ACS_ENDPOINT, CALL, DOC, POLICY, REC, chunk, raw_event
 from tests.support.fakes import FakeArchive, FakeQueue
+from tests.support.stack import FIXTURES
 
 TOPIC = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Communication/communicationServices/acs-prod"
 CONFIG = WebhookConfig(ACS_ENDPOINT, 24, POLICY, max_body_bytes=64 * 1024, max_events=5)
-CODE = "512d38b6-c7b8-40c8-89fe-f46f9e9622b6"
-VALIDATION: dict[str, Any] = {
-    "id": "v1",
-    "topic": TOPIC,
-    "subject": "",
-    "eventType": "Microsoft.EventGrid.SubscriptionValidationEvent",
-    "eventTime": "2026-11-23T10:00:00Z",
-    "dataVersion": "1",
-    "data": {"validationCode": CODE},
-}
+VALIDATION: dict[str, Any] = json.loads((FIXTURES / "events" / "subscription_validation.json").read_text())[0]
+CODE = VALIDATION["data"]["validationCode"]
 
 
 class RefusingQueue(FakeQueue):
