@@ -53,10 +53,10 @@ async def index(run: ChunkRun, facts: ChunkFacts) -> ChunkFacts:
         for name in dict.fromkeys(participant_entry(pid, job.call_id, job.recording_key) for pid in participants)
         if name not in known
     ]
-    await asyncio.gather(*(run.deps.store.create(name, entry, JSON) for name in names))
+    await asyncio.gather(*(run.deps.archive.create(name, entry, JSON) for name in names))
     for name in names:
         known.add(name)
-    return facts.but(indexed=True)
+    return facts.replace(indexed=True)
 
 
 async def delete_source(run: ChunkRun, facts: ChunkFacts) -> ChunkFacts:
@@ -78,7 +78,7 @@ async def delete_source(run: ChunkRun, facts: ChunkFacts) -> ChunkFacts:
         app_version=__version__,
     )
     log.info("deleted from ACS after verification" if deleted else "already gone from ACS (counts as deleted)")
-    return facts.but(source=Source.DELETED)
+    return facts.replace(source=Source.DELETED)
 
 
 async def record(run: ChunkRun, facts: ChunkFacts) -> ChunkFacts:
@@ -94,7 +94,7 @@ async def record(run: ChunkRun, facts: ChunkFacts) -> ChunkFacts:
         log.warning("ACS never stated this file's size; leaving it in ACS rather than deleting an unproved copy")
     evidence = run.source_deleted
     if evidence is not None:  # written beside the state, not before it: one round trip instead of two
-        written = deps.store.create(source_deleted_name(job.stem), evidence.to_json(), JSON)
+        written = deps.archive.create(source_deleted_name(job.stem), evidence.to_json(), JSON)
     state = deps.manifests.record(
         job,
         custody.archived_update(run.deleted_at, kept),
@@ -119,4 +119,4 @@ async def record(run: ChunkRun, facts: ChunkFacts) -> ChunkFacts:
             left / 3600,
             extra={"bytes": custody.size, "seconds_left": round(left), "blob": custody.media_blob},
         )
-    return facts.but(recorded=True)
+    return facts.replace(recorded=True)

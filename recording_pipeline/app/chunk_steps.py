@@ -80,7 +80,7 @@ class ChunkRun:
 
     async def read_custody(self) -> CustodyRecord | None:
         """The chunk's chain-of-custody record, if one was written (by any attempt)."""
-        found = await self.deps.store.read_bytes(custody_name(self.job.stem))
+        found = await self.deps.archive.read_bytes(custody_name(self.job.stem))
         if found is None:
             return None
         try:

@@ -46,19 +46,19 @@ CLAIMED_BY = "claimed_by"  # the metadata document's: the queue message whose at
 
 async def fetch_metadata(run: ChunkRun, facts: ChunkFacts) -> ChunkFacts:
     """The metadata document, archived once; the attempt that creates it claims the chunk."""
-    store, job = run.deps.store, run.job
+    archive, job = run.deps.archive, run.job
     if not run.first_delivery:
-        archived = await store.read_blob(run.meta_blob)
+        archived = await archive.read_blob(run.meta_blob)
         if archived is not None:
-            return _knows(run, parse_metadata(archived[0]), facts).but(claim=_claim_of(run, archived[1]))
+            return _note_metadata(run, parse_metadata(archived[0]), facts).replace(claim=_claim_of(run, archived[1]))
     try:
         with tracer.start_as_current_span("acs.download_metadata", attributes=span_attributes()):
             body = await run.deps.acs.fetch_metadata(job.metadata_url)
     except RecordingGoneError as exc:
         run.gone = exc
-        return facts.but(source=Source.GONE)
+        return facts.replace(source=Source.GONE)
     metadata = parse_metadata(body, job.document_id)
-    created = await store.create(
+    created = await archive.create(
         run.meta_blob,
         body,
         JSON,
@@ -70,12 +70,12 @@ async def fetch_metadata(run: ChunkRun, facts: ChunkFacts) -> ChunkFacts:
         },
     )
     if created:  # the first to reach the chunk: no blob, block or record of it can exist yet
-        return _knows(run, metadata, facts).but(claim=Claim.MINE, media=Media.ABSENT)
+        return _note_metadata(run, metadata, facts).replace(claim=Claim.MINE, media=Media.ABSENT)
     # Another attempt wrote it first: what it wrote must be what ACS serves now.
-    stored = await store.read_blob(run.meta_blob)
+    stored = await archive.read_blob(run.meta_blob)
     if stored is None or parse_metadata(stored[0]).sha256 != metadata.sha256:
         raise ArchiveIntegrityError(f"{run.meta_blob}: archived metadata differs from what ACS served")
-    return _knows(run, metadata, facts).but(claim=_claim_of(run, stored[1]))
+    return _note_metadata(run, metadata, facts).replace(claim=_claim_of(run, stored[1]))
 
 
 def _claim_of(run: ChunkRun, document: BlobInfo) -> Claim:
@@ -87,11 +87,11 @@ def _claim_of(run: ChunkRun, document: BlobInfo) -> Claim:
     return Claim.FRESH if age < CLAIM_SECONDS else Claim.STALE
 
 
-def _knows(run: ChunkRun, metadata: ChunkMetadata, facts: ChunkFacts) -> ChunkFacts:
+def _note_metadata(run: ChunkRun, metadata: ChunkMetadata, facts: ChunkFacts) -> ChunkFacts:
     run.metadata = metadata
     extension, run.content_type = media_format(metadata.format, run.job.format_hint)
     run.media_blob = media_name(run.job.stem, extension)
-    return facts.but(metadata=Metadata.KNOWN)
+    return facts.replace(metadata=Metadata.KNOWN)
 
 
 # --- the media blob, and who may copy it -------------------------------------------------------------
@@ -101,11 +101,11 @@ async def look_up_media(run: ChunkRun, facts: ChunkFacts) -> ChunkFacts:
     """Verified if its custody record exists; else committed if the blob exists; else absent."""
     run.custody = await run.read_custody()
     if run.custody is not None:
-        return facts.but(media=Media.VERIFIED, source=_source_given(facts.source, run.custody))
-    run.info = await run.deps.store.info(run.media_blob)
+        return facts.replace(media=Media.VERIFIED, source=_source_given(facts.source, run.custody))
+    run.info = await run.deps.archive.info(run.media_blob)
     if run.info is None:
-        return facts.but(media=Media.ABSENT)
-    return facts.but(media=Media.COMMITTED)
+        return facts.replace(media=Media.ABSENT)
+    return facts.replace(media=Media.COMMITTED)
 
 
 def _source_given(source: Source, custody: CustodyRecord) -> Source:
@@ -115,8 +115,8 @@ def _source_given(source: Source, custody: CustodyRecord) -> Source:
 async def lease(run: ChunkRun, facts: ChunkFacts) -> ChunkFacts:
     """Hold the chunk while it is copied; the lease saves work, it does not make the copy correct."""
     if not await run.take_lease():
-        return facts.but(lease=Lease.ELSEWHERE)
-    return facts.but(lease=Lease.HELD, media=Media.UNKNOWN)  # look again: the holder may have finished
+        return facts.replace(lease=Lease.ELSEWHERE)
+    return facts.replace(lease=Lease.HELD, media=Media.UNKNOWN)  # look again: the holder may have finished
 
 
 async def leave_to_holder(run: ChunkRun, facts: ChunkFacts) -> ChunkFacts:
@@ -125,7 +125,7 @@ async def leave_to_holder(run: ChunkRun, facts: ChunkFacts) -> ChunkFacts:
     # and only repeats the idempotent DELETE.
     await run.deps.queue.enqueue_later(run.job, run.deps.policy.requeue_delay_seconds)
     log.info("a live worker holds this chunk; leaving it to that worker, checking again later")
-    return facts.but(left=True)
+    return facts.replace(left_to_holder=True)
 
 
 # --- the copy, the commit ----------------------------------------------------------------------------
@@ -140,20 +140,20 @@ async def copy(run: ChunkRun, facts: ChunkFacts) -> ChunkFacts:
         result = run.result = await _transfer(run, fresh=claimed)
     except RecordingGoneError as exc:
         run.gone = exc
-        return facts.but(source=Source.GONE)
+        return facts.replace(source=Source.GONE)
     finally:
         if lease_later is not None:  # a quick copy never took it; a failure to take it costs only efficiency
             lease_later.cancel()
             await asyncio.gather(lease_later, return_exceptions=True)
     run.finished = run.deps.clock()
     if result.created_whole is None:
-        return facts.but(copied=True)
+        return facts.replace(copied=True)
     # One Put Blob: copied and committed (by us, or found there).
     if not result.created_whole:
-        run.info = await run.deps.store.info(run.media_blob)
+        run.info = await run.deps.archive.info(run.media_blob)
         if run.info is None:
             raise ArchiveIntegrityError(f"{run.media_blob}: not found after it already existed")
-    return facts.but(copied=True, media=Media.COMMITTED)
+    return facts.replace(copied=True, media=Media.COMMITTED)
 
 
 async def _transfer(run: ChunkRun, fresh: bool) -> TransferResult:
@@ -162,7 +162,7 @@ async def _transfer(run: ChunkRun, fresh: bool) -> TransferResult:
     with tracer.start_as_current_span("transfer", attributes=span_attributes()) as span:
         result = await copy_to_blocks(
             deps.acs,
-            deps.store,
+            deps.archive,
             run.job.content_url,
             run.media_blob,
             deps.block_size,
@@ -179,7 +179,7 @@ async def _create_whole(run: ChunkRun, data: bytes, md5: bytes, sha256: str) -> 
     """A file of one block: the blob is created whole, with what proves it, in one Put Blob."""
     metadata = _media_metadata(run, len(data), True, sha256, single_put=True)
     with tracer.start_as_current_span("archive.commit", attributes=span_attributes()):
-        created = await run.deps.store.create_media(run.media_blob, data, md5, run.content_type, metadata, MEDIA_TAGS)
+        created = await run.deps.archive.create_media(run.media_blob, data, md5, run.content_type, metadata, MEDIA_TAGS)
     if created:
         run.info = BlobInfo(run.media_blob, len(data), "", metadata)  # as created
         run.committed_here = True
@@ -211,16 +211,16 @@ async def commit(run: ChunkRun, facts: ChunkFacts) -> ChunkFacts:
     assert run.result is not None
     result = run.result
     metadata = _media_metadata(run, result.size, result.size_declared, result.sha256, single_put=False)
-    store = run.deps.store
+    archive = run.deps.archive
     with tracer.start_as_current_span("archive.commit", attributes=span_attributes()):
-        if await store.commit_new(run.media_blob, result.block_ids, run.content_type, metadata, MEDIA_TAGS):
+        if await archive.commit_new(run.media_blob, result.block_ids, run.content_type, metadata, MEDIA_TAGS):
             run.info = BlobInfo(run.media_blob, result.size, "", metadata)  # what we committed, as committed
             run.committed_here = True
         else:  # another attempt committed it first: look at what it wrote
-            run.info = await store.info(run.media_blob)
+            run.info = await archive.info(run.media_blob)
     if run.info is None:
         raise ArchiveIntegrityError(f"{run.media_blob}: not found after commit")
-    return facts.but(media=Media.COMMITTED)
+    return facts.replace(media=Media.COMMITTED)
 
 
 # --- the proof ---------------------------------------------------------------------------------------
@@ -228,19 +228,19 @@ async def commit(run: ChunkRun, facts: ChunkFacts) -> ChunkFacts:
 
 async def verify(run: ChunkRun, facts: ChunkFacts) -> ChunkFacts:
     """Prove the committed blob is the file ACS served, and write that proof once: the custody record."""
-    store, info, result, job = run.deps.store, run.info, run.result, run.job
+    archive, info, result, job = run.deps.archive, run.info, run.result, run.job
     assert info is not None and run.metadata is not None
     with tracer.start_as_current_span("archive.verify", attributes=span_attributes()):
         committed: list[StagedBlock] = (
             # Our own Put Block List succeeded on an absent blob: the blob is exactly these blocks.
-            result.blocks if run.committed_here and result else await store.committed_blocks(run.media_blob)
+            result.blocks if run.committed_here and result else await archive.committed_blocks(run.media_blob)
         )
         check_committed(info, committed, result.block_ids if result else None)
         sha256 = info.metadata.get(SHA256)
         method = Verification.WHILE_STAGING
         if not sha256 or result is None:
             # Resumed (or committed by another attempt): hash what is archived.
-            sha256, size = await store.sha256(run.media_blob)
+            sha256, size = await archive.sha256(run.media_blob)
             check_read_back(info, sha256, size)
             method = Verification.READ_BACK
         record = custody_record(
@@ -263,9 +263,9 @@ async def verify(run: ChunkRun, facts: ChunkFacts) -> ChunkFacts:
             verified_at=run.deps.clock(),
             app_version=__version__,
         )
-        if not await store.create(custody_name(job.stem), record.to_json(), JSON):
+        if not await archive.create(custody_name(job.stem), record.to_json(), JSON):
             record = await run.read_custody() or record  # another attempt proved it first
     run.custody = record
     run.archived_here = True
     # Whether ACS's copy may go follows from the proof kept, whoever wrote it: its size was stated and matched.
-    return facts.but(media=Media.VERIFIED, source=_source_given(facts.source, record))
+    return facts.replace(media=Media.VERIFIED, source=_source_given(facts.source, record))

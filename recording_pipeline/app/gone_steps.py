@@ -20,8 +20,8 @@ async def find_copy(run: ChunkRun, facts: ChunkFacts) -> ChunkFacts:
     run.custody = await run.read_custody()
     if run.custody is not None:  # kept: what the worker reports of the chunk (outbound events)
         log.info("ACS no longer has the chunk, and the archive holds its proved copy")
-        return facts.but(copy=Copy.FOUND)
-    return facts.but(copy=Copy.NONE)
+        return facts.replace(copy=Copy.FOUND)
+    return facts.replace(copy=Copy.NONE)
 
 
 async def record_lost(run: ChunkRun, facts: ChunkFacts) -> ChunkFacts:
@@ -33,11 +33,11 @@ async def record_lost(run: ChunkRun, facts: ChunkFacts) -> ChunkFacts:
         "secondsPastDeadline": round(-job.seconds_left(now)),
         "appVersion": __version__,
     }
-    await run.deps.store.create(lost_name(job.stem), json.dumps(lost, indent=1).encode(), JSON)
+    await run.deps.archive.create(lost_name(job.stem), json.dumps(lost, indent=1).encode(), JSON)
     await run.deps.manifests.record(job, ChunkUpdate(ChunkState.LOST, lost_at=now, last_error=reason), now)
     log.error(
         "recording chunk lost: ACS no longer has it and it was never archived (%s)",
         reason,
         extra={"outcome": "lost"},
     )
-    return facts.but(lost_recorded=True)
+    return facts.replace(lost_recorded=True)

@@ -95,7 +95,7 @@ async def handle_chunk_message(
 async def _proved(job: RecordingChunk, worker: ChunkWorker) -> bool:
     """Whether the chunk's chain-of-custody record exists: its copy is archived and proved."""
     try:
-        return await worker.store.read_bytes(custody_name(job.stem)) is not None
+        return await worker.archive.read_bytes(custody_name(job.stem)) is not None
     except Exception as exc:  # decide as if not: the quarantined job can be replayed
         log.warning("could not look for the chunk's custody record: %s: %s", type(exc).__name__, exc)
         return False

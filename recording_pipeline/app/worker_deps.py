@@ -47,8 +47,8 @@ class ChunkWorker:
     process remembers between attempts. Built once per process, by keyword (runtime.py)."""
 
     acs: RecordingSource
-    store: ArchiveStore
-    state: StateStore
+    archive: ArchiveStore  # the write-once archive container
+    state: StateStore  # the state container: manifests, locks, quarantine
     queue: ChunkQueue
     block_size: int
     concurrency: int

@@ -16,22 +16,22 @@ MANIFEST_SUFFIX = "/manifest.json"
 READ_CONCURRENCY = 16
 
 
-async def list_manifests(store: StateStore, prefix: str = "") -> list[str]:
+async def list_manifests(state: StateStore, prefix: str = "") -> list[str]:
     """Names of the manifests under ``prefix``: ``{callId}/{recordingKey}/manifest.json``, never ``_...``."""
     return [
         name
-        async for name in store.list_names(prefix)
+        async for name in state.list_names(prefix)
         if name.endswith(MANIFEST_SUFFIX) and not name.startswith("_") and name.count("/") == 2
     ]
 
 
-async def read_manifests(store: StateStore, names: list[str]) -> tuple[list[tuple[str, Manifest | None]], list[str]]:
+async def read_manifests(state: StateStore, names: list[str]) -> tuple[list[tuple[str, Manifest | None]], list[str]]:
     """Each name with its manifest (None if absent or unreadable), in order; and "name: why" for the unreadable."""
     unreadable: list[str] = []
 
     async def read(name: str) -> tuple[str, Manifest | None]:
         try:
-            found = await store.read_json(name)
+            found = await state.read_json(name)
             return name, Manifest.from_json(found[0]) if found is not None else None
         except BlobArchivedError:  # the lifecycle rule moved it to the archive tier
             unreadable.append(f"{name}: in the archive tier: rehydrate it to read")

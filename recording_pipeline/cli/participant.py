@@ -35,7 +35,7 @@ class ParticipantReport:
 
 
 async def participant_recordings(
-    archive: ArchiveStore, ledger: StateStore, participant_id: str, now: datetime | None = None
+    archive: ArchiveStore, state: StateStore, participant_id: str, now: datetime | None = None
 ) -> ParticipantReport:
     """The recordings ``participant_id`` was in: one listing of its index prefix, then their manifests."""
     if not participant_id:
@@ -50,8 +50,8 @@ async def participant_recordings(
             names.append(manifest_name(parts[0], parts[1]))
         else:
             dangling.append(entry)
-    docs, unreadable = await read_manifests(ledger, list(dict.fromkeys(names)))
-    holds = await held_recordings(ledger)
+    docs, unreadable = await read_manifests(state, list(dict.fromkeys(names)))
+    holds = await held_recordings(state)
     found = [summarize(n, doc, now, holds.get((doc.call_id, doc.recording_key), ())) for n, doc in docs if doc]
     bad = {line.split(": ", 1)[0] for line in unreadable}
     dangling += [name for name, doc in docs if doc is None and name not in bad] + unreadable

@@ -47,7 +47,7 @@ class RebuildReport:
     written: int = 0
 
 
-async def rebuild_state(archive: ArchiveStore, ledger: StateStore, write: bool = True) -> RebuildReport:
+async def rebuild_state(archive: ArchiveStore, state: StateStore, write: bool = True) -> RebuildReport:
     """Every recording's manifest from the archive's records; written over the state's unless ``write`` is False."""
     report = RebuildReport()
     deleted: dict[str, SourceDeletedRecord] = {}
@@ -75,7 +75,7 @@ async def rebuild_state(archive: ArchiveStore, ledger: StateStore, write: bool =
         _apply(report, manifest_name(chunk.call_id, chunk.recording_key), chunk, update, record.verified_at)
     if write:
         for name, doc in sorted(report.manifests.items()):
-            await ledger.update_json(name, _replace_with(doc))
+            await state.update_json(name, _replace_with(doc))
             report.written += 1
     return report
 

@@ -89,7 +89,7 @@ def _unlimited(config: Any) -> Any:
     return replace(config, max_body_bytes=1 << 40, max_events=1 << 30, delivery_auth=None)
 
 
-async def replay_poison(queue: ChunkQueue, store: StateStore, limit: int = 10_000) -> tuple[int, int]:
+async def replay_poison(queue: ChunkQueue, state: StateStore, limit: int = 10_000) -> tuple[int, int]:
     """Put quarantined jobs back on the chunk queue: the state container's ``_quarantine/`` records, then the poison
     queue's messages (the worker writes both; the host's own poisoning only the latter). A job found in both is
     sent once. Returns (re-driven, unreadable kept in place)."""
@@ -110,13 +110,13 @@ async def replay_poison(queue: ChunkQueue, store: StateStore, limit: int = 10_00
         return True
 
     try:
-        records = [name async for name in store.list_names(QUARANTINE_PREFIX)]
+        records = [name async for name in state.list_names(QUARANTINE_PREFIX)]
     except ContainerNotFoundError:  # no archive yet: nothing was ever quarantined there
         records = []
     for name in records[:limit]:
-        found = await store.read_bytes(name)
+        found = await state.read_bytes(name)
         if found is not None and await redrive(found[0], name):
-            await store.delete(name)
+            await state.delete(name)
     async for message in queue.poison_messages(limit):
         if await redrive(message.content, f"a message of {queue.poison_name}"):
             await message.remove()

@@ -112,28 +112,29 @@ def summarize(name: str, doc: Manifest, now: datetime, holds: tuple[str, ...] = 
     )
 
 
-def matches(status: RecordingStatus, since: datetime | None, state: str | None) -> bool:
+def matches(status: RecordingStatus, since: datetime | None, in_state: str | None) -> bool:
     if since is not None:
         started = status.started
         if started is None or started < since:
             return False
-    if state == FAILED:
+    if in_state == FAILED:
         return status.chunks_failed > 0
-    return state is None or status.state.value == state
+    return in_state is None or status.state.value == in_state
 
 
 async def recording_status(
-    ledger: StateStore, since: datetime | None = None, state: str | None = None, now: datetime | None = None
+    state: StateStore, since: datetime | None = None, in_state: str | None = None, now: datetime | None = None
 ) -> StatusReport:
-    """Every recording in the state container (oldest start first), optionally filtered."""
-    if state is not None and state not in STATE_FILTERS:
+    """Every recording in the state container (oldest start first), optionally filtered: started at or after
+    ``since``, in the recording state ``in_state`` (or ``failed``: a chunk quarantined)."""
+    if in_state is not None and in_state not in STATE_FILTERS:
         raise OperatorInputError(f"state must be one of {', '.join(STATE_FILTERS)}")
     now = now or datetime.now(UTC)
     since = as_utc(since) if since else None
-    docs, unreadable = await read_manifests(ledger, await list_manifests(ledger))
-    holds = await held_recordings(ledger)
+    docs, unreadable = await read_manifests(state, await list_manifests(state))
+    holds = await held_recordings(state)
     found = [summarize(n, doc, now, holds.get((doc.call_id, doc.recording_key), ())) for n, doc in docs if doc]
-    selected = [s for s in found if matches(s, since, state)]
+    selected = [s for s in found if matches(s, since, in_state)]
     return StatusReport(sorted(selected, key=order), unreadable)
 
 
@@ -198,7 +199,7 @@ def status_table(recordings: Sequence[RecordingStatus]) -> str:
 
 
 async def run(edges: OperatorEdges, args: argparse.Namespace) -> int:
-    report = await recording_status(edges.state, since=args.since, state=args.state)
+    report = await recording_status(edges.state, since=args.since, in_state=args.state)
     print(to_json([r.to_dict() for r in report.recordings]) if args.json else status_table(report.recordings))
     for line in report.unreadable:
         print(f"unreadable manifest: {line}", file=sys.stderr)

@@ -96,7 +96,7 @@ class RecordingCheck:
 
 async def verify_recordings(
     archive: ArchiveStore,
-    ledger: StateStore,
+    state: StateStore,
     targets: list[str] | None = None,
     progress: Progress | None = None,
     concurrency: int = VERIFY_CONCURRENCY,
@@ -108,13 +108,13 @@ async def verify_recordings(
         if rec_key is not None:
             names.append(manifest_name(call_id, rec_key))
             continue
-        under = await list_manifests(ledger, f"{call_id}/")
+        under = await list_manifests(state, f"{call_id}/")
         if not under:
             checks.append(RecordingCheck(f"{call_id}/", call_id, "", None, problems=["no recording under this call"]))
         names.extend(under)
     if not targets:
-        names = await list_manifests(ledger)
-    docs, unreadable = await read_manifests(ledger, list(dict.fromkeys(names)))
+        names = await list_manifests(state)
+    docs, unreadable = await read_manifests(state, list(dict.fromkeys(names)))
     bad = {line.split(": ", 1)[0]: line.split(": ", 1)[1] for line in unreadable}
     for name, doc in docs:
         call_id, rec_key, *_rest = [*name.split("/"), "", ""]

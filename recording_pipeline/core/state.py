@@ -1,6 +1,6 @@
 """The one model of a recording's state: chunk and recording states, and the manifest.
 
-The worker writes it (``record_chunk``, applied by the store under ETag
+The worker writes it (``record_chunk``, applied by the state store under ETag
 conditions, so it may run more than once and must never move a chunk
 backwards); every operator command reads it. No state string is spelled
 anywhere else. The JSON keeps the manifest's camelCase field names, and

@@ -234,7 +234,7 @@ async def test_an_attempt_that_runs_out_of_time_after_progress_continues_at_once
 # --- what an attempt sends: nothing it already knows ---------------------------------------------------------
 
 
-async def test_the_first_delivery_of_a_one_block_chunk_asks_nothing_it_knows(world: World) -> None:
+async def test_the_first_delivery_of_a_one_block_chunk_asks_nothing_it_note_metadata(world: World) -> None:
     """It claims the chunk by creating its metadata document, so it knows there is no media, no staged block and
     no record yet: no look-up, no block list, no lease; the one block is the blob, created by one Put Blob; one
     manifest write."""
