@@ -140,7 +140,7 @@ class Runtime:
 
     @property
     def store(self) -> BlobArchive:
-        """``archive`` under its earlier name, for the callers still using it (tests/e2e, bench)."""
+        """``archive`` under its earlier name, for the callers still using it (tests/e2e)."""
         return self.archive
 
     async def ready(self) -> None:
