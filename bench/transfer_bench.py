@@ -323,9 +323,9 @@ async def child_worker(cfg: ChildConfig) -> dict[str, Any]:
             raise RuntimeError(f"not every chunk was archived: {outcomes}")
         archived = {}
         for job in jobs:
-            names = [n async for n in runtime.store.list_names(f"{job.call_id}/")]
+            names = [n async for n in runtime.archive.list_names(f"{job.call_id}/")]
             media = next(n for n in names if n.endswith(".mp4"))
-            info = await runtime.store.info(media)
+            info = await runtime.archive.info(media)
             assert info is not None
             archived[job.document_id] = {"size": info.size, "sha256": info.metadata.get("sha256")}
         result["archived"] = archived

@@ -38,7 +38,7 @@ log = logging.getLogger(__name__)
 class Runtime:
     settings: Settings
     session: aiohttp.ClientSession
-    store: BlobArchive  # the write-once archive container
+    archive: BlobArchive  # the write-once archive container
     state: BlobArchive  # the state container beside it
     queue: StorageChunkQueue
     acs: AcsRecordingClient
@@ -96,8 +96,8 @@ class Runtime:
             acs = AcsRecordingClient(
                 session, credentials, policy, tokens, retry, read_timeout=settings.acs.read_timeout_seconds
             )
-            store = open_archive(settings.archive, credential)
-            opened.append(store)
+            archive = open_archive(settings.archive, credential)
+            opened.append(archive)
             state = open_state(settings.archive, credential)
             opened.append(state)
             queue = open_queue(settings.queue, credential)
@@ -105,15 +105,15 @@ class Runtime:
             publisher = EventGridPublisher.open(events, credential) if events.enabled else None
             opened.append(publisher)
             worker = ChunkWorker(
-                acs,
-                store,
-                state,
-                queue,
-                settings.transfer.block_size,
-                settings.transfer.concurrency,
-                AttemptPolicy(host.attempts_per_message, settings.queue.requeue_delay_seconds),
-                host.attempt_seconds(),
-                events=OutboundEvents(publisher, state, store.url) if publisher else None,
+                acs=acs,
+                archive=archive,
+                state=state,
+                queue=queue,
+                block_size=settings.transfer.block_size,
+                concurrency=settings.transfer.concurrency,
+                policy=AttemptPolicy(host.attempts_per_message, settings.queue.requeue_delay_seconds),
+                attempt_seconds=host.attempt_seconds(),
+                events=OutboundEvents(publisher, state, archive.url) if publisher else None,
             )
             webhook_settings = settings.webhook
             entra = webhook_settings.entra
@@ -129,14 +129,19 @@ class Runtime:
                 webhook_settings.max_events,
                 delivery_auth,
             )
-            audit = ArchiveAudit(store, state)
-            runtime = cls(settings, session, store, state, queue, acs, worker, audit, webhook, publisher, credential)
+            audit = ArchiveAudit(archive, state)
+            runtime = cls(settings, session, archive, state, queue, acs, worker, audit, webhook, publisher, credential)
         except BaseException:
             await _close_all(reversed(opened))
             raise
         if ensure:
             worker.ready = runtime.ready
         return runtime
+
+    @property
+    def store(self) -> BlobArchive:
+        """``archive`` under its earlier name, for the callers still using it (tests/e2e)."""
+        return self.archive
 
     async def ready(self) -> None:
         """The archive container and the queues exist. Once per process; a failure is tried again next time."""
@@ -145,10 +150,10 @@ class Runtime:
         await asyncio.shield(self._ready)
 
     async def _ensure(self) -> None:
-        await asyncio.gather(self.store.ensure(), self.state.ensure(), self.queue.ensure())
+        await asyncio.gather(self.archive.ensure(), self.state.ensure(), self.queue.ensure())
 
     async def close(self) -> None:
-        await _close_all([self.store, self.state, self.queue, self.publisher, self.session, self._credential])
+        await _close_all([self.archive, self.state, self.queue, self.publisher, self.session, self._credential])
 
 
 def open_archive(settings: ArchiveSettings, credential: Any = None) -> BlobArchive:

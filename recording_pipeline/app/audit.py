@@ -15,23 +15,22 @@ from typing import Any
 from recording_pipeline.core.custody import ExternalRecord
 from recording_pipeline.core.naming import external_name, manifest_name, rejected_name
 from recording_pipeline.core.ports import ArchiveStore, StateStore
-from recording_pipeline.core.state import external_manifest
 
 JSON = "application/json"
 
 
 class ArchiveAudit:
-    def __init__(self, store: ArchiveStore, state: StateStore) -> None:
-        self._store = store
+    def __init__(self, archive: ArchiveStore, state: StateStore) -> None:
+        self._archive = archive
         self._state = state
 
     async def keep_rejected(self, raw: Any, reason: str, received: datetime) -> None:
         event = json.dumps(raw, sort_keys=True, default=str).encode()
         record = {"reason": reason, "receivedAt": received.isoformat(), "event": raw}
-        await self._store.create(rejected_name(event, received), json.dumps(record, default=str).encode(), JSON)
+        await self._archive.create(rejected_name(event, received), json.dumps(record, default=str).encode(), JSON)
 
     async def record_external(self, evidence: ExternalRecord) -> None:
-        await self._store.create(external_name(evidence.call_id, evidence.recording_key), evidence.to_json(), JSON)
-        doc = external_manifest(evidence)
+        await self._archive.create(external_name(evidence.call_id, evidence.recording_key), evidence.to_json(), JSON)
+        doc = evidence.manifest()
         name = manifest_name(doc.call_id, doc.recording_key)
         await self._state.create(name, json.dumps(doc.to_json(), indent=1).encode(), JSON)

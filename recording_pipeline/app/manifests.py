@@ -1,6 +1,6 @@
 """The one place the worker writes a recording's manifest, in the state container.
 
-``record_chunk`` (core.state) is applied under ETag conditions by the store, so
+``record_chunk`` (core.state) is applied under ETag conditions by the state store, so
 concurrent attempts on chunks of one recording all land, and a late duplicate
 never moves a chunk backwards.
 
@@ -26,8 +26,8 @@ REMEMBERED = 1024  # manifests whose last written version a process keeps
 
 
 class ManifestWriter:
-    def __init__(self, store: StateStore) -> None:
-        self._store = store
+    def __init__(self, state: StateStore) -> None:
+        self._state = state
         self._known: OrderedDict[str, Versioned] = OrderedDict()
         self._locks: dict[str, tuple[asyncio.Lock, int]] = {}  # one writer at a time per manifest, and its queue
 
@@ -47,7 +47,7 @@ class ManifestWriter:
         try:
             async with lock:
                 known = self._known.pop(name, None) or (Versioned(None, None) if new_recording else None)
-                written = await self._store.update_json(name, apply, known=known)
+                written = await self._state.update_json(name, apply, known=known)
                 self._remember(name, written)
         finally:
             lock, users = self._locks[name]

@@ -33,7 +33,8 @@ from recording_pipeline.core.events import (
     split_body,
     validation_code,
 )
-from recording_pipeline.core.jobs import RecordingChunk, checked_identity, is_external_storage, plan_jobs
+from recording_pipeline.core.jobs import RecordingChunk
+from recording_pipeline.core.planning import plan_event
 from recording_pipeline.core.urls import UrlPolicy
 
 log = logging.getLogger(__name__)
@@ -136,21 +137,11 @@ async def handle_delivery(
                 log.info("ignored event of type %s", envelope.type[:100])
                 continue
             event = parse_recording_event(envelope, received)
-            if is_external_storage(event):
-                call_id, server_call_id, recording_id, rec_key = checked_identity(event)
-                external.append(
-                    ExternalRecord(
-                        event_id=envelope.id,
-                        call_id=call_id,
-                        recording_id=recording_id,
-                        server_call_id=server_call_id,
-                        recording_key=rec_key,
-                        topic=envelope.topic,
-                        received_at=received,
-                    )
-                )
-                continue
-            planned.extend(plan_jobs(event, config.acs_endpoint, config.retention_hours, config.url_policy))
+            plan = plan_event(event, received, config.acs_endpoint, config.retention_hours, config.url_policy)
+            if isinstance(plan, ExternalRecord):
+                external.append(plan)
+            else:
+                planned.extend(plan)
         except InvalidEventError as exc:
             rejected.append((raw, str(exc)))
 

@@ -16,13 +16,17 @@ archived after the hold was placed are covered when the hold is placed again.
 
 from __future__ import annotations
 
+import argparse
+import sys
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import UTC, datetime
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 from pydantic.alias_generators import to_camel
 
-from recording_pipeline.cli.operations import parse_target
+from recording_pipeline.cli.output import to_json
+from recording_pipeline.cli.storage import OperatorEdges
+from recording_pipeline.cli.targets import parse_target
 from recording_pipeline.core.errors import InvalidEventError, OperatorInputError
 from recording_pipeline.core.metadata import parse_metadata
 from recording_pipeline.core.naming import (
@@ -76,9 +80,7 @@ async def select_blobs(archive: ArchiveStore, targets: Iterable[str]) -> tuple[l
     return sorted(recordings), sorted(blobs)
 
 
-async def place_hold(
-    archive: HoldableArchive, ledger: StateStore, case: str, targets: list[str], now: datetime
-) -> Hold:
+async def place_hold(archive: HoldableArchive, state: StateStore, case: str, targets: list[str], now: datetime) -> Hold:
     """Hold every blob of the targets for ``case``; placing it again adds what was archived since."""
     _check_case(case)
     recordings, blobs = await select_blobs(archive, targets)
@@ -96,37 +98,46 @@ async def place_hold(
         )
         return hold.model_dump(mode="json", by_alias=True)
 
-    written = (await ledger.update_json(hold_name(case), merge)).doc
+    written = (await state.update_json(hold_name(case), merge)).doc
     hold = Hold.model_validate(written)
     for blob in hold.blobs:
         await archive.set_legal_hold(blob, True)
     return hold
 
 
-async def clear_hold(archive: HoldableArchive, ledger: StateStore, case: str, now: datetime) -> tuple[Hold, int]:
+async def clear_hold(archive: HoldableArchive, state: StateStore, case: str, now: datetime) -> tuple[Hold, int]:
     """Close ``case``: release its blobs that no other open case holds. Returns the hold and how many were kept."""
     _check_case(case)
-    found = await ledger.read_json(hold_name(case))
+    found = await state.read_json(hold_name(case))
     hold = _parse(found[0]) if found else None
     if hold is None or not hold.active:
         raise OperatorInputError(f"no open legal hold for case {case!r}")
-    still_held = {blob for other in await active_holds(ledger) if other.case != case for blob in other.blobs}
+    still_held = {blob for other in await active_holds(state) if other.case != case for blob in other.blobs}
     for blob in hold.blobs:
         if blob not in still_held:
             await archive.set_legal_hold(blob, False)
     cleared = hold.model_copy(update={"cleared_at": now})
-    await ledger.update_json(hold_name(case), lambda _doc: cleared.model_dump(mode="json", by_alias=True))
+    await state.update_json(hold_name(case), lambda _doc: cleared.model_dump(mode="json", by_alias=True))
     return cleared, len(set(hold.blobs) & still_held)
 
 
-async def active_holds(ledger: StateStore) -> list[Hold]:
+async def active_holds(state: StateStore) -> list[Hold]:
     holds = []
-    async for name in ledger.list_names(HOLDS_PREFIX):
-        found = await ledger.read_json(name)
+    async for name in state.list_names(HOLDS_PREFIX):
+        found = await state.read_json(name)
         hold = _parse(found[0]) if found else None
         if hold is not None and hold.active:
             holds.append(hold)
     return holds
+
+
+async def held_recordings(state: StateStore) -> dict[tuple[str, str], tuple[str, ...]]:
+    """(callId, recordingKey) → the cases whose legal hold covers it, from the hold registry."""
+    held: dict[tuple[str, str], list[str]] = {}
+    for hold in await active_holds(state):
+        for recording in hold.recordings:
+            held.setdefault(recording, []).append(hold.case)
+    return {key: tuple(sorted(cases)) for key, cases in held.items()}
 
 
 def _check_case(case: str) -> None:
@@ -144,3 +155,25 @@ def _parse(doc: object | None) -> Hold | None:
         return Hold.model_validate(doc)
     except ValidationError:
         return None
+
+
+async def run(edges: OperatorEdges, args: argparse.Namespace) -> int:
+    now = datetime.now(UTC)
+    if args.action == "place":
+        if not args.targets:
+            print("hold place: name at least one CALLID or CALLID/RECORDINGKEY", file=sys.stderr)
+            return 2
+        await edges.state.ensure()
+        hold = await place_hold(edges.archive, edges.state, args.case, args.targets, now)
+        print(f"case {hold.case}: {len(hold.blobs)} blob(s) of {len(hold.recordings)} recording(s) under legal hold")
+    elif args.action == "clear":
+        hold, kept = await clear_hold(edges.archive, edges.state, args.case, now)
+        print(f"case {hold.case}: hold cleared on {len(hold.blobs) - kept} blob(s); {kept} still held by other cases")
+    else:
+        holds = await active_holds(edges.state)
+        if args.json:
+            print(to_json([h.model_dump(mode="json", by_alias=True) for h in holds]))
+        for hold in holds if not args.json else []:
+            since = f"{hold.placed_at:%Y-%m-%d %H:%M}Z"
+            print(f"{hold.case}  since {since}  {len(hold.blobs)} blob(s)  {', '.join(hold.targets)}")
+    return 0

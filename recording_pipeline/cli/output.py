@@ -10,9 +10,6 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
-from recording_pipeline.cli.operations import CheckResult, ParticipantReport, RecordingCheck, RecordingStatus
-from recording_pipeline.core.state import RecordingState
-
 GAP = "  "
 _UNITS = ("B", "KiB", "MiB", "GiB", "TiB")
 
@@ -61,100 +58,14 @@ def render_table(headers: Sequence[str], rows: Sequence[Sequence[str]], right: S
     return "\n".join(lines)
 
 
-def chunks_cell(status: RecordingStatus) -> str:
-    if status.state is RecordingState.EXTERNAL:
-        return "-"
-    total = "?" if status.chunks_total is None else str(status.chunks_total)
-    return f"{status.chunks_archived}/{total}"
-
-
-def notes_cell(status: RecordingStatus) -> str:
-    notes = []
-    if status.chunks_failed:
-        notes.append(f"{status.chunks_failed} failed")
-    if status.chunks_lost:
-        notes.append(f"{status.chunks_lost} lost")
-    if status.missing_chunks and status.state is not RecordingState.EXTERNAL:
-        shown = ",".join(str(i) for i in status.missing_chunks[:5])
-        more = "…" if len(status.missing_chunks) > 5 else ""
-        notes.append(f"not archived: {shown}{more}")
-    if status.chunks_total is None and status.state not in (RecordingState.EXTERNAL, RecordingState.LOST):
-        notes.append("last chunk not seen yet")
-    if status.holds:
-        notes.append(f"legal hold: {', '.join(status.holds)}")
-    return "; ".join(notes)
-
-
+# The columns of each command's table; the command's module fills in the rows.
 STATUS_HEADERS = ("CALL ID", "RECORDING", "STATE", "CHUNKS", "SIZE", "TIME LEFT", "STARTED", "UPDATED", "NOTES")
-
-
-def status_table(recordings: Sequence[RecordingStatus]) -> str:
-    if not recordings:
-        return "no recordings match"
-    rows = [
-        [
-            r.call_id,
-            r.recording_key,
-            r.state.value,
-            chunks_cell(r),
-            format_bytes(r.total_bytes),
-            format_duration(r.seconds_left),
-            format_time(r.recording_start_time or r.created_at),
-            format_time(r.updated_at),
-            notes_cell(r),
-        ]
-        for r in recordings
-    ]
-    return render_table(STATUS_HEADERS, rows, right=(3, 4, 5))
 
 
 PARTICIPANT_HEADERS = ("CALL ID", "RECORDING", "STATE", "STARTED", "CHUNKS", "SIZE", "LEGAL HOLD")
 
 
-def participant_table(report: ParticipantReport) -> str:
-    lines = []
-    if report.recordings:
-        rows = [
-            [
-                r.call_id,
-                r.recording_key,
-                r.state,
-                format_time(r.recording_start_time or r.created_at),
-                chunks_cell(r),
-                format_bytes(r.total_bytes),
-                ", ".join(r.holds) or "-",
-            ]
-            for r in report.recordings
-        ]
-        lines.append(render_table(PARTICIPANT_HEADERS, rows, right=(4, 5)))
-    else:
-        lines.append("no archived recordings for this participant")
-    lines.extend(f"index entry without a manifest: {name}" for name in report.dangling)
-    return "\n".join(lines)
-
-
 VERIFY_HEADERS = ("RESULT", "BLOB", "PROBLEM")
-
-
-def verify_report(checks: Sequence[RecordingCheck]) -> str:
-    """The problems, one row each, then a summary line."""
-    rows: list[list[str]] = []
-    for recording in checks:
-        rows.extend([CheckResult.MISSING.value, recording.manifest, problem] for problem in recording.problems)
-        for chunk in recording.chunks:
-            if chunk.result not in (CheckResult.OK, CheckResult.SKIPPED):
-                rows.extend([chunk.result.value, chunk.media_blob or "-", problem] for problem in chunk.problems)
-    chunks = [c for r in checks for c in r.chunks]
-    counted = {r: sum(1 for c in chunks if c.result is r) for r in CheckResult}
-    verified = len(chunks) - counted[CheckResult.SKIPPED]
-    size = sum(c.actual_size or 0 for c in chunks if c.result is not CheckResult.SKIPPED)
-    skipped = counted[CheckResult.SKIPPED]
-    summary = (
-        f"verified {verified} chunk(s), {format_bytes(size)}, in {len(checks)} recording(s): "
-        f"{counted[CheckResult.OK]} ok, {counted[CheckResult.MISMATCH]} mismatch, "
-        f"{counted[CheckResult.MISSING]} missing, {skipped} not archived (not checked)"
-    )
-    return "\n".join([render_table(VERIFY_HEADERS, rows), summary] if rows else [summary])
 
 
 class ProgressBar:

@@ -12,13 +12,16 @@ the queue and ``_quarantine/`` still hold those jobs.
 
 from __future__ import annotations
 
+import argparse
 import json
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from pydantic import ValidationError
 
+from recording_pipeline.cli.storage import OperatorEdges
 from recording_pipeline.core.custody import CustodyRecord, ExternalRecord, SourceDeletedRecord
 from recording_pipeline.core.errors import InvalidEventError
 from recording_pipeline.core.jobs import decode_job
@@ -29,7 +32,6 @@ from recording_pipeline.core.state import (
     ChunkState,
     ChunkUpdate,
     Manifest,
-    external_manifest,
     record_chunk,
 )
 
@@ -45,7 +47,7 @@ class RebuildReport:
     written: int = 0
 
 
-async def rebuild_state(archive: ArchiveStore, ledger: StateStore, write: bool = True) -> RebuildReport:
+async def rebuild_state(archive: ArchiveStore, state: StateStore, write: bool = True) -> RebuildReport:
     """Every recording's manifest from the archive's records; written over the state's unless ``write`` is False."""
     report = RebuildReport()
     deleted: dict[str, SourceDeletedRecord] = {}
@@ -62,7 +64,7 @@ async def rebuild_state(archive: ArchiveStore, ledger: StateStore, write: bool =
         elif name.endswith(EXTERNAL) and name.count("/") == 2:
             external = await _read(archive, name, ExternalRecord, report)
             if external is not None:
-                report.manifests[manifest_name(external.call_id, external.recording_key)] = external_manifest(external)
+                report.manifests[manifest_name(external.call_id, external.recording_key)] = external.manifest()
         elif name.startswith(LOST_PREFIX) and name.endswith(".json"):
             await _lost(archive, name, report)
     for record in custody:
@@ -73,7 +75,7 @@ async def rebuild_state(archive: ArchiveStore, ledger: StateStore, write: bool =
         _apply(report, manifest_name(chunk.call_id, chunk.recording_key), chunk, update, record.verified_at)
     if write:
         for name, doc in sorted(report.manifests.items()):
-            await ledger.update_json(name, _replace_with(doc))
+            await state.update_json(name, _replace_with(doc))
             report.written += 1
     return report
 
@@ -117,3 +119,13 @@ async def _read[R: (CustodyRecord, SourceDeletedRecord, ExternalRecord)](
     except ValidationError:
         report.unreadable.append(f"{name}: not a {model.__name__}")
         return None
+
+
+async def run(edges: OperatorEdges, args: argparse.Namespace) -> int:
+    await edges.state.ensure()
+    report = await rebuild_state(edges.archive, edges.state, write=not args.dry_run)
+    verb = "would write" if args.dry_run else "wrote"
+    print(f"{verb} {len(report.manifests)} manifest(s) from the archive's records")
+    for line in report.unreadable:
+        print(f"  unreadable: {line}", file=sys.stderr)
+    return 0 if not report.unreadable else 1

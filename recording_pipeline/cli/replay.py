@@ -7,19 +7,23 @@ either schema (array or single event), or JSON lines.
 
 from __future__ import annotations
 
+import argparse
 import json
 import logging
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from recording_pipeline.app.webhook import WebhookRequest, handle_delivery
+from recording_pipeline.cli.storage import operator_edges
 from recording_pipeline.core.errors import ContainerNotFoundError
 from recording_pipeline.core.jobs import decode_job
 from recording_pipeline.core.naming import QUARANTINE_PREFIX
 from recording_pipeline.core.ports import ChunkQueue, StateStore
 from recording_pipeline.core.quarantine import job_text_of
+from recording_pipeline.core.settings import Settings
 from recording_pipeline.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -85,7 +89,7 @@ def _unlimited(config: Any) -> Any:
     return replace(config, max_body_bytes=1 << 40, max_events=1 << 30, delivery_auth=None)
 
 
-async def replay_poison(queue: ChunkQueue, store: StateStore, limit: int = 10_000) -> tuple[int, int]:
+async def replay_poison(queue: ChunkQueue, state: StateStore, limit: int = 10_000) -> tuple[int, int]:
     """Put quarantined jobs back on the chunk queue: the state container's ``_quarantine/`` records, then the poison
     queue's messages (the worker writes both; the host's own poisoning only the latter). A job found in both is
     sent once. Returns (re-driven, unreadable kept in place)."""
@@ -106,14 +110,50 @@ async def replay_poison(queue: ChunkQueue, store: StateStore, limit: int = 10_00
         return True
 
     try:
-        records = [name async for name in store.list_names(QUARANTINE_PREFIX)]
+        records = [name async for name in state.list_names(QUARANTINE_PREFIX)]
     except ContainerNotFoundError:  # no archive yet: nothing was ever quarantined there
         records = []
     for name in records[:limit]:
-        found = await store.read_bytes(name)
+        found = await state.read_bytes(name)
         if found is not None and await redrive(found[0], name):
-            await store.delete(name)
+            await state.delete(name)
     async for message in queue.poison_messages(limit):
         if await redrive(message.content, f"a message of {queue.poison_name}"):
             await message.remove()
     return redriven, kept
+
+
+async def run(args: argparse.Namespace) -> int:
+    files: list[Path] = args.files
+    poison: bool = args.poison
+    if not files and not poison:
+        print("replay: name files, or --poison", file=sys.stderr)
+        return 2
+    if poison:  # needs the queue and the state container only
+        async with operator_edges(queue=True) as edges:
+            assert edges.queue is not None
+            await edges.queue.ensure()
+            redriven, kept = await replay_poison(edges.queue, edges.state)
+            print(
+                f"re-driven {redriven} job(s) from {edges.queue.poison_name} and _quarantine/; "
+                f"{kept} unreadable left in place"
+            )
+            return 0 if not kept else 1
+    runtime = await Runtime.start(Settings.from_env())
+    try:
+
+        def progress(done: int, total: int, name: str) -> None:
+            print(f"\r[{done}/{total}] {name[-60:]:<60}", end="", file=sys.stderr, flush=True)
+
+        summary = await replay_files(runtime, files, progress if sys.stderr.isatty() else None)
+        if sys.stderr.isatty():
+            print(file=sys.stderr)
+        print(
+            f"files: {summary.files}  enqueued: {summary.enqueued}  ignored: {summary.ignored}  "
+            f"external: {summary.external}  rejected: {len(summary.rejected)}  failed: {len(summary.failed_files)}"
+        )
+        for line in summary.rejected + summary.failed_files:
+            print(f"  {line}")
+        return 0 if summary.ok else 1
+    finally:
+        await runtime.close()

@@ -11,15 +11,18 @@ identity, so the state container can be rebuilt from them alone.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from enum import StrEnum
-from typing import Literal
+from typing import Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
-from recording_pipeline.core.jobs import RecordingChunk, ends_recording
-from recording_pipeline.core.state import ChunkState, ChunkUpdate, Instant
+from recording_pipeline.core.events import RecordingEvent
+from recording_pipeline.core.jobs import RecordingChunk, checked_identity, ends_recording
+from recording_pipeline.core.state import ChunkState, ChunkUpdate, Instant, Manifest, RecordingState, StorageType
+from recording_pipeline.core.urls import source_url
 
 SCHEMA = 1
 
@@ -133,6 +136,63 @@ class CustodyRecord(_Record):
         return self.source.content_length is not None and self.source.content_length == self.size
 
 
+class CommittedBlock(Protocol):
+    """A block of the committed blob, as the archive lists it."""
+
+    @property
+    def block_id(self) -> str: ...
+
+    @property
+    def size(self) -> int: ...
+
+
+def custody_record(
+    job: RecordingChunk,
+    *,
+    content_length: int | None,
+    declared: Mapping[str, str],
+    received_from: datetime | None,
+    received_until: datetime | None,
+    resumed_from_byte: int,
+    media_blob: str,
+    content_type: str,
+    size: int,
+    sha256: str,
+    blocks: Iterable[CommittedBlock],
+    metadata_blob: str,
+    metadata_sha256: str,
+    verification: Verification,
+    verified_at: datetime,
+    app_version: str,
+) -> CustodyRecord:
+    """The proof of one verified copy, from what the attempt checked. ``content_length``: the size ACS stated for
+    the file (None if it stated none); ``declared``: ACS's answer's headers in the attempt that copied (empty when
+    another attempt did); the source URL is kept without its query string, where credentials can live."""
+    return CustodyRecord(
+        chunk=ChunkIdentity.of(job),
+        source=DeclaredSource(
+            url=source_url(job.content_url),
+            content_length=content_length,
+            content_type=declared.get("Content-Type"),
+            etag=declared.get("ETag"),
+            last_modified=declared.get("Last-Modified"),
+        ),
+        received_from=received_from,
+        received_until=received_until,
+        resumed_from_byte=resumed_from_byte,
+        media_blob=media_blob,
+        content_type=content_type,
+        size=size,
+        sha256=sha256,
+        blocks=[ArchivedBlock(id=b.block_id, size=b.size) for b in blocks],
+        metadata_blob=metadata_blob,
+        metadata_sha256=metadata_sha256,
+        verification=verification,
+        verified_at=verified_at,
+        app_version=app_version,
+    )
+
+
 class SourceAnswer(StrEnum):
     DELETED = "deleted"
     ALREADY_GONE = "already-gone"  # a 404: an earlier attempt's DELETE, or ACS's own expiry
@@ -160,3 +220,32 @@ class ExternalRecord(_Record):
     recording_key: str
     topic: str | None = None
     received_at: Instant
+
+    @classmethod
+    def of(cls, event: RecordingEvent, received: datetime) -> ExternalRecord:
+        """The record of a bring-your-own-storage event; raises InvalidEventError if an id is unsafe as a name."""
+        call_id, server_call_id, recording_id, rec_key = checked_identity(event)
+        return cls(
+            event_id=event.envelope.id,
+            call_id=call_id,
+            recording_id=recording_id,
+            server_call_id=server_call_id,
+            recording_key=rec_key,
+            topic=event.envelope.topic,
+            received_at=received,
+        )
+
+    def manifest(self) -> Manifest:
+        """The recording's manifest: ACS wrote it to the customer's container already, so it is external."""
+        return Manifest(
+            event_id=self.event_id,
+            call_id=self.call_id,
+            recording_id=self.recording_id,
+            server_call_id=self.server_call_id,
+            recording_key=self.recording_key,
+            topic=self.topic,
+            storage_type=StorageType.BLOB,
+            state=RecordingState.EXTERNAL,
+            created_at=self.received_at,
+            updated_at=self.received_at,
+        )

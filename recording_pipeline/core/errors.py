@@ -1,10 +1,17 @@
 """Every exception the pipeline raises, in one hierarchy.
 
-The worker decides what to do from the class alone: retry (Transient, storage),
-stop and shout (Configuration/Auth), record the chunk as lost (RecordingGone),
-or reject the input for good (InvalidEvent). The edges translate what their
-libraries raise (aiohttp, azure-core, PyJWT) into these, so nothing above them
-handles a library's exception.
+The class says what went wrong; what happens next also depends on where it was
+raised and when. The chunk steps turn RecordingGoneError (ACS answered 404) into
+a fact, the source gone, and the lifecycle then looks for another attempt's
+copy or records the chunk lost; the webhook rejects an InvalidEventError event
+for good, and answers 401 or 503 to the delivery-auth errors. An exception that
+ends an attempt becomes a core.attempts Failure in the worker (InvalidEventError:
+invalid; AttemptTimeoutError: out of time; any other: an error worth another
+try), and AttemptPolicy.decide weighs it with the delivery (``failure``,
+``dequeue_count``, ``requeues``, ``seconds_left``, ``progressed``): retry,
+continue, requeue later, or quarantine. The edges translate what their libraries
+raise (aiohttp, azure-core, PyJWT) into these, so nothing above them handles a
+library's exception.
 """
 
 from __future__ import annotations

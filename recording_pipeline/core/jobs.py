@@ -92,13 +92,19 @@ class RecordingChunk(BaseModel):
 def plan_jobs(
     event: RecordingEvent, acs_endpoint: str, retention_hours: float, url_policy: UrlPolicy
 ) -> list[RecordingChunk]:
-    """One job per chunk to copy. Bring-your-own-storage events (``blobstorage``) plan none.
+    """One job per chunk to copy; bring-your-own-storage events (``blobstorage``) plan none. The webhook plans
+    with core.planning.plan_event instead, which also says what to record of those."""
+    return [] if is_external_storage(event) else chunk_jobs(event, acs_endpoint, retention_hours, url_policy)
+
+
+def chunk_jobs(
+    event: RecordingEvent, acs_endpoint: str, retention_hours: float, url_policy: UrlPolicy
+) -> list[RecordingChunk]:
+    """One job per chunk of an event whose files are in ACS's storage.
 
     Raises InvalidEventError if any id or URL is unsafe: the whole event is
     rejected rather than half-planned.
     """
-    if is_external_storage(event):
-        return []
     call_id, server_call_id, recording_id, rec_key = checked_identity(event)
     expires_at = event.deadline(retention_hours)
     jobs = []

@@ -21,7 +21,8 @@ rules of this function, and its tests walk every reachable state:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+import dataclasses
+from dataclasses import dataclass
 from enum import StrEnum
 
 
@@ -94,10 +95,11 @@ class ChunkFacts:
     source: Source = Source.PRESENT
     copy: Copy = Copy.UNKNOWN  # after a 404: a verified copy elsewhere in the archive?
     lost_recorded: bool = False
-    left: bool = False  # left to the live holder of the lease, to be checked again later
+    left_to_holder: bool = False  # left to the live holder of the lease or claim, to be checked again later
 
-    def but(self, **changes: object) -> ChunkFacts:
-        return replace(self, **changes)  # type: ignore[arg-type]
+    def replace(self, **changes: object) -> ChunkFacts:
+        """These facts with ``changes``: what a step observed (the facts themselves never change)."""
+        return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
 
 
 def next_step(facts: ChunkFacts) -> Step:
@@ -114,7 +116,7 @@ def next_step(facts: ChunkFacts) -> Step:
         return Step.LOOK_UP_MEDIA
     if facts.media is Media.VERIFIED:
         return _after_archived(facts)
-    if facts.left:
+    if facts.left_to_holder:
         return Step.DONE
     if facts.lease is Lease.ELSEWHERE:
         return Step.LEAVE_TO_HOLDER
@@ -148,6 +150,6 @@ def outcome(facts: ChunkFacts, archived_here: bool) -> Outcome:
     """How the attempt ended, from its final facts. ``archived_here``: this attempt committed or verified."""
     if facts.lost_recorded:
         return Outcome.LOST
-    if facts.left:
+    if facts.left_to_holder:
         return Outcome.IN_PROGRESS_ELSEWHERE
     return Outcome.ARCHIVED if archived_here else Outcome.ALREADY_ARCHIVED

@@ -1,6 +1,6 @@
 """The one model of a recording's state: chunk and recording states, and the manifest.
 
-The worker writes it (``record_chunk``, applied by the store under ETag
+The worker writes it (``record_chunk``, applied by the state store under ETag
 conditions, so it may run more than once and must never move a chunk
 backwards); every operator command reads it. No state string is spelled
 anywhere else. The JSON keeps the manifest's camelCase field names, and
@@ -13,13 +13,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import TYPE_CHECKING, Annotated, Any, Protocol
+from typing import Annotated, Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer
 from pydantic.alias_generators import to_camel
-
-if TYPE_CHECKING:
-    from recording_pipeline.core.custody import ExternalRecord
 
 SCHEMA = 1
 
@@ -208,22 +205,6 @@ def record_chunk(manifest: Manifest | None, job: ChunkOf, now: datetime, update:
     doc.state = recording_state(doc)
     doc.updated_at = now
     return doc
-
-
-def external_manifest(record: ExternalRecord) -> Manifest:
-    """A bring-your-own-storage recording: ACS wrote it to the customer's container already."""
-    return Manifest(
-        event_id=record.event_id,
-        call_id=record.call_id,
-        recording_id=record.recording_id,
-        server_call_id=record.server_call_id,
-        recording_key=record.recording_key,
-        topic=record.topic,
-        storage_type=StorageType.BLOB,
-        state=RecordingState.EXTERNAL,
-        created_at=record.received_at,
-        updated_at=record.received_at,
-    )
 
 
 def recording_state(doc: Manifest) -> RecordingState:

@@ -1,8 +1,11 @@
-"""What the README and the docs say of the tests is true: every test they name exists where they say."""
+"""What the README and the docs say is true: every test they name exists where they say, and what they say of the
+code (the data path, the app layer's imports, the manifest's states, what the worker decides from) matches it."""
 
 from __future__ import annotations
 
+import ast
 import re
+from pathlib import Path
 
 import pytest
 
@@ -21,3 +24,101 @@ def test_every_test_a_document_names_exists(doc: str) -> None:
             assert re.search(rf"def {name}\b", (REPO / path).read_text()), f"{doc} names {path}::{name}"
     for name in re.findall(r"`(test_\w+)`", text):
         assert re.search(rf"def {name}\b", ALL_TESTS), f"{doc} names {name}"
+
+
+# --- what the documents say of the code ------------------------------------------------------------
+
+PRODUCTION = [*sorted((REPO / "recording_pipeline").rglob("*.py")), REPO / "function_app.py"]
+TREES = {path: ast.parse(path.read_text()) for path in PRODUCTION}
+ARCHITECTURE = (REPO / "docs" / "ARCHITECTURE.md").read_text()
+
+
+def _data_path() -> str:
+    section = ARCHITECTURE.split("## The data path", 1)[1]
+    return section.split("```", 2)[1]
+
+
+def _module_path(name: str) -> Path:
+    if name in ("function_app", "functions_adapter", "runtime"):
+        return REPO / (f"{name}.py" if name == "function_app" else f"recording_pipeline/{name}.py")
+    return REPO / "recording_pipeline" / f"{name}.py"
+
+
+def _defined_in(tree: ast.Module) -> set[str]:
+    """The functions and classes a module defines (at any depth: function_app declares some under an ``if``), and
+    its module-level assignments."""
+    names = {n.name for n in ast.walk(tree) if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef)}
+    for node in tree.body:
+        targets = (
+            node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(node, ast.AnnAssign) else []
+        )
+        names |= {t.id for t in targets if isinstance(t, ast.Name)}
+    return names
+
+
+def _used(name: str) -> bool:
+    """Whether production code reads ``name`` (a call, a subscript, a reference); importing it, or naming it in
+    ``__all__``, is not a use."""
+    for tree in TREES.values():
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Name) and node.id == name and isinstance(node.ctx, ast.Load):
+                return True
+            if isinstance(node, ast.Attribute) and node.attr == name and isinstance(node.ctx, ast.Load):
+                return True
+    return False
+
+
+def test_every_name_on_the_data_path_is_one_the_running_app_uses() -> None:
+    """The data path is what a delivery and a queue message go through, not what the tests call."""
+    named = re.findall(r"\b((?:app|core|edges)/\w+|function_app|functions_adapter)(?:\.(\w+))?", _data_path())
+    assert ("app/worker", "handle_chunk_message") in named and ("app/after_copy_steps", "delete_source") in named
+    for module, attribute in named:
+        path = _module_path(module)
+        assert path.exists(), f"the data path names {module}, which is not a module"
+        if not attribute:
+            continue
+        defined = _defined_in(TREES[path])
+        assert attribute in defined, f"the data path names {module}.{attribute}, which {module} does not define"
+        if module != "function_app":  # its functions are the host's entry points
+            assert _used(attribute), f"{module}.{attribute} is on the data path, but nothing calls it"
+
+
+def test_the_architecture_states_the_app_layer_s_exception_to_core_ports() -> None:
+    from tests.unit.test_imports import APP, SOURCES, TELEMETRY, imports_of, resolve
+
+    users = [m for m in APP for i, n in imports_of(SOURCES[m], m) if resolve(i, n, SOURCES) == TELEMETRY]
+    [app_row] = [line for line in ARCHITECTURE.splitlines() if line.startswith("| `recording_pipeline/app/` |")]
+    if users:
+        assert "`edges.telemetry`" in app_row and "tests/unit/test_imports.py" in app_row, (
+            f"{sorted(set(users))} import edges.telemetry: the architecture must state the exception"
+        )
+
+
+def test_the_readme_names_the_manifest_states_the_model_has() -> None:
+    from recording_pipeline.core.state import ChunkState, RecordingState
+
+    [row] = [line for line in (REPO / "README.md").read_text().splitlines() if "manifest.json` |" in line]
+    recording, chunk = re.search(r"`state` is (.*?), each chunk's (.*?);", row).groups()  # type: ignore[union-attr]
+    assert set(re.findall(r"`([\w-]+)`", recording)) == {s.value for s in RecordingState}
+    assert set(re.findall(r"`([\w-]+)`", chunk)) == {s.value for s in ChunkState}
+
+
+def test_core_errors_says_what_the_attempt_s_decision_depends_on() -> None:
+    """Not the class alone: the worker maps a few classes to a Failure, and the policy weighs it with the rest."""
+    import inspect
+
+    import recording_pipeline.core.errors as errors
+    from recording_pipeline.core.attempts import AttemptPolicy
+
+    said = errors.__doc__ or ""
+    assert "class alone" not in said
+    for parameter in list(inspect.signature(AttemptPolicy.decide).parameters)[1:]:
+        assert f"``{parameter}``" in said, f"core/errors.py does not say the decision weighs {parameter}"
+    worker = TREES[REPO / "recording_pipeline" / "app" / "worker.py"]
+    mapped = {
+        ast.unparse(node.args[1])
+        for node in ast.walk(worker)
+        if isinstance(node, ast.Call) and ast.unparse(node.func) == "isinstance" and ast.unparse(node.args[0]) == "exc"
+    }
+    assert mapped == {"InvalidEventError", "AttemptTimeoutError"}
+    assert all(name in said for name in mapped)

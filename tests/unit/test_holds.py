@@ -8,8 +8,8 @@ from datetime import timedelta
 import pytest
 
 from recording_pipeline.app.worker import archive_chunk
-from recording_pipeline.cli.holds import active_holds, clear_hold, place_hold, select_blobs
-from recording_pipeline.cli.operations import held_recordings, recording_status
+from recording_pipeline.cli.holds import active_holds, clear_hold, held_recordings, place_hold, select_blobs
+from recording_pipeline.cli.status import recording_status
 from recording_pipeline.core.errors import OperatorInputError
 from recording_pipeline.core.naming import hold_name, participant_entry
 from tests.support.world import CALL, NOW, World, job

@@ -8,12 +8,14 @@ from typing import Any
 
 import pytest
 
+from recording_pipeline.core.custody import ExternalRecord
 from recording_pipeline.core.errors import InvalidEventError
 from recording_pipeline.core.jobs import (
     MAX_MESSAGE_BYTES,
     decode_job,
     encode_job,
 )
+from recording_pipeline.core.planning import plan_event
 from recording_pipeline.core.settings import Settings
 from tests.support.events import (
     ACS_ENDPOINT,
@@ -21,10 +23,47 @@ from tests.support.events import (
     CALL,
     DOC,
     EVENT_TIME,
+    POLICY,
+    REC,
+    SERVER,
     chunk,
     plan,
     raw_event,
+    to_event,
 )
+
+RECEIVED = datetime(2024, 5, 14, 10, 33, 5, tzinfo=UTC)
+
+# --- plan_event: jobs, or the record of a bring-your-own-storage recording ------------------------
+
+
+def test_an_event_in_acs_storage_plans_its_jobs_and_nothing_else() -> None:
+    raw = raw_event(chunks=[chunk(DOC, 0), chunk("0-eus-d12-2", 1, "SessionEnded")])
+    planned = plan_event(to_event(raw), RECEIVED, ACS_ENDPOINT, 24, POLICY)
+    assert planned == plan(raw)
+    assert isinstance(planned, list) and [j.chunk_index for j in planned] == [0, 1]
+
+
+@pytest.mark.parametrize("storage_type", ["blobstorage", " BlobStorage "])
+def test_a_bring_your_own_storage_event_plans_its_external_record_and_no_job(storage_type: str) -> None:
+    event = to_event(raw_event(storageType=storage_type))
+    planned = plan_event(event, RECEIVED, ACS_ENDPOINT, 24, POLICY)
+    assert planned == ExternalRecord(
+        event_id=event.envelope.id,
+        call_id=CALL,
+        recording_id=REC,
+        server_call_id=SERVER,
+        recording_key=f"r-{REC}",
+        topic=event.envelope.topic,
+        received_at=RECEIVED,
+    )
+
+
+def test_a_bring_your_own_storage_event_with_an_unsafe_id_is_rejected_whole() -> None:
+    event = to_event(raw_event(subject="/recording/call/../serverCallId/x", storageType="blobstorage"))
+    with pytest.raises(InvalidEventError):
+        plan_event(event, RECEIVED, ACS_ENDPOINT, 24, POLICY)
+
 
 # --- plan_jobs ------------------------------------------------------------------------------------
 

@@ -34,43 +34,43 @@ def observations(step: Step, facts: ChunkFacts) -> Iterator[ChunkFacts]:
     """Everything performing ``step`` can report (an exception ends the attempt and is not a state)."""
     if step is Step.FETCH_METADATA:
         # Created here (nothing else of the chunk can exist), or found: created by another attempt.
-        yield facts.but(metadata=Metadata.KNOWN, claim=Claim.MINE, media=Media.ABSENT)
-        yield facts.but(metadata=Metadata.KNOWN, claim=Claim.FRESH)
-        yield facts.but(metadata=Metadata.KNOWN, claim=Claim.STALE)
-        yield facts.but(source=Source.GONE)  # 404 from ACS, no archived metadata
+        yield facts.replace(metadata=Metadata.KNOWN, claim=Claim.MINE, media=Media.ABSENT)
+        yield facts.replace(metadata=Metadata.KNOWN, claim=Claim.FRESH)
+        yield facts.replace(metadata=Metadata.KNOWN, claim=Claim.STALE)
+        yield facts.replace(source=Source.GONE)  # 404 from ACS, no archived metadata
     elif step is Step.LOOK_UP_MEDIA:
         for media in (Media.ABSENT, Media.COMMITTED, Media.VERIFIED):
-            yield facts.but(media=media)
+            yield facts.replace(media=media)
             if facts.source is Source.PRESENT:  # committed by an attempt that found ACS stated no size
-                yield facts.but(media=media, source=Source.UNPROVABLE)
+                yield facts.replace(media=media, source=Source.UNPROVABLE)
     elif step is Step.LEASE:
-        yield facts.but(lease=Lease.HELD, media=Media.UNKNOWN)
-        yield facts.but(lease=Lease.ELSEWHERE)
+        yield facts.replace(lease=Lease.HELD, media=Media.UNKNOWN)
+        yield facts.replace(lease=Lease.ELSEWHERE)
     elif step is Step.LEAVE_TO_HOLDER:
-        yield facts.but(left=True)
+        yield facts.replace(left_to_holder=True)
     elif step is Step.COPY:
-        yield facts.but(copied=True)
+        yield facts.replace(copied=True)
         if facts.source is Source.PRESENT:
-            yield facts.but(copied=True, source=Source.UNPROVABLE)
-        yield facts.but(source=Source.GONE)
+            yield facts.replace(copied=True, source=Source.UNPROVABLE)
+        yield facts.replace(source=Source.GONE)
         if facts.lease is Lease.NOT_TRIED:  # under the claim: a copy that runs long takes the lease meanwhile
-            yield facts.but(copied=True, lease=Lease.HELD)
-            yield facts.but(copied=True, media=Media.COMMITTED)  # ... and one block is created whole, at once
+            yield facts.replace(copied=True, lease=Lease.HELD)
+            yield facts.replace(copied=True, media=Media.COMMITTED)  # ... and one block is created whole, at once
     elif step is Step.COMMIT:
-        yield facts.but(media=Media.COMMITTED)
+        yield facts.replace(media=Media.COMMITTED)
     elif step is Step.VERIFY:
-        yield facts.but(media=Media.VERIFIED)
+        yield facts.replace(media=Media.VERIFIED)
     elif step is Step.INDEX:
-        yield facts.but(indexed=True)
+        yield facts.replace(indexed=True)
     elif step is Step.DELETE_SOURCE:
-        yield facts.but(source=Source.DELETED)
+        yield facts.replace(source=Source.DELETED)
     elif step is Step.RECORD:
-        yield facts.but(recorded=True)
+        yield facts.replace(recorded=True)
     elif step is Step.FIND_COPY:
-        yield facts.but(copy=Copy.FOUND)
-        yield facts.but(copy=Copy.NONE)
+        yield facts.replace(copy=Copy.FOUND)
+        yield facts.replace(copy=Copy.NONE)
     elif step is Step.RECORD_LOST:
-        yield facts.but(lost_recorded=True)
+        yield facts.replace(lost_recorded=True)
     else:  # pragma: no cover
         raise AssertionError(step)
 
@@ -166,7 +166,7 @@ def _drive(script: dict[Step, dict[str, object]]) -> tuple[ChunkFacts, list[Step
     steps: list[Step] = []
     while (step := next_step(facts)) is not Step.DONE:
         steps.append(step)
-        facts = facts.but(**script[step])
+        facts = facts.replace(**script[step])
     return facts, steps
 
 
@@ -217,9 +217,9 @@ def test_a_duplicate_finding_a_stale_claim_and_no_copy_copies_under_the_lease() 
 def test_an_archived_chunk_is_indexed_its_source_deleted_and_recorded_without_a_lease() -> None:
     facts = ChunkFacts(metadata=Metadata.KNOWN, media=Media.VERIFIED)
     assert next_step(facts) is Step.INDEX
-    assert next_step(facts.but(indexed=True)) is Step.DELETE_SOURCE
-    assert next_step(facts.but(indexed=True, source=Source.DELETED)) is Step.RECORD
-    done = facts.but(indexed=True, source=Source.DELETED, recorded=True)
+    assert next_step(facts.replace(indexed=True)) is Step.DELETE_SOURCE
+    assert next_step(facts.replace(indexed=True, source=Source.DELETED)) is Step.RECORD
+    done = facts.replace(indexed=True, source=Source.DELETED, recorded=True)
     assert next_step(done) is Step.DONE and outcome(done, archived_here=False) is Outcome.ALREADY_ARCHIVED
 
 
@@ -230,19 +230,19 @@ def test_a_source_acs_never_sized_is_kept_and_recorded_as_kept() -> None:
 
 def test_outcomes() -> None:
     assert outcome(ChunkFacts(lost_recorded=True), False) is Outcome.LOST
-    assert outcome(ChunkFacts(lease=Lease.ELSEWHERE, left=True), False) is Outcome.IN_PROGRESS_ELSEWHERE
-    assert outcome(ChunkFacts(claim=Claim.FRESH, left=True), False) is Outcome.IN_PROGRESS_ELSEWHERE
+    assert outcome(ChunkFacts(lease=Lease.ELSEWHERE, left_to_holder=True), False) is Outcome.IN_PROGRESS_ELSEWHERE
+    assert outcome(ChunkFacts(claim=Claim.FRESH, left_to_holder=True), False) is Outcome.IN_PROGRESS_ELSEWHERE
     assert outcome(ChunkFacts(source=Source.GONE, copy=Copy.FOUND), False) is Outcome.ALREADY_ARCHIVED
 
 
 def test_a_duplicate_finding_a_fresh_claim_and_no_copy_leaves_it_to_the_claimer() -> None:
     facts = ChunkFacts(metadata=Metadata.KNOWN, claim=Claim.FRESH)
     assert next_step(facts) is Step.LOOK_UP_MEDIA
-    facts = facts.but(media=Media.ABSENT)
+    facts = facts.replace(media=Media.ABSENT)
     assert next_step(facts) is Step.LEASE  # a big chunk's claimer holds it: wait for it
-    facts = facts.but(lease=Lease.HELD, media=Media.UNKNOWN)
+    facts = facts.replace(lease=Lease.HELD, media=Media.UNKNOWN)
     assert next_step(facts) is Step.LOOK_UP_MEDIA
-    assert next_step(facts.but(media=Media.COMMITTED)) is Step.VERIFY  # a commit to prove: no need to wait
-    facts = facts.but(media=Media.ABSENT)
+    assert next_step(facts.replace(media=Media.COMMITTED)) is Step.VERIFY  # a commit to prove: no need to wait
+    facts = facts.replace(media=Media.ABSENT)
     assert next_step(facts) is Step.LEAVE_TO_HOLDER  # the claimer may be copying a small chunk, unleased
-    assert next_step(facts.but(left=True)) is Step.DONE
+    assert next_step(facts.replace(left_to_holder=True)) is Step.DONE

@@ -7,16 +7,13 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from recording_pipeline.core.custody import ExternalRecord
 from recording_pipeline.core.jobs import RecordingChunk
 from recording_pipeline.core.state import (
     ChunkState,
     ChunkUpdate,
     Manifest,
     RecordingState,
-    StorageType,
     chunk_key,
-    external_manifest,
     new_manifest,
     record_chunk,
     recording_state,
@@ -217,14 +214,6 @@ def test_recording_state_of_a_hand_built_document() -> None:
     assert state(lastChunkIndex=3) is RecordingState.INCOMPLETE
     assert state(lastChunkIndex=None) is RecordingState.INCOMPLETE
     assert state(storageType="blobstorage") is RecordingState.EXTERNAL
-
-
-def test_external_manifest() -> None:
-    record = ExternalRecord(event_id="evt-1", call_id=CALL, recording_id=REC, recording_key=f"r-{REC}", received_at=NOW)
-    doc = external_manifest(record)
-    assert doc.state is RecordingState.EXTERNAL and doc.storage_type is StorageType.BLOB
-    assert doc.call_id == CALL and recording_state(doc) is RecordingState.EXTERNAL
-    assert doc.to_json()["storageType"] == "blobstorage"
 
 
 def test_expires_at_is_the_earliest_deadline_of_any_chunk() -> None:

@@ -13,11 +13,13 @@ from datetime import timedelta
 
 import pytest
 
+from recording_pipeline.app.attempt import STEPS
 from recording_pipeline.app.worker import ChunkWorker, Outcome, archive_chunk, handle_chunk_message
 from recording_pipeline.core.attempts import AttemptPolicy
 from recording_pipeline.core.custody import SourceAnswer, SourceDeletedRecord, Verification
 from recording_pipeline.core.errors import AcsTransientError
 from recording_pipeline.core.jobs import encode_job
+from recording_pipeline.core.lifecycle import Step
 from recording_pipeline.core.naming import (
     custody_name,
     lock_name,
@@ -30,6 +32,11 @@ from recording_pipeline.core.naming import (
 from recording_pipeline.core.quarantine import job_text_of
 from recording_pipeline.core.state import ChunkState, RecordingState
 from tests.support.world import BLOCK, NOW, World, job
+
+
+def test_every_step_but_done_has_one_function_that_performs_it() -> None:
+    assert set(STEPS) == set(Step) - {Step.DONE}
+    assert len(set(STEPS.values())) == len(STEPS)
 
 
 async def test_a_fresh_chunk_is_copied_proved_and_only_then_deleted(world: World) -> None:
@@ -227,7 +234,7 @@ async def test_an_attempt_that_runs_out_of_time_after_progress_continues_at_once
 # --- what an attempt sends: nothing it already knows ---------------------------------------------------------
 
 
-async def test_the_first_delivery_of_a_one_block_chunk_asks_nothing_it_knows(world: World) -> None:
+async def test_the_first_delivery_of_a_one_block_chunk_asks_nothing_it_note_metadata(world: World) -> None:
     """It claims the chunk by creating its metadata document, so it knows there is no media, no staged block and
     no record yet: no look-up, no block list, no lease; the one block is the blob, created by one Put Blob; one
     manifest write."""
