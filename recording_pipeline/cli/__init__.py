@@ -2,7 +2,8 @@
 
 Each subcommand is its own module — ``status``, ``verify``, ``participant``,
 ``holds`` (hold), ``rebuild`` (rebuild-state), ``replay`` — and its arguments
-are in ``arguments``; ``serve`` runs the local host from a checkout.
+are in ``arguments``. The local Functions host is not a command of the package:
+it is ``python -m devtools.local_host``, from a checkout.
 """
 
 from __future__ import annotations
@@ -21,8 +22,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     configure_json_logging()
     try:
-        if args.command == "serve":
-            return _serve(args.host, args.port)
         return asyncio.run(_run(args))
     except ConfigurationError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
@@ -59,16 +58,6 @@ async def _run(args: argparse.Namespace) -> int:
 
             return await operate(args.command, lambda edges: holds.run(edges, args))
     return 1
-
-
-def _serve(host: str, port: int) -> int:
-    """The local host is a development tool: it lives in the repository's devtools/, which is not deployed."""
-    try:
-        from devtools.local_host import main as local_host
-    except ImportError:
-        print("serve: run it from a checkout of the repository (devtools/ is not deployed)", file=sys.stderr)
-        return 2
-    return local_host(["--host", host, "--port", str(port)])
 
 
 if __name__ == "__main__":

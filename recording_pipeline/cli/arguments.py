@@ -15,12 +15,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p_serve = sub.add_parser(
-        "serve", help="run function_app.py under a local Functions host with host.json's rules (needs WEBHOOK_KEY)"
-    )
-    p_serve.add_argument("--host", default="127.0.0.1")
-    p_serve.add_argument("--port", type=int, default=7071)
-
     p_replay = sub.add_parser("replay", help="feed saved or dead-lettered events through the webhook path")
     p_replay.add_argument("files", nargs="*", type=Path, help="Event Grid dead-letter blobs or saved deliveries")
     p_replay.add_argument("--poison", action="store_true", help="re-drive the jobs in <queue>-poison instead")

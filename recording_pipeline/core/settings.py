@@ -49,7 +49,6 @@ SPECS: dict[str, Spec] = {
     "ACS_RETRY_BUDGET_SECONDS": Spec(600, 1, 86400),
     "WEBHOOK_MAX_BODY_BYTES": Spec(4 * MIB, 1024, 100 * MIB, whole=True),  # the HTTP trigger takes 100 MB at most
     "WEBHOOK_MAX_EVENTS": Spec(1000, 1, 5000, whole=True),
-    "LOCAL_HOST_LEASE_SECONDS": Spec(600, 1, 3600),
 }
 NAMES = {
     "ARCHIVE_CONTAINER": "recordings",
@@ -76,7 +75,7 @@ SETTING_NAMES = (
     "APPLICATIONINSIGHTS_CONNECTION_STRING",
     "OUTBOUND_EVENTS_TOPIC_ENDPOINT",
     "OUTBOUND_EVENTS_TOPIC_KEY",
-    *(name for name in SPECS if name != "LOCAL_HOST_LEASE_SECONDS"),
+    *SPECS,
 )
 
 
@@ -269,18 +268,6 @@ class OutboundEventsSettings:
         if parts.scheme == "http" and key is None:
             raise ConfigurationError("OUTBOUND_EVENTS_TOPIC_ENDPOINT: identity tokens are sent over https only")
         return cls(endpoint, key)
-
-
-@dataclass(frozen=True)
-class LocalHostSettings:
-    """``serve`` only: the function key its local host demands, and how long a message in flight stays hidden."""
-
-    function_key: str | None = field(repr=False)
-    lease_seconds: float
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str]) -> LocalHostSettings:
-        return cls(env.get("WEBHOOK_KEY") or None, _number(env, "LOCAL_HOST_LEASE_SECONDS"))
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,6 @@ from recording_pipeline.core.settings import (
     SETTING_NAMES,
     SPECS,
     AcsCredentials,
-    LocalHostSettings,
     RetrySettings,
     Settings,
     Spec,
@@ -192,7 +191,6 @@ def test_defaults() -> None:
     assert DEFAULT_ALLOWED_HOSTS == (".asm.skype.com", ".asyncgw.teams.microsoft.com", ".ams.gov.teams.microsoft.us")
     assert settings.urls.allow_http is False
     assert settings.webhook.retention_hours == 24.0
-    assert LocalHostSettings.from_env(BASE) == LocalHostSettings(None, 600)
     assert settings.webhook.acs_resource_id is None
     assert settings.transfer.block_size == 4 * MIB
     assert settings.transfer.concurrency == 4
@@ -217,7 +215,6 @@ def test_overrides_are_read() -> None:
     assert settings.urls.allowed_hosts == ("127.0.0.1", ".example.com")
     assert settings.urls.allow_http is True
     assert settings.webhook.retention_hours == 48.0
-    assert LocalHostSettings.from_env({**BASE, "WEBHOOK_KEY": WEBHOOK_KEY}).function_key == WEBHOOK_KEY
     assert settings.webhook.acs_resource_id == "/subscriptions/s/resourceGroups/rg"
     assert settings.transfer.block_size == MIB // 2
     assert settings.transfer.concurrency == 8
@@ -322,14 +319,12 @@ def test_from_env_reads_os_environ_by_default(monkeypatch: pytest.MonkeyPatch) -
 
 def test_repr_hides_secrets() -> None:
     settings = load(WEBHOOK_KEY=WEBHOOK_KEY)
-    local = LocalHostSettings.from_env({"WEBHOOK_KEY": WEBHOOK_KEY})
     texts = (
         repr(settings),
         str(settings),
         repr(settings.acs),
         repr(settings.archive),
         repr(settings.queue),
-        repr(local),
     )
     for text in texts:
         assert ACCESS_KEY not in text
@@ -399,9 +394,7 @@ def test_the_readme_states_every_default_as_declared() -> None:
 def test_every_number_is_held_to_its_bounds(name: str, spec: Spec) -> None:
     above = spec.high * 2 + 1
     with pytest.raises(ConfigurationError, match=f"^{name}: must be between"):
-        LocalHostSettings.from_env({name: str(above)}) if name == "LOCAL_HOST_LEASE_SECONDS" else load(
-            **{name: str(above)}
-        )
+        load(**{name: str(above)})
 
 
 def test_outbound_events_are_off_without_a_topic() -> None:
