@@ -22,7 +22,7 @@ from azure.storage.blob.aio import BlobServiceClient
 from devtools.devstack import REPO, Azurite, ServeProcess
 from devtools.simulator import RecordingSimulator
 from devtools.write_once import Guard, check_log
-from recording_pipeline.cli.operations import verify_recordings
+from recording_pipeline.cli.verify import verify_recordings
 from recording_pipeline.core.custody import CustodyRecord
 from recording_pipeline.core.naming import chunk_stem, custody_name, manifest_name, recording_key
 from recording_pipeline.core.state import Manifest, RecordingState

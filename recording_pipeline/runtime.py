@@ -138,11 +138,6 @@ class Runtime:
             worker.ready = runtime.ready
         return runtime
 
-    @property
-    def store(self) -> BlobArchive:
-        """``archive`` under its earlier name, for the callers still using it (tests/e2e)."""
-        return self.archive
-
     async def ready(self) -> None:
         """The archive container and the queues exist. Once per process; a failure is tried again next time."""
         if self._ready is None or (self._ready.done() and self._ready.exception() is not None):

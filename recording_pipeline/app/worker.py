@@ -12,7 +12,7 @@ import asyncio
 import json
 import logging
 
-from recording_pipeline.app.attempt import archive_chunk, run_attempt
+from recording_pipeline.app.attempt import run_attempt
 from recording_pipeline.app.chunk_steps import ChunkRun
 from recording_pipeline.app.reporting import report
 from recording_pipeline.app.worker_deps import ChunkWorker
@@ -28,8 +28,7 @@ from recording_pipeline.edges.telemetry import FAILURES, OUTCOMES, log_context, 
 
 log = logging.getLogger(__name__)
 
-# archive_chunk: one attempt with no message around it, as the tests drive it.
-__all__ = ["ChunkWorker", "Outcome", "archive_chunk", "handle_chunk_message"]
+__all__ = ["ChunkWorker", "Outcome", "handle_chunk_message"]
 
 
 async def handle_chunk_message(

@@ -186,8 +186,8 @@ async def _archive_one(text: str) -> dict[str, Any]:
         sampler.done.set()
         sampler.join()
         peak = max(_high_water(), sampler.peak) if reset else sampler.peak
-        media = [n async for n in runtime.store.list_names(f"{CALL}/") if n.endswith(".mp4")]
-        info = await runtime.store.info(media[0]) if media else None
+        media = [n async for n in runtime.archive.list_names(f"{CALL}/") if n.endswith(".mp4")]
+        info = await runtime.archive.info(media[0]) if media else None
         return {
             "outcome": str(outcome),
             "baseline": baseline,

@@ -1,5 +1,5 @@
 """The operator commands (status, verify, participant) against an archive the real pipeline wrote:
-webhook handler → planned jobs → worker.archive_chunk on real Azurite, the simulator playing ACS."""
+webhook handler → planned jobs → attempt.archive_chunk on real Azurite, the simulator playing ACS."""
 
 from __future__ import annotations
 
@@ -20,10 +20,12 @@ from azure.storage.blob.aio import BlobServiceClient, ContainerClient
 
 from devtools.simulator import SimRecording
 from devtools.write_once import Guard
+from recording_pipeline.app.attempt import archive_chunk
 from recording_pipeline.app.webhook import WebhookRequest, handle_delivery
-from recording_pipeline.app.worker import archive_chunk, handle_chunk_message
-from recording_pipeline.cli import main, operations
+from recording_pipeline.app.worker import handle_chunk_message
+from recording_pipeline.cli import main
 from recording_pipeline.cli import output as cli_output
+from recording_pipeline.cli.status import STATE_FILTERS
 from recording_pipeline.core.jobs import RecordingChunk, encode_job
 from recording_pipeline.core.naming import HOLDS_PREFIX, participant_prefix
 from recording_pipeline.edges.archive import BlobArchive
@@ -229,7 +231,7 @@ async def test_status_json_and_filters(seeded: Seeded, capsys: pytest.CaptureFix
 
     assert await run_cli("status", "--since", "2026-13-45") == 2  # argparse refuses it
     assert "not an ISO 8601 date" in capsys.readouterr().err
-    assert set(operations.STATE_FILTERS) == {"incomplete", "lost", "complete", "external", "failed"}
+    assert set(STATE_FILTERS) == {"incomplete", "lost", "complete", "external", "failed"}
 
 
 # --- verify ------------------------------------------------------------------

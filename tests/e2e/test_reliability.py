@@ -321,7 +321,7 @@ async def test_poison_after_the_last_attempt_then_replay(pipeline: Pipeline, cap
     manifest = await pipeline.manifest()
     assert manifest is not None and manifest["chunks"]["00000"]["state"] == "failed"
     sim.faults.clear()
-    assert await replay_poison(queue, pipeline.runtime.store) == (1, 0)
+    assert await replay_poison(queue, pipeline.runtime.state) == (1, 0)
     manifest = await pipeline.wait_archived(chunks)
     await pipeline.assert_identical(manifest, chunks)
     assert manifest["chunks"]["00000"]["state"] == "archived"
@@ -435,7 +435,7 @@ async def test_a_failed_block_upload_fails_the_transfer_instead_of_vanishing(sta
     [chunk] = [sim.add("doc-stage-fails", 6 * MIB, call_id=CALL)]
     runtime = await stack.runtime(TRANSFER_BLOCK_SIZE_MIB="1")
     try:
-        store = FailingThirdBlock(runtime.store._service, stack.container)
+        store = FailingThirdBlock(runtime.archive._service, stack.container)
         with pytest.raises(OSError, match="refused block 2"):
             await copy_to_blocks(runtime.acs, store, sim.chunk_urls(chunk)["contentLocation"], "x.mp4", MIB, 2)
     finally:

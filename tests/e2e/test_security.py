@@ -166,7 +166,7 @@ async def test_a_forged_queue_job_is_quarantined_before_any_request(
     assert stack.simulator.deleted == set()
     # Nothing written in the archive; the quarantine record, in the state container, is named by the message's
     # digest, not by its ids.
-    assert [n async for n in runtime.store.list_names("")] == []
+    assert [n async for n in runtime.archive.list_names("")] == []
     names = [n async for n in runtime.state.list_names("")]
     assert names == [quarantine_invalid_name(forged)]
     record = await runtime.state.read_json(names[0])

@@ -7,7 +7,7 @@ from datetime import timedelta
 
 import pytest
 
-from recording_pipeline.app.worker import archive_chunk
+from recording_pipeline.app.attempt import archive_chunk
 from recording_pipeline.cli.holds import active_holds, clear_hold, held_recordings, place_hold, select_blobs
 from recording_pipeline.cli.status import recording_status
 from recording_pipeline.core.errors import OperatorInputError

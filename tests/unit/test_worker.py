@@ -13,8 +13,8 @@ from datetime import timedelta
 
 import pytest
 
-from recording_pipeline.app.attempt import STEPS
-from recording_pipeline.app.worker import ChunkWorker, Outcome, archive_chunk, handle_chunk_message
+from recording_pipeline.app.attempt import STEPS, archive_chunk
+from recording_pipeline.app.worker import ChunkWorker, Outcome, handle_chunk_message
 from recording_pipeline.core.attempts import AttemptPolicy
 from recording_pipeline.core.custody import SourceAnswer, SourceDeletedRecord, Verification
 from recording_pipeline.core.errors import AcsTransientError
