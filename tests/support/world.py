@@ -60,10 +60,17 @@ def metadata(doc: str, participants: tuple[str, ...] = ("8:acs:a", "4:+1555")) -
 class World:
     def __init__(self) -> None:
         self.acs, self.queue = FakeAcs(), FakeQueue()
-        self.store = FakeArchive("recordings", clock=lambda: NOW)
+        self.archive = FakeArchive("recordings", clock=lambda: NOW)
         self.state = FakeArchive("recordings-state", clock=lambda: NOW)
         self.worker = ChunkWorker(
-            self.acs, self.store, self.state, self.queue, BLOCK, 2, AttemptPolicy(4, 300), None, clock=lambda: NOW
+            acs=self.acs,
+            archive=self.archive,
+            state=self.state,
+            queue=self.queue,
+            block_size=BLOCK,
+            concurrency=2,
+            policy=AttemptPolicy(4, 300),
+            clock=lambda: NOW,
         )
 
     def publish_events(self) -> FakePublisher:
@@ -81,14 +88,14 @@ class World:
         """An earlier attempt (of the queue message ``by``) created the chunk's metadata document, its claim."""
         name = metadata_name(job(doc).stem)
         claim = {"claimed_by": by} if by else {}
-        self.store.blobs[name] = _Blob(metadata(doc), "application/json", claim, created=NOW - ago)
+        self.archive.blobs[name] = _Blob(metadata(doc), "application/json", claim, created=NOW - ago)
 
     def manifest(self) -> Manifest:
         blob = self.state.blobs[manifest_name(CALL, "r-rec1")]
         return Manifest.from_json(json.loads(blob.data))
 
     def custody(self, doc: str = "doc-1", index: int = 0) -> CustodyRecord:
-        return CustodyRecord.model_validate_json(self.store.blobs[custody_name(job(doc, index).stem)].data)
+        return CustodyRecord.model_validate_json(self.archive.blobs[custody_name(job(doc, index).stem)].data)
 
     def media_blob(self, doc: str = "doc-1", index: int = 0) -> str:
         return f"{CALL}/r-rec1/{index:05d}-{doc}.mp4"

@@ -32,11 +32,11 @@ async def world() -> World:
 
 
 def held(world: World) -> set[str]:
-    return {name for name, blob in world.store.blobs.items() if blob.legal_hold}
+    return {name for name, blob in world.archive.blobs.items() if blob.legal_hold}
 
 
 async def test_a_hold_covers_every_blob_of_the_recording_and_nothing_else(world: World) -> None:
-    recordings, blobs = await select_blobs(world.store, [CALL])
+    recordings, blobs = await select_blobs(world.archive, [CALL])
     assert recordings == [(CALL, "r-rec1")]
     stems = [job("doc-1", 0).stem, job("doc-2", 1).stem]
     expected = {f"{stem}{ext}" for stem in stems for ext in (".mp4", ".metadata.json", ".custody.json")}
@@ -45,45 +45,45 @@ async def test_a_hold_covers_every_blob_of_the_recording_and_nothing_else(world:
     expected |= {participant_entry(p, CALL, "r-rec1") for p in ("8:acs:a", "4:+1555")}
     assert set(blobs) == expected
     assert not [b for b in blobs if OTHER in b]
-    assert await select_blobs(world.store, [f"{CALL}/r-rec1"]) == (recordings, blobs)
+    assert await select_blobs(world.archive, [f"{CALL}/r-rec1"]) == (recordings, blobs)
 
 
 async def test_placing_a_hold_holds_each_blob_and_names_the_case(world: World) -> None:
-    hold = await place_hold(world.store, world.state, "CASE-42", [CALL], NOW)
+    hold = await place_hold(world.archive, world.state, "CASE-42", [CALL], NOW)
     assert held(world) == set(hold.blobs) and len(hold.blobs) == 11
     assert hold_name("CASE-42") in world.state.blobs
     assert await held_recordings(world.state) == {(CALL, "r-rec1"): ("CASE-42",)}
     report = await recording_status(world.state, now=NOW)
     assert {r.call_id: r.holds for r in report.recordings} == {CALL: ("CASE-42",), OTHER: ()}
-    assert world.store.changed == []  # a hold is not a change of the blob
+    assert world.archive.changed == []  # a hold is not a change of the blob
 
 
 async def test_placing_it_again_adds_what_was_archived_since(world: World) -> None:
-    await place_hold(world.store, world.state, "CASE-42", [CALL], NOW)
+    await place_hold(world.archive, world.state, "CASE-42", [CALL], NOW)
     world.add("doc-4")
     await archive_chunk(job("doc-4", 3), world.worker)
-    again = await place_hold(world.store, world.state, "CASE-42", [CALL], NOW + timedelta(hours=1))
+    again = await place_hold(world.archive, world.state, "CASE-42", [CALL], NOW + timedelta(hours=1))
     assert f"{job('doc-4', 3).stem}.mp4" in held(world) and again.placed_at == NOW
 
 
 async def test_clearing_releases_only_what_no_other_open_case_holds(world: World) -> None:
-    await place_hold(world.store, world.state, "CASE-1", [CALL], NOW)
-    await place_hold(world.store, world.state, "CASE-2", [f"{CALL}/r-rec1", OTHER], NOW)
-    cleared, kept = await clear_hold(world.store, world.state, "CASE-1", NOW + timedelta(days=1))
+    await place_hold(world.archive, world.state, "CASE-1", [CALL], NOW)
+    await place_hold(world.archive, world.state, "CASE-2", [f"{CALL}/r-rec1", OTHER], NOW)
+    cleared, kept = await clear_hold(world.archive, world.state, "CASE-1", NOW + timedelta(days=1))
     assert cleared.cleared_at is not None and kept == 11
     assert len(held(world)) == 11 + 6  # CASE-2 still holds rec1, and the other call's recording (6 blobs) too
-    await clear_hold(world.store, world.state, "CASE-2", NOW + timedelta(days=2))
+    await clear_hold(world.archive, world.state, "CASE-2", NOW + timedelta(days=2))
     assert held(world) == set() and await active_holds(world.state) == []
 
 
 @pytest.mark.parametrize("case", ["", "../escape", "a b"])
 async def test_a_case_id_must_be_a_safe_name(world: World, case: str) -> None:
     with pytest.raises(OperatorInputError):
-        await place_hold(world.store, world.state, case, [CALL], NOW)
+        await place_hold(world.archive, world.state, case, [CALL], NOW)
 
 
 async def test_holding_nothing_or_clearing_an_unknown_case_is_an_operator_error(world: World) -> None:
     with pytest.raises(OperatorInputError, match="nothing is archived"):
-        await place_hold(world.store, world.state, "CASE-1", ["aaaa0000-0000-0000-0000-000000000000"], NOW)
+        await place_hold(world.archive, world.state, "CASE-1", ["aaaa0000-0000-0000-0000-000000000000"], NOW)
     with pytest.raises(OperatorInputError, match="no open legal hold"):
-        await clear_hold(world.store, world.state, "CASE-404", NOW)
+        await clear_hold(world.archive, world.state, "CASE-404", NOW)

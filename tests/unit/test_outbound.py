@@ -58,7 +58,7 @@ async def test_publishing_adds_no_storage_request_to_a_chunk(world: World) -> No
     world.publish_events()
     world.add()
     await handle_chunk_message(encode_job(job()), 1, world.worker)
-    assert world.store.requests == quiet.store.requests
+    assert world.archive.requests == quiet.archive.requests
     assert world.state.requests == quiet.state.requests
 
 
@@ -112,12 +112,12 @@ async def test_an_undelivered_event_is_kept_in_the_state_container_and_delivered
     topic = world.publish_events()
     topic.fail_next = 1
     world.add()
-    archive_before = dict(world.store.requests)
+    archive_before = dict(world.archive.requests)
     assert await handle_chunk_message(encode_job(job()), 1, world.worker) is Outcome.ARCHIVED
     [refused] = topic.refused
     assert _outbox(world) == sorted(outbox_name(e.id) for e in refused)
-    assert all(n not in world.store.blobs for n in _outbox(world))  # never in the write-once archive
-    assert world.store.changed == [] and archive_before != world.store.requests
+    assert all(n not in world.archive.blobs for n in _outbox(world))  # never in the write-once archive
+    assert world.archive.changed == [] and archive_before != world.archive.requests
     assert world.worker.events is not None
     assert await world.worker.events.redeliver() == 2
     assert sorted(topic.events, key=lambda e: e.id) == sorted(refused, key=lambda e: e.id)  # unchanged, any order

@@ -42,10 +42,10 @@ def test_every_step_but_done_has_one_function_that_performs_it() -> None:
 async def test_a_fresh_chunk_is_copied_proved_and_only_then_deleted(world: World) -> None:
     media = world.add()
     proof_at_delete: list[bool] = []
-    world.acs.on_delete = lambda _doc: proof_at_delete.append(custody_name(job().stem) in world.store.blobs)
+    world.acs.on_delete = lambda _doc: proof_at_delete.append(custody_name(job().stem) in world.archive.blobs)
     assert await archive_chunk(job(), world.worker) is Outcome.ARCHIVED
     assert proof_at_delete == [True], "the DELETE came before the chain-of-custody record"
-    blob = world.store.blobs[world.media_blob()]
+    blob = world.archive.blobs[world.media_blob()]
     assert blob.data == media and blob.content_type == "video/mp4" and blob.tags == {"kind": "media"}
     assert blob.metadata["sha256"] == hashlib.sha256(media).hexdigest()
     custody = world.custody()
@@ -58,15 +58,15 @@ async def test_a_fresh_chunk_is_copied_proved_and_only_then_deleted(world: World
     assert custody.source.url == "https://x.asm.skype.com/v1/objects/doc-1/content/video"
     assert [b.size for b in custody.blocks] == [BLOCK] * 5 + [17]
     assert custody.source.etag == '"doc-1"' and custody.chunk.document_id == "doc-1"
-    deleted = SourceDeletedRecord.model_validate_json(world.store.blobs[source_deleted_name(job().stem)].data)
+    deleted = SourceDeletedRecord.model_validate_json(world.archive.blobs[source_deleted_name(job().stem)].data)
     assert deleted.answer is SourceAnswer.DELETED and deleted.deleted_at == NOW
     manifest = world.manifest()
     entry = manifest.chunk(0)
     assert entry is not None and entry.state is ChunkState.ARCHIVED and entry.source_deleted_at == NOW
     assert entry.size == len(media) and manifest.state is RecordingState.COMPLETE
-    participants = [n for n in world.store.blobs if n.startswith("_index/participants/")]
+    participants = [n for n in world.archive.blobs if n.startswith("_index/participants/")]
     assert len(participants) == 2
-    assert world.store.changed == [], "the archive container is write-once"
+    assert world.archive.changed == [], "the archive container is write-once"
     assert world.state.log == [("put", manifest_name(job().call_id, "r-rec1"))], (
         "one state write: no lock, a quick copy"
     )
@@ -88,20 +88,20 @@ async def test_a_broken_download_resumes_at_the_first_unstaged_block(world: Worl
     assert await archive_chunk(job(), world.worker) is Outcome.ARCHIVED
     offsets = [offset for method, _doc, offset in world.acs.requests if method == "GET-media"]
     assert offsets[0] == 0 and offsets[1] % BLOCK == 0 and offsets[1] >= BLOCK
-    assert world.store.blobs[world.media_blob()].data == media
+    assert world.archive.blobs[world.media_blob()].data == media
 
 
 async def test_a_resumed_copy_is_hashed_from_the_archive_before_its_proof_is_written(world: World) -> None:
     media = world.add(size=6 * BLOCK)
     world.claimed_earlier()
     for index in range(3):  # an earlier attempt claimed the chunk, staged three blocks and died
-        await world.store.stage_block(
+        await world.archive.stage_block(
             world.media_blob(), f"blk-{BLOCK:010d}-{index:08d}", media[index * BLOCK : (index + 1) * BLOCK]
         )
     assert await archive_chunk(job(), world.worker) is Outcome.ARCHIVED
     [(_method, _doc, offset)] = [r for r in world.acs.requests if r[0] == "GET-media"]
     assert offset == 3 * BLOCK
-    assert "sha256" not in world.store.blobs[world.media_blob()].metadata  # not known when it was committed
+    assert "sha256" not in world.archive.blobs[world.media_blob()].metadata  # not known when it was committed
     custody = world.custody()
     assert custody.sha256 == hashlib.sha256(media).hexdigest() and custody.verification is Verification.READ_BACK
     assert custody.resumed_from_byte == 3 * BLOCK
@@ -109,27 +109,27 @@ async def test_a_resumed_copy_is_hashed_from_the_archive_before_its_proof_is_wri
 
 async def test_a_chunk_acs_no_longer_has_is_recorded_lost(world: World) -> None:
     assert await archive_chunk(job(), world.worker) is Outcome.LOST
-    assert lost_name(job().stem) in world.store.blobs
+    assert lost_name(job().stem) in world.archive.blobs
     assert world.manifest().state is RecordingState.LOST
 
 
 async def test_a_404_after_another_attempt_archived_it_is_not_lost(world: World) -> None:
     world.add()
     await archive_chunk(job(), world.worker)
-    del world.store.blobs[f"{job().stem}.metadata.json"]  # this duplicate looked before the metadata was written
+    del world.archive.blobs[f"{job().stem}.metadata.json"]  # this duplicate looked before the metadata was written
     assert await archive_chunk(job(), world.worker) is Outcome.ALREADY_ARCHIVED
-    assert not [n for n in world.store.blobs if n.startswith("_lost/")]
+    assert not [n for n in world.archive.blobs if n.startswith("_lost/")]
 
 
 async def test_an_archived_chunk_whose_delete_was_not_recorded_is_deleted_and_recorded_once(world: World) -> None:
     """Died after the DELETE, before its record: the next attempt repeats the DELETE (404) and records it."""
     world.add()
     await archive_chunk(job(), world.worker)
-    del world.store.blobs[source_deleted_name(job().stem)]
+    del world.archive.blobs[source_deleted_name(job().stem)]
     assert await archive_chunk(job(), world.worker) is Outcome.ALREADY_ARCHIVED
-    again = SourceDeletedRecord.model_validate_json(world.store.blobs[source_deleted_name(job().stem)].data)
+    again = SourceDeletedRecord.model_validate_json(world.archive.blobs[source_deleted_name(job().stem)].data)
     assert again.answer is SourceAnswer.ALREADY_GONE
-    assert world.store.changed == [] and world.acs.count("GET-media") == 1
+    assert world.archive.changed == [] and world.acs.count("GET-media") == 1
 
 
 async def test_a_chunk_held_by_a_live_worker_is_left_to_it_and_checked_again_later(
@@ -151,7 +151,7 @@ async def test_without_a_size_from_acs_the_copy_is_kept_and_the_source_too(world
     assert await archive_chunk(job(), world.worker) is Outcome.ARCHIVED
     assert world.acs.count("DELETE") == 0
     assert world.custody().source.content_length is None
-    assert source_deleted_name(job().stem) not in world.store.blobs
+    assert source_deleted_name(job().stem) not in world.archive.blobs
     entry = world.manifest().chunk(0)
     assert entry is not None and entry.source_kept_reason == "ACS did not state the file's size"
 
@@ -241,7 +241,7 @@ async def test_the_first_delivery_of_a_one_block_chunk_asks_nothing_it_note_meta
     world.add(size=BLOCK)
     assert await archive_chunk(job(), world.worker, first_delivery=True) is Outcome.ARCHIVED
     stem = job().stem
-    assert world.store.log == [
+    assert world.archive.log == [
         ("put", f"{stem}.metadata.json"),
         ("put", world.media_blob()),
         ("put", custody_name(stem)),
@@ -270,7 +270,7 @@ async def test_a_claimed_copy_takes_the_lease_only_if_it_runs_long(
     assert await archive_chunk(job(), world.worker, first_delivery=True) is Outcome.ARCHIVED
     lock_requests = [kind for kind, name in world.state.log if name == lock_name(job().stem)]
     assert lock_requests == (["put", "lease", "lease"] if lease_after == 0 else [])
-    assert ("block-list", world.media_blob()) not in world.store.log  # nothing staged before a claim
+    assert ("block-list", world.media_blob()) not in world.archive.log  # nothing staged before a claim
 
 
 async def test_a_claimer_that_cannot_take_the_lease_copies_on_and_archives_once(
@@ -285,7 +285,7 @@ async def test_a_claimer_that_cannot_take_the_lease_copies_on_and_archives_once(
     media = world.add(size=3 * BLOCK)
     world.state.leased[lock_name(job().stem)] = asyncio.Event()
     assert await archive_chunk(job(), world.worker, first_delivery=True) is Outcome.ARCHIVED
-    assert world.store.blobs[world.media_blob()].data == media and world.store.changed == []
+    assert world.archive.blobs[world.media_blob()].data == media and world.archive.changed == []
 
 
 @pytest.mark.parametrize(("ago", "left"), [(timedelta(seconds=10), True), (timedelta(minutes=2), False)])
@@ -324,7 +324,7 @@ async def test_a_manifest_written_elsewhere_meanwhile_is_read_before_it_is_writt
     world.add("doc-b", size=BLOCK)
     await archive_chunk(job("doc-a", 0, last=False), world.worker, first_delivery=True)
     elsewhere = ChunkWorker(
-        world.acs, world.store, world.state, world.queue, BLOCK, 2, AttemptPolicy(4, 300), None, clock=lambda: NOW
+        world.acs, world.archive, world.state, world.queue, BLOCK, 2, AttemptPolicy(4, 300), None, clock=lambda: NOW
     )
     await archive_chunk(job("doc-b", 1, last=False), elsewhere, first_delivery=True)  # another instance
     world.add("doc-c", size=BLOCK)
@@ -338,7 +338,7 @@ async def test_a_participant_is_indexed_once_per_recording_by_a_process(world: W
     for index, doc in enumerate(("doc-a", "doc-b")):
         world.add(doc, size=BLOCK)
         await archive_chunk(job(doc, index, last=index == 1), world.worker, first_delivery=True)
-    index_writes = [name for kind, name in world.store.log if kind == "put" and name.startswith("_index/")]
+    index_writes = [name for kind, name in world.archive.log if kind == "put" and name.startswith("_index/")]
     assert sorted(index_writes) == sorted(participant_entry(p, job().call_id, "r-rec1") for p in ("8:acs:a", "4:+1555"))
 
 
