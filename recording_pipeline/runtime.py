@@ -30,6 +30,7 @@ from recording_pipeline.edges.chunk_queue import StorageChunkQueue
 from recording_pipeline.edges.delivery_auth import EntraDeliveryValidator
 from recording_pipeline.edges.event_publisher import EventGridPublisher
 from recording_pipeline.edges.retry import RetryPolicy
+from recording_pipeline.edges.worm_probe import ContainerWormProbe
 
 log = logging.getLogger(__name__)
 
@@ -147,6 +148,11 @@ class Runtime:
     async def _ensure(self) -> None:
         await asyncio.gather(self.archive.ensure(), self.state.ensure(), self.queue.ensure())
 
+    @property
+    def credential(self) -> Any:
+        """The identity the clients use (None with connection strings and an access key)."""
+        return self._credential
+
     async def close(self) -> None:
         await _close_all([self.archive, self.state, self.queue, self.publisher, self.session, self._credential])
 
@@ -159,6 +165,12 @@ def open_archive(settings: ArchiveSettings, credential: Any = None) -> BlobArchi
 def open_state(settings: ArchiveSettings, credential: Any = None) -> BlobArchive:
     """The state container beside the archive: manifests, quarantine, locks, holds."""
     return BlobArchive(_blob_service(settings.target, credential), settings.state_container)
+
+
+def open_worm_probe(settings: ArchiveSettings, credential: Any = None) -> ContainerWormProbe:
+    """The archive container for ``recording-archive check``, which changes its canary blob on purpose."""
+    service = _blob_service(settings.target, credential)
+    return ContainerWormProbe(service.get_container_client(settings.container), service)
 
 
 def _blob_service(target: StorageTarget, credential: Any) -> BlobServiceClient:

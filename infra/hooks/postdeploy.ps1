@@ -57,6 +57,7 @@ for ($attempt = 1; $attempt -le 3; $attempt++) {
         --only-show-errors --output none
     if ($LASTEXITCODE -eq 0) {
         Write-Host 'postdeploy: Event Grid subscription is in place.'
+        Write-Host 'postdeploy: now prove the deployment from a POSIX shell: sh infra/hooks/check.sh (README, recording-archive check)'
         exit 0
     }
     if ($attempt -lt 3) { Start-Sleep -Seconds 30 }

@@ -74,7 +74,7 @@ while :; do
       deadLetterContainerName="$DEADLETTER_CONTAINER" \
     --only-show-errors --output none; then
     echo "postdeploy: Event Grid subscription is in place."
-    exit 0
+    break
   fi
   if [ "$attempt" -ge 3 ]; then
     echo "postdeploy: Event Grid subscription failed 3 times; see docs/DEPLOY.md (Event Grid subscription)." >&2
@@ -83,3 +83,6 @@ while :; do
   attempt=$((attempt + 1))
   sleep 30
 done
+
+# The deployment proves itself (README, "recording-archive check").
+sh "$here/check.sh"

@@ -1,8 +1,8 @@
 """Command line ``recording-archive`` (or ``python -m recording_pipeline``).
 
 Each subcommand is its own module — ``status``, ``verify``, ``participant``,
-``holds`` (hold), ``rebuild`` (rebuild-state), ``replay`` — and its arguments
-are in ``arguments``. The local Functions host is not a command of the package:
+``holds`` (hold), ``rebuild`` (rebuild-state), ``replay``, ``check`` — and its
+arguments are in ``arguments``. The local Functions host is not a command of the package:
 it is ``python -m devtools.local_host``, from a checkout.
 """
 
@@ -22,6 +22,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     configure_json_logging()
     try:
+        if args.command == "check":
+            from recording_pipeline.cli.check import main_check
+
+            return main_check(args.json, args.app_root)
         return asyncio.run(_run(args))
     except ConfigurationError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)

@@ -15,6 +15,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
+    p_check = sub.add_parser(
+        "check", help="prove the deployment: archive WORM, state, queues, ACS auth, topic, host.json (exit 1 on FAIL)"
+    )
+    p_check.add_argument("--json", action="store_true", help="print a JSON array instead of lines")
+    p_check.add_argument(
+        "--app-root",
+        type=Path,
+        default=None,
+        help="the app's folder, with host.json (default: beside the package, as deployed)",
+    )
+
     p_replay = sub.add_parser("replay", help="feed saved or dead-lettered events through the webhook path")
     p_replay.add_argument("files", nargs="*", type=Path, help="Event Grid dead-letter blobs or saved deliveries")
     p_replay.add_argument("--poison", action="store_true", help="re-drive the jobs in <queue>-poison instead")

@@ -32,6 +32,7 @@ class EventType(StrEnum):
     RECORDING_COMPLETED = "RecordingArchive.RecordingCompleted"
     CHUNK_LOST = "RecordingArchive.ChunkLost"
     CHUNK_FAILED = "RecordingArchive.ChunkFailed"
+    DEPLOYMENT_CHECK = "RecordingArchive.DeploymentCheck"  # recording-archive check's test event; about no chunk
 
 
 @dataclass(frozen=True)

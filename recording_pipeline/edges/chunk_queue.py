@@ -115,6 +115,15 @@ class StorageChunkQueue:
                 seen += 1
                 yield _PoisonMessage(str(message.content), self._poison, message)
 
+    async def job_count(self) -> int:
+        """The chunk queue's approximate length (0 while it does not exist yet): ``check`` reads it."""
+        with storage_errors(f"properties of {self._jobs.queue_name}"):
+            try:
+                props = await self._jobs.get_queue_properties()
+            except ResourceNotFoundError:
+                return 0
+        return int(props.approximate_message_count or 0)
+
     async def poison_count(self) -> int:
         with storage_errors(f"properties of {self.poison_name}"):
             try:

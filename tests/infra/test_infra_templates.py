@@ -618,18 +618,35 @@ def test_postdeploy_hook_uses_only_values_main_bicep_outputs() -> None:
     main = bicep("main.bicep")
     outputs = set(main["outputs"])
     azd_builtins = {"AZURE_SUBSCRIPTION_ID"}
-    optional = {"SKIP_EVENTGRID_SUBSCRIPTION", "RECORDING_EVENTS_FUNCTION"}
-    for hook in ("postdeploy.sh", "postdeploy.ps1"):
+    optional = {"SKIP_EVENTGRID_SUBSCRIPTION", "RECORDING_EVENTS_FUNCTION", "SKIP_DEPLOYMENT_CHECK"}
+    # check.sh names one of the Function App's own settings (it leaves out the app's identity), not an azd value.
+    app_setting = {"AZURE_CLIENT_ID"}
+    for hook in ("postdeploy.sh", "postdeploy.ps1", "check.sh"):
         text = (INFRA / "hooks" / hook).read_text()
         used = set(re.findall(r"\b(?:AZURE|EVENTGRID|ARCHIVE|DEADLETTER)_[A-Z_]+\b", text))
         used |= set(re.findall(r"\$env:([A-Z_]+)", text))
-        missing = used - outputs - azd_builtins - optional
+        missing = used - outputs - azd_builtins - optional - (app_setting if hook == "check.sh" else set())
         assert not missing, f"{hook} reads {sorted(missing)} that main.bicep does not output"
     sub = bicep("subscription.bicep")
     text = (INFRA / "hooks" / "postdeploy.sh").read_text()
     passed = set(re.findall(r"^ {6}(\w+)=\"\$", text, re.M))
     assert passed <= set(sub["parameters"])
     assert {n for n, p in sub["parameters"].items() if "default" not in p} <= passed
+
+
+def test_the_postdeploy_hook_ends_by_proving_the_deployment() -> None:
+    """azd up ends with recording-archive check, on the Function App's own settings (infra/hooks/check.sh)."""
+    import subprocess
+
+    hooks = INFRA / "hooks"
+    post = (hooks / "postdeploy.sh").read_text()
+    assert post.rstrip().endswith('sh "$here/check.sh"') and "exit 0\n  fi\n  if" not in post
+    check = (hooks / "check.sh").read_text()
+    assert "az functionapp config appsettings list" in check
+    assert "-m recording_pipeline check" in check and '"az", "keyvault", "secret", "show"' in check
+    for script in ("postdeploy.sh", "check.sh"):
+        assert subprocess.run(["sh", "-n", str(hooks / script)], check=False).returncode == 0, script
+    assert "check.sh" in (hooks / "postdeploy.ps1").read_text()
 
 
 # --- outbound events topic ----------------------------------------------------
