@@ -117,17 +117,17 @@ class StorageChunkQueue:
 
     async def job_count(self) -> int:
         """The chunk queue's approximate length (0 while it does not exist yet): ``check`` reads it."""
-        with storage_errors(f"properties of {self._jobs.queue_name}"):
-            try:
-                props = await self._jobs.get_queue_properties()
-            except ResourceNotFoundError:
-                return 0
-        return int(props.approximate_message_count or 0)
+        return await _length(self._jobs)
 
     async def poison_count(self) -> int:
-        with storage_errors(f"properties of {self.poison_name}"):
-            try:
-                props = await self._poison.get_queue_properties()
-            except ResourceNotFoundError:
-                return 0
-        return int(props.approximate_message_count or 0)
+        return await _length(self._poison)
+
+
+async def _length(queue: QueueClient) -> int:
+    """A queue's approximate number of messages; 0 for a queue not made yet (the app makes it on first use)."""
+    with storage_errors(f"properties of {queue.queue_name}"):
+        try:
+            props = await queue.get_queue_properties()
+        except ResourceNotFoundError:
+            return 0
+    return int(props.approximate_message_count or 0)

@@ -11,7 +11,6 @@ import asyncio
 import json
 import os
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -23,13 +22,6 @@ from tests.support.event_receiver import EventReceiver
 from tests.support.stack import REPO, Stack
 
 WRONG_KEY = "endpoint={endpoint};accesskey=d3Jvbmcta2V5LXdyb25nLWtleS13cm9uZy1rZXk="
-
-
-@pytest.fixture
-async def topic() -> AsyncIterator[EventReceiver]:
-    receiver = await EventReceiver().start()
-    yield receiver
-    await receiver.stop()
 
 
 async def _run(stack: Stack, capsys: pytest.CaptureFixture[str], **overrides: str) -> tuple[int, dict[str, Any]]:
