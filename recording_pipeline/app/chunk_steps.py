@@ -34,7 +34,7 @@ from pydantic import ValidationError
 
 from recording_pipeline import __version__
 from recording_pipeline.app.manifests import ManifestWriter
-from recording_pipeline.app.transfer import TransferResult, copy_to_blocks
+from recording_pipeline.app.transfer import TransferResult, WholePut, commit_blocks, copy_to_blocks
 from recording_pipeline.core.attempts import AttemptProgress
 from recording_pipeline.core.custody import (
     ArchivedBlock,
@@ -278,15 +278,13 @@ class ChunkRun:
             if not await self._take_lease():
                 log.warning("another worker holds the lease of a chunk this one claimed; both copy, one blob stays")
 
-        async def create_whole(data: bytes, md5: bytes, sha256: str) -> bool:
-            """A file of one block: the blob is created whole, with what proves it, in one Put Blob."""
-            metadata = self._media_metadata(len(data), True, sha256, single_put=True)
+        async def create_whole(size: int, sha256: str | None, put: WholePut) -> bool:
+            """A file of one request: the blob is created whole, with what proves it, in one Put Blob."""
+            metadata = self._media_metadata(size, True, sha256, single_put=True)
             with tracer.start_as_current_span("archive.commit", attributes=span_attributes()):
-                created = await deps.store.create_media(
-                    self.media_blob, data, md5, self.content_type, metadata, MEDIA_TAGS
-                )
+                created = await put(self.content_type, metadata, MEDIA_TAGS)
             if created:
-                self.info = BlobInfo(self.media_blob, len(data), "", metadata)  # as created
+                self.info = BlobInfo(self.media_blob, size, "", metadata)  # as created
                 self.committed_here = True
             return created
 
@@ -346,7 +344,7 @@ class ChunkRun:
         metadata = self._media_metadata(result.size, result.size_declared, result.sha256, single_put=False)
         store = self.deps.store
         with tracer.start_as_current_span("archive.commit", attributes=span_attributes()):
-            if await store.commit_new(self.media_blob, result.block_ids, self.content_type, metadata, MEDIA_TAGS):
+            if await commit_blocks(store, self.media_blob, result, self.content_type, metadata, MEDIA_TAGS):
                 self.info = BlobInfo(self.media_blob, result.size, "", metadata)  # what we committed, as committed
                 self.committed_here = True
             else:  # another attempt committed it first: look at what it wrote
@@ -365,7 +363,8 @@ class ChunkRun:
                 result.blocks if self.committed_here and result else await store.committed_blocks(self.media_blob)
             )
             check_committed(info, committed, result.block_ids if result else None)
-            sha256 = info.metadata.get(SHA256)
+            # A streamed Put Blob's headers precede its body: its sha256 is only in what this attempt streamed.
+            sha256 = info.metadata.get(SHA256) or (result.sha256 if self.committed_here and result else None)
             method = Verification.WHILE_STAGING
             if not sha256 or result is None:
                 # Resumed (or committed by another attempt): hash what is archived.

@@ -13,26 +13,37 @@ broken connection the uncommitted block list tells exactly how far an earlier
 attempt got, and the download resumes there with a Range request.
 
 Each block is assembled with one copy (the pieces the socket delivered are
-joined once); its MD5 (the Content-MD5 the service checks) and the stream's
-sha256 (in order) are computed on worker threads — hashlib releases the GIL —
-so the event loop, which the webhook and every other transfer share, only moves
-bytes. Its slot and budget are freed once it is both staged and hashed.
+joined once); the stream's sha256 and MD5 (in order) and, where the store wants
+one, the block's own MD5 (the Content-MD5 the service checks; only over plain
+http, see ``edges.archive.block_md5_wanted``) are computed on worker threads —
+hashlib releases the GIL — so the event loop, which the webhook and every other
+transfer share, only moves bytes. Its slot and budget are freed once it is both
+staged and hashed. The whole file's MD5 becomes the committed blob's
+Content-MD5, so any download can be checked with standard tools.
+
+A file ACS says is at most :data:`SINGLE_PUT_LIMIT` is not staged: on a store
+that can (:class:`StreamingArchive`), it is streamed from the download straight
+into one Put Blob, hashed on the way, holding at most one block's worth of
+pieces; the service's MD5 of what it stored must equal ours. Such a file has
+nothing to resume from: a try that breaks off sends it again from byte 0.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import heapq
 import itertools
 import logging
 import weakref
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterable, Awaitable, Callable
 from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
 
 from recording_pipeline.core.attempts import AttemptProgress
-from recording_pipeline.core.errors import AcsTransientError
-from recording_pipeline.core.ports import ArchiveStore, RecordingSource, StagedBlock
+from recording_pipeline.core.errors import AcsTransientError, ArchiveIntegrityError, StorageError
+from recording_pipeline.core.ports import ArchiveStore, MediaStream, RecordingSource, StagedBlock
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +52,53 @@ MIB = 1024 * 1024
 # uploaded). The socket buffers of an upload add up to about as much again (Python 3.11's transports copy
 # what the kernel did not take at once), so the worst case is about twice this on top of the interpreter.
 PROCESS_BUFFER_BUDGET = 32 * MIB
+# A file ACS says is larger than one block and at most this is streamed into one Put Blob instead of staged blocks
+# and a commit: fewer requests, and less work for the service. It gives up resuming inside the file: a try that
+# breaks off sends it again, so at most this much is downloaded twice. 16 MiB, not more, while the resume suites
+# (tests/e2e/test_reliability.py, test_host_failures.py) use 24 MiB chunks to prove resuming with a Range.
+SINGLE_PUT_LIMIT = 16 * MIB
+HASH_BATCH = 1 * MIB  # a streamed Put Blob hashes the pieces it sent in thread jobs of about this size
+_TRANSIENT_STORAGE = {None, 408, 429, 500, 502, 503, 504}  # no answer, or one worth asking again
+
+
+@runtime_checkable
+class StreamingArchive(Protocol):
+    """What an archive offers beyond ArchiveStore to reach the sink's own limit (``edges.archive.BlobArchive``).
+
+    A store without it (the tests' in-memory fake) gets what it always got: a Content-MD5 with every staged block,
+    a commit without a whole-blob MD5, and a single Put Blob only for a file of one block."""
+
+    block_md5: bool  # whether staged blocks must carry a Content-MD5 (plain http)
+
+    async def put_media_stream(
+        self,
+        name: str,
+        body: AsyncIterable[bytes],
+        size: int,
+        content_type: str,
+        metadata: dict[str, str],
+        tags: dict[str, str],
+    ) -> bytes | None:
+        """One Put Blob streamed from ``body``, create-only; the MD5 the service computed of what it stored,
+        or None if the blob already existed."""
+
+    async def commit_new(
+        self,
+        name: str,
+        block_ids: list[str],
+        content_type: str,
+        metadata: dict[str, str],
+        tags: dict[str, str],
+        content_md5: bytes | None = None,
+    ) -> bool: ...
+
+
+# How a file of one request is created, given by the transfer to ``create_whole``: (content type, metadata, index
+# tags) -> created (False: the blob already existed).
+WholePut = Callable[[str, dict[str, str], dict[str, str]], Awaitable[bool]]
+# ``create_whole(size, sha256, put)``: the caller names the metadata (``sha256`` is None when the file is streamed:
+# the request's headers go before its body) and calls ``put``; it answers whether the blob was created.
+CreateWhole = Callable[[int, str | None, WholePut], Awaitable[bool]]
 
 
 def block_id(index: int, block_size: int) -> str:
@@ -66,7 +124,8 @@ class TransferResult:
     size_declared: bool  # ACS stated the file's size: the byte count was checked against it
     declared: dict[str, str]  # what ACS's answer declared about the file (content type, ETag, last modified)
     block_size: int
-    created_whole: bool | None = None  # one block: True, created by one Put Blob; False, it existed. None: staged
+    created_whole: bool | None = None  # one Put Blob: True, created by it; False, it existed. None: staged
+    content_md5: bytes | None = None  # the whole file's MD5, when this attempt hashed all of it (not resumed)
 
     @property
     def blocks(self) -> list[StagedBlock]:
@@ -161,7 +220,7 @@ class _Transfer:
         resume_blocks: int,
         budget: BufferBudget,
         progress: AttemptProgress,
-        create_whole: Callable[[bytes, bytes, str], Awaitable[bool]] | None = None,
+        create_whole: CreateWhole | None = None,
     ) -> None:
         self.acs, self.store, self.url, self.blob = acs, store, url, blob
         self.block_size = block_size
@@ -171,6 +230,10 @@ class _Transfer:
         self.total: int | None = None
         self.declared: dict[str, str] = {}
         self.hasher = hashlib.sha256() if resume_blocks == 0 else None
+        self._streaming = store if isinstance(store, StreamingArchive) else None
+        # The whole file's MD5, for the committed blob's Content-MD5: only a store that can set it needs it.
+        self.md5 = hashlib.md5(usedforsecurity=False) if resume_blocks == 0 and self._streaming else None
+        self._block_md5 = self._streaming.block_md5 if self._streaming else True
         self._budget = budget
         self._progress = progress
         self._ticket = budget.ticket()
@@ -181,6 +244,7 @@ class _Transfer:
         self._create_whole = create_whole
         self.created_whole: bool | None = None
         self.whole_sha256: str | None = None
+        self.whole_md5: bytes | None = None
 
     async def attempt(self) -> None:
         """Download from ``self.offset`` to the end; staged progress survives a failed attempt."""
@@ -195,6 +259,9 @@ class _Transfer:
                 self.declared = self.declared or dict(stream.headers)
                 if self.total == 0:
                     raise AcsTransientError("ACS answered with an empty recording (it does when the file is not ready)")
+                if self._streams_whole():
+                    await self._put_streamed(stream)  # within the block of budget reserved above
+                    return
                 pieces: list[memoryview] = []
                 filled = 0
                 async for piece in stream.pieces():
@@ -230,6 +297,82 @@ class _Transfer:
         if self.total is not None and self.offset != self.total:
             raise AcsTransientError(f"body ended at byte {self.offset} of {self.total}")
 
+    def _streams_whole(self) -> bool:
+        """One streamed Put Blob: a fresh copy, from byte 0, of a file ACS says is over a block and within
+        SINGLE_PUT_LIMIT, into a store that can."""
+        return (
+            self._streaming is not None
+            and self._create_whole is not None
+            and self.offset == 0
+            and not self.block_ids
+            and self.total is not None
+            and self.block_size < self.total <= SINGLE_PUT_LIMIT
+        )
+
+    async def _put_streamed(self, stream: MediaStream) -> None:
+        """Stream the whole file into one Put Blob; on success ``offset`` is its size, on failure still 0."""
+        assert self._streaming is not None and self._create_whole is not None and self.total is not None
+        store, total = self._streaming, self.total
+        # What the stream keeps alive for hashing, at most: half a block handed to the hash jobs, a quarter
+        # gathering, and the piece in hand — within the one block of budget reserved for this transfer.
+        hashing = _InOrderHashing(self.block_size // 2)
+        batch_size = max(1, min(HASH_BATCH, self.block_size // 4))
+        sent = 0
+        source_failure: list[BaseException] = []
+
+        async def body() -> AsyncGenerator[bytes]:
+            nonlocal sent
+            batch: list[bytes] = []
+            batched = 0
+            try:
+                async for piece in stream.pieces():
+                    if sent + len(piece) > total:
+                        raise AcsTransientError(f"body ran past the {total} bytes ACS declared")
+                    sent += len(piece)
+                    batch.append(piece)
+                    batched += len(piece)
+                    if batched >= batch_size:
+                        await hashing.add(batch, batched)  # waits while a block's worth is not hashed yet
+                        batch, batched = [], 0
+                    yield piece
+                if batch:
+                    await hashing.add(batch, batched)
+                if sent != total:
+                    raise AcsTransientError(f"body ended at byte {sent} of {total}")
+            except BaseException as exc:
+                source_failure.append(exc)
+                raise
+
+        async def put(content_type: str, metadata: dict[str, str], tags: dict[str, str]) -> bool:
+            pieces = body()
+            try:
+                stored_md5 = await store.put_media_stream(self.blob, pieces, total, content_type, metadata, tags)
+            except Exception as exc:
+                if source_failure:  # the download broke off: the Put Blob failed because its body did
+                    raise source_failure[0] from None
+                if isinstance(exc, StorageError) and exc.status in _TRANSIENT_STORAGE:
+                    # The SDK cannot replay a streamed body: the file is downloaded and sent again, retried as a
+                    # download that broke off is.
+                    raise AcsTransientError(f"the Put Blob of {self.blob} broke off, sending it again: {exc}") from exc
+                raise
+            finally:
+                with contextlib.suppress(RuntimeError):  # still being sent: it ends with its request
+                    await pieces.aclose()
+                await hashing.abandon_unless_done()
+            if stored_md5 is None:
+                return False  # another attempt created it; what it holds is checked by reading it back
+            md5, sha256 = await hashing.digests()
+            if stored_md5 != md5:
+                raise ArchiveIntegrityError(
+                    f"{self.blob}: the service's MD5 of what it stored differs from the MD5 of what was sent"
+                )
+            self.whole_md5, self.whole_sha256 = md5, sha256
+            return True
+
+        self.created_whole = await self._create_whole(total, None, put)
+        self.offset = total
+        self._progress.staged_bytes += total
+
     async def _reserve(self, opening: bool = False) -> None:
         """Room for one more block: a slot of this transfer, then bytes of the process budget."""
         await self._slots.acquire()
@@ -257,7 +400,7 @@ class _Transfer:
         self.offset += len(block)
         hashed = None
         if self.hasher is not None:
-            hashed = self._hash_tail = asyncio.create_task(_hash_after(self._hash_tail, self.hasher, block))
+            hashed = self._hash_tail = asyncio.create_task(_hash_after(self._hash_tail, self.hasher, self.md5, block))
         self._track(asyncio.create_task(self._stage(bid, block, hashed)))
 
     def _track(self, task: asyncio.Task[None]) -> None:
@@ -269,10 +412,15 @@ class _Transfer:
 
     async def _put_whole(self, block: bytes) -> None:
         assert self._create_whole is not None
+        store, blob = self.store, self.blob
         try:
             md5, sha256 = await asyncio.to_thread(_md5_and_sha256, block)
-            self.created_whole = await self._create_whole(block, md5, sha256)
-            self.whole_sha256 = sha256
+
+            async def put(content_type: str, metadata: dict[str, str], tags: dict[str, str]) -> bool:
+                return await store.create_media(blob, block, md5, content_type, metadata, tags)
+
+            self.created_whole = await self._create_whole(len(block), sha256, put)
+            self.whole_sha256, self.whole_md5 = sha256, md5
             self._progress.staged_bytes += len(block)
         except Exception as exc:
             if self._failure is None:
@@ -281,7 +429,7 @@ class _Transfer:
 
     async def _stage(self, bid: str, block: bytes, hashed: asyncio.Task[None] | None) -> None:
         try:
-            md5 = await asyncio.to_thread(_md5, block)
+            md5 = await asyncio.to_thread(_md5, block) if self._block_md5 else None
             await self.store.stage_block(self.blob, bid, block, md5)
             self._progress.staged_bytes += len(block)
             if hashed is not None:
@@ -324,10 +472,55 @@ def _md5_and_sha256(block: bytes) -> tuple[bytes, str]:
     return _md5(block), hashlib.sha256(block).hexdigest()
 
 
-async def _hash_after(previous: asyncio.Task[None] | None, hasher: hashlib._Hash, block: bytes) -> None:
+def _update(hashers: tuple[hashlib._Hash, ...], pieces: list[bytes]) -> None:
+    for piece in pieces:
+        for hasher in hashers:
+            hasher.update(piece)
+
+
+async def _hash_after(
+    previous: asyncio.Task[None] | None, hasher: hashlib._Hash, md5: hashlib._Hash | None, block: bytes
+) -> None:
     if previous is not None:
         await previous
-    await asyncio.to_thread(hasher.update, block)
+    await asyncio.to_thread(_update, (hasher, md5) if md5 is not None else (hasher,), [block])
+
+
+class _InOrderHashing:
+    """The MD5 and sha256 of a stream, updated on worker threads in the stream's order, one batch at a time;
+    ``add`` waits while more than ``limit`` bytes handed to it are not hashed yet, so the pieces it keeps alive
+    stay within the one block of budget the transfer reserved."""
+
+    def __init__(self, limit: int) -> None:
+        self._md5 = hashlib.md5(usedforsecurity=False)
+        self._sha256 = hashlib.sha256()
+        self._limit = limit
+        self._pending = 0
+        self._tail: asyncio.Task[None] | None = None
+
+    async def add(self, pieces: list[bytes], size: int) -> None:
+        while self._tail is not None and self._pending + size > self._limit and not self._tail.done():
+            await asyncio.shield(self._tail)
+        self._pending += size
+        self._tail = asyncio.create_task(self._after(self._tail, pieces, size))
+
+    async def _after(self, previous: asyncio.Task[None] | None, pieces: list[bytes], size: int) -> None:
+        try:
+            if previous is not None:
+                await previous
+            await asyncio.to_thread(_update, (self._md5, self._sha256), pieces)
+        finally:
+            self._pending -= size
+
+    async def digests(self) -> tuple[bytes, str]:
+        if self._tail is not None:
+            await self._tail
+        return self._md5.digest(), self._sha256.hexdigest()
+
+    async def abandon_unless_done(self) -> None:
+        """Let a running hash finish (its thread cannot be stopped) so nothing outlives the transfer's budget."""
+        if self._tail is not None:
+            await asyncio.gather(self._tail, return_exceptions=True)
 
 
 async def copy_to_blocks(
@@ -340,13 +533,14 @@ async def copy_to_blocks(
     budget: BufferBudget | None = None,
     progress: AttemptProgress | None = None,
     fresh: bool = False,
-    create_whole: Callable[[bytes, bytes, str], Awaitable[bool]] | None = None,
+    create_whole: CreateWhole | None = None,
 ) -> TransferResult:
     """Stage the whole file at ``url`` as blocks of ``blob`` (uncommitted), resuming if possible.
 
     ``fresh``: the caller knows nothing was staged before (it claimed the chunk), so the block list is not read.
-    ``create_whole(data, md5, sha256)``: with ``fresh``, a file ACS says fits in one block is not staged but
-    handed to this (one Put Blob instead of Put Block and Put Block List); its answer is ``created_whole``.
+    ``create_whole(size, sha256, put)``: with ``fresh``, a file ACS says fits in one block, or (on a
+    :class:`StreamingArchive`) is at most SINGLE_PUT_LIMIT, is not staged but created by one Put Blob: the caller
+    names its metadata and calls ``put``; its answer is ``created_whole``.
     """
     budget = budget or process_budget()
     resume = 0 if fresh else resume_count(await store.uncommitted_blocks(blob), block_size)
@@ -371,13 +565,9 @@ async def copy_to_blocks(
     except BaseException:
         await transfer.abandon()
         raise
-    digest = (
-        transfer.whole_sha256
-        if transfer.created_whole is not None
-        else transfer.hasher.hexdigest()
-        if transfer.hasher is not None
-        else None
-    )
+    whole = transfer.created_whole is not None
+    digest = transfer.whole_sha256 if whole else transfer.hasher.hexdigest() if transfer.hasher is not None else None
+    md5 = transfer.whole_md5 if whole else transfer.md5.digest() if transfer.md5 is not None else None
     return TransferResult(
         transfer.block_ids,
         transfer.offset,
@@ -387,4 +577,20 @@ async def copy_to_blocks(
         transfer.declared,
         block_size,
         transfer.created_whole,
+        md5,
     )
+
+
+async def commit_blocks(
+    store: ArchiveStore,
+    name: str,
+    result: TransferResult,
+    content_type: str,
+    metadata: dict[str, str],
+    tags: dict[str, str],
+) -> bool:
+    """Commit what ``result`` staged as a new blob (``ArchiveStore.commit_new``), with the whole file's MD5 as
+    its Content-MD5 when this attempt hashed all of it and the store can keep it."""
+    if result.content_md5 is not None and isinstance(store, StreamingArchive):
+        return await store.commit_new(name, result.block_ids, content_type, metadata, tags, result.content_md5)
+    return await store.commit_new(name, result.block_ids, content_type, metadata, tags)
