@@ -21,7 +21,8 @@ transfer share, only moves bytes. Its slot and budget are freed once it is both
 staged and hashed. The whole file's MD5 becomes the committed blob's
 Content-MD5, so any download can be checked with standard tools.
 
-A file ACS says is at most :data:`SINGLE_PUT_LIMIT` is not staged: on a store
+A file ACS says is over one block and within :func:`single_put_limit` (what a
+resume would download twice anyway; 20 MiB at the defaults) is not staged: on a store
 that can (:class:`StreamingArchive`), it is streamed from the download straight
 into one Put Blob, hashed on the way, holding at most one block's worth of
 pieces; the service's MD5 of what it stored must equal ours. Such a file has
@@ -39,7 +40,7 @@ import logging
 import weakref
 from collections.abc import AsyncGenerator, AsyncIterable, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import Protocol, cast, runtime_checkable
 
 from recording_pipeline.core.attempts import AttemptProgress
 from recording_pipeline.core.errors import AcsTransientError, ArchiveIntegrityError, StorageError
@@ -52,12 +53,15 @@ MIB = 1024 * 1024
 # uploaded). The socket buffers of an upload add up to about as much again (Python 3.11's transports copy
 # what the kernel did not take at once), so the worst case is about twice this on top of the interpreter.
 PROCESS_BUFFER_BUDGET = 32 * MIB
-# A file ACS says is larger than one block and at most this is streamed into one Put Blob instead of staged blocks
-# and a commit: fewer requests, and less work for the service. It gives up resuming inside the file: a try that
-# breaks off sends it again, so at most this much is downloaded twice. 16 MiB, not more, while the resume suites
-# (tests/e2e/test_reliability.py, test_host_failures.py) use 24 MiB chunks to prove resuming with a Range.
-SINGLE_PUT_LIMIT = 16 * MIB
-HASH_BATCH = 1 * MIB  # a streamed Put Blob hashes the pieces it sent in thread jobs of about this size
+# A file ACS says is larger than one block and within single_put_limit is streamed into one Put Blob instead of
+# staged blocks and a commit: fewer requests, less work for the service. It gives up resuming inside the file: a
+# try that breaks off sends it again. The limit is what a resume downloads twice anyway — the blocks in flight,
+# (concurrency + 1) × block (20 MiB at the defaults) — and never more than this:
+SINGLE_PUT_LIMIT = 64 * MIB
+HASH_BATCH = 256 * 1024  # a streamed Put Blob hashes the pieces it sent in thread jobs of about this size
+# What a streamed Put Blob keeps alive, and holds of the process budget: the pieces handed to the hash jobs (at
+# most 4 batches), the batch gathering, and the piece in hand (ACS's reads are up to 1 MiB).
+STREAM_HOLD = 2 * MIB
 _TRANSIENT_STORAGE = {None, 408, 429, 500, 502, 503, 504}  # no answer, or one worth asking again
 
 
@@ -99,6 +103,11 @@ WholePut = Callable[[str, dict[str, str], dict[str, str]], Awaitable[bool]]
 # ``create_whole(size, sha256, put)``: the caller names the metadata (``sha256`` is None when the file is streamed:
 # the request's headers go before its body) and calls ``put``; it answers whether the blob was created.
 CreateWhole = Callable[[int, str | None, WholePut], Awaitable[bool]]
+
+
+def single_put_limit(block_size: int, concurrency: int) -> int:
+    """The largest file streamed into one Put Blob: no more than a resume would download twice."""
+    return min(SINGLE_PUT_LIMIT, (concurrency + 1) * block_size)
 
 
 def block_id(index: int, block_size: int) -> str:
@@ -237,6 +246,7 @@ class _Transfer:
         self._budget = budget
         self._progress = progress
         self._ticket = budget.ticket()
+        self._concurrency = concurrency
         self._slots = asyncio.Semaphore(concurrency + 1)  # blocks uploading + the one being filled
         self._uploads: set[asyncio.Task[None]] = set()
         self._hash_tail: asyncio.Task[None] | None = None
@@ -260,9 +270,17 @@ class _Transfer:
                 if self.total == 0:
                     raise AcsTransientError("ACS answered with an empty recording (it does when the file is not ready)")
                 if self._streams_whole():
-                    await self._put_streamed(stream)  # within the block of budget reserved above
+                    # It keeps far less than a block alive: the rest of the reservation goes back while it runs.
+                    hold = min(STREAM_HOLD, self.block_size)
+                    self._budget.release(self.block_size - hold)
+                    reserved = False
+                    try:
+                        await self._put_streamed(stream)
+                    finally:
+                        self._budget.release(hold)
+                        self._slots.release()
                     return
-                pieces: list[memoryview] = []
+                block: bytearray | None = None  # the block being filled, its size allocated once
                 filled = 0
                 async for piece in stream.pieces():
                     view = memoryview(piece)
@@ -273,22 +291,25 @@ class _Transfer:
                         if not reserved:
                             await self._reserve()
                             reserved = True
-                        take = view[: self.block_size - filled]
-                        pieces.append(take)
-                        filled += len(take)
-                        view = view[len(take) :]
-                        if filled == self.block_size:
+                        if block is None:
+                            block = bytearray(self._next_block_size())
+                        take = min(len(block) - filled, len(view))
+                        block[filled : filled + take] = view[:take]  # the one copy: the socket's piece into the block
+                        filled += take
+                        view = view[take:]
+                        if filled == len(block):
                             reserved = False
-                            self._submit(pieces)
-                            pieces, filled = [], 0
+                            self._submit(block)
+                            block, filled = None, 0
                     await self._raise_upload_failure()
                     if not reserved and (self.total is None or self.offset < self.total):
                         # Room for the next block before reading on: while we wait, the socket stays paused.
                         await self._reserve()
                         reserved = True
-                if pieces:
+                if block is not None and filled:
                     reserved = False
-                    self._submit(pieces)
+                    del block[filled:]  # a file of undeclared size ended inside a block
+                    self._submit(block)
         finally:
             if reserved:
                 self._release()
@@ -299,24 +320,25 @@ class _Transfer:
 
     def _streams_whole(self) -> bool:
         """One streamed Put Blob: a fresh copy, from byte 0, of a file ACS says is over a block and within
-        SINGLE_PUT_LIMIT, into a store that can."""
+        single_put_limit, into a store that can."""
         return (
             self._streaming is not None
             and self._create_whole is not None
             and self.offset == 0
             and not self.block_ids
             and self.total is not None
-            and self.block_size < self.total <= SINGLE_PUT_LIMIT
+            and self.block_size < self.total <= single_put_limit(self.block_size, self._concurrency)
         )
 
     async def _put_streamed(self, stream: MediaStream) -> None:
         """Stream the whole file into one Put Blob; on success ``offset`` is its size, on failure still 0."""
         assert self._streaming is not None and self._create_whole is not None and self.total is not None
         store, total = self._streaming, self.total
-        # What the stream keeps alive for hashing, at most: half a block handed to the hash jobs, a quarter
-        # gathering, and the piece in hand — within the one block of budget reserved for this transfer.
-        hashing = _InOrderHashing(self.block_size // 2)
-        batch_size = max(1, min(HASH_BATCH, self.block_size // 4))
+        # What the stream keeps alive for hashing, at most: 4 batches handed to the hash jobs, one gathering, and
+        # the piece in hand — within the STREAM_HOLD of budget this transfer holds meanwhile.
+        hold = min(STREAM_HOLD, self.block_size)
+        hashing = _InOrderHashing(hold // 2)
+        batch_size = max(1, min(HASH_BATCH, hold // 8))
         sent = 0
         source_failure: list[BaseException] = []
 
@@ -386,10 +408,14 @@ class _Transfer:
         self._budget.release(self.block_size)
         self._slots.release()
 
-    def _submit(self, pieces: list[memoryview]) -> None:
-        """Stage the block made of ``pieces`` (its room was reserved before its first byte was read)."""
-        block = b"".join(pieces)  # the one copy: the socket's pieces become the block
-        pieces.clear()
+    def _next_block_size(self) -> int:
+        """A full block, or what is left of the size ACS declared (a body running past it fills a full one, and
+        fails at the end)."""
+        left = self.total - self.offset if self.total is not None else 0
+        return left if 0 < left < self.block_size else self.block_size
+
+    def _submit(self, block: bytearray) -> None:
+        """Stage ``block`` (its room was reserved before its first byte was read)."""
         if self._create_whole is not None and not self.block_ids and self.total == len(block) and not self.offset:
             # The whole file is this one block: one Put Blob creates the blob, nothing is staged or committed.
             self.offset += len(block)
@@ -410,14 +436,14 @@ class _Transfer:
         # own ``finally``, and its reservation would be held for the life of the process.
         task.add_done_callback(lambda _task: self._release())
 
-    async def _put_whole(self, block: bytes) -> None:
+    async def _put_whole(self, block: bytearray) -> None:
         assert self._create_whole is not None
         store, blob = self.store, self.blob
         try:
             md5, sha256 = await asyncio.to_thread(_md5_and_sha256, block)
 
             async def put(content_type: str, metadata: dict[str, str], tags: dict[str, str]) -> bool:
-                return await store.create_media(blob, block, md5, content_type, metadata, tags)
+                return await store.create_media(blob, _as_bytes(block), md5, content_type, metadata, tags)
 
             self.created_whole = await self._create_whole(len(block), sha256, put)
             self.whole_sha256, self.whole_md5 = sha256, md5
@@ -427,10 +453,10 @@ class _Transfer:
                 self._failure = exc
             raise
 
-    async def _stage(self, bid: str, block: bytes, hashed: asyncio.Task[None] | None) -> None:
+    async def _stage(self, bid: str, block: bytearray, hashed: asyncio.Task[None] | None) -> None:
         try:
             md5 = await asyncio.to_thread(_md5, block) if self._block_md5 else None
-            await self.store.stage_block(self.blob, bid, block, md5)
+            await self.store.stage_block(self.blob, bid, _as_bytes(block), md5)
             self._progress.staged_bytes += len(block)
             if hashed is not None:
                 await asyncio.shield(hashed)  # the buffer is free once it is both uploaded and hashed
@@ -464,22 +490,28 @@ class _Transfer:
             await asyncio.gather(self._hash_tail, return_exceptions=True)
 
 
-def _md5(block: bytes) -> bytes:
+def _as_bytes(block: bytearray) -> bytes:
+    """The block as the stores' ``data: bytes``: each only reads it as a buffer (the SDK hands it to aiohttp,
+    which sends a bytearray as it sends bytes), so it is passed as it is, never copied."""
+    return cast(bytes, block)
+
+
+def _md5(block: bytes | bytearray) -> bytes:
     return hashlib.md5(block, usedforsecurity=False).digest()
 
 
-def _md5_and_sha256(block: bytes) -> tuple[bytes, str]:
+def _md5_and_sha256(block: bytes | bytearray) -> tuple[bytes, str]:
     return _md5(block), hashlib.sha256(block).hexdigest()
 
 
-def _update(hashers: tuple[hashlib._Hash, ...], pieces: list[bytes]) -> None:
+def _update(hashers: tuple[hashlib._Hash, ...], pieces: list[bytes] | list[bytearray]) -> None:
     for piece in pieces:
         for hasher in hashers:
             hasher.update(piece)
 
 
 async def _hash_after(
-    previous: asyncio.Task[None] | None, hasher: hashlib._Hash, md5: hashlib._Hash | None, block: bytes
+    previous: asyncio.Task[None] | None, hasher: hashlib._Hash, md5: hashlib._Hash | None, block: bytearray
 ) -> None:
     if previous is not None:
         await previous
@@ -539,7 +571,7 @@ async def copy_to_blocks(
 
     ``fresh``: the caller knows nothing was staged before (it claimed the chunk), so the block list is not read.
     ``create_whole(size, sha256, put)``: with ``fresh``, a file ACS says fits in one block, or (on a
-    :class:`StreamingArchive`) is at most SINGLE_PUT_LIMIT, is not staged but created by one Put Blob: the caller
+    :class:`StreamingArchive`) is within ``single_put_limit``, is not staged but created by one Put Blob: the caller
     names its metadata and calls ``put``; its answer is ``created_whole``.
     """
     budget = budget or process_budget()

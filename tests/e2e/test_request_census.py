@@ -18,7 +18,7 @@ from azure.storage.blob.aio import BlobServiceClient
 from devtools.devstack import Azurite
 from devtools.request_census import HOST_QUEUE_OPS, app_requests, census, read_log
 from devtools.simulator import SimRecording, content_segments
-from recording_pipeline.app.transfer import SINGLE_PUT_LIMIT
+from recording_pipeline.app.transfer import single_put_limit
 from tests.support.stack import Stack, post_events, wait_until
 
 MIB = 1024 * 1024
@@ -49,7 +49,8 @@ async def test_the_first_delivery_of_a_one_block_chunk_costs_eight_storage_reque
     assert await _content_md5(stack, azurite, "census-call", "r-rec-census") == _md5_of(chunk)
 
 
-BLOCK = 4 * MIB  # the default TRANSFER_BLOCK_SIZE_MIB
+BLOCK = 4 * MIB  # the default TRANSFER_BLOCK_SIZE_MIB and TRANSFER_CONCURRENCY
+SINGLE_PUT_LIMIT = single_put_limit(BLOCK, 4)  # 20 MiB
 
 
 @pytest.mark.parametrize(
