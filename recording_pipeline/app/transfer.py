@@ -476,18 +476,28 @@ class _Transfer:
         pending = list(self._uploads)
         if pending:
             await asyncio.gather(*pending, return_exceptions=True)
+        await _returned(pending)
         if self._failure is not None:
             raise self._failure
         if self._hash_tail is not None:
             await self._hash_tail
 
     async def abandon(self) -> None:
-        for task in list(self._uploads):
+        pending = list(self._uploads)
+        for task in pending:
             task.cancel()
-        await asyncio.gather(*self._uploads, return_exceptions=True)
+        await asyncio.gather(*pending, return_exceptions=True)
+        await _returned(pending)
         if self._hash_tail is not None:
             self._hash_tail.cancel()
             await asyncio.gather(self._hash_tail, return_exceptions=True)
+
+
+async def _returned(tasks: list[asyncio.Task[None]]) -> None:
+    """Let the done callbacks of finished tasks run (their buffer reservations are returned there): ``gather`` of
+    tasks already done completes without yielding to the loop, before the callbacks scheduled when they ended."""
+    if tasks:
+        await asyncio.sleep(0)
 
 
 def _as_bytes(block: bytearray) -> bytes:
