@@ -249,6 +249,9 @@ class _Transfer:
         self._concurrency = concurrency
         self._slots = asyncio.Semaphore(concurrency + 1)  # blocks uploading + the one being filled
         self._uploads: set[asyncio.Task[None]] = set()
+        # Full-size block buffers whose upload has ended, to fill again: a fresh 4 MiB bytearray is zeroed and
+        # page-faulted in before it is filled, for every block (~0.5 s of CPU per GiB, measured with cProfile).
+        self._spare: list[bytearray] = []
         self._hash_tail: asyncio.Task[None] | None = None
         self._failure: Exception | None = None
         self._create_whole = create_whole
@@ -292,7 +295,7 @@ class _Transfer:
                             await self._reserve()
                             reserved = True
                         if block is None:
-                            block = bytearray(self._next_block_size())
+                            block = self._buffer(self._next_block_size())
                         take = min(len(block) - filled, len(view))
                         block[filled : filled + take] = view[:take]  # the one copy: the socket's piece into the block
                         filled += take
@@ -419,7 +422,7 @@ class _Transfer:
         if self._create_whole is not None and not self.block_ids and self.total == len(block) and not self.offset:
             # The whole file is this one block: one Put Blob creates the blob, nothing is staged or committed.
             self.offset += len(block)
-            self._track(asyncio.create_task(self._put_whole(block)))
+            self._track(asyncio.create_task(self._put_whole(block)), block)
             return
         bid = block_id(len(self.block_ids), self.block_size)
         self.block_ids.append(bid)
@@ -427,14 +430,26 @@ class _Transfer:
         hashed = None
         if self.hasher is not None:
             hashed = self._hash_tail = asyncio.create_task(_hash_after(self._hash_tail, self.hasher, self.md5, block))
-        self._track(asyncio.create_task(self._stage(bid, block, hashed)))
+        self._track(asyncio.create_task(self._stage(bid, block, hashed)), block)
 
-    def _track(self, task: asyncio.Task[None]) -> None:
+    def _track(self, task: asyncio.Task[None], block: bytearray) -> None:
         self._uploads.add(task)
         task.add_done_callback(self._uploads.discard)
         # Released when the task ends however it ends: a task cancelled before its first step never runs its
         # own ``finally``, and its reservation would be held for the life of the process.
         task.add_done_callback(lambda _task: self._release())
+        if len(block) == self.block_size:
+            task.add_done_callback(lambda done: self._reuse(done, block))
+
+    def _reuse(self, task: asyncio.Task[None], block: bytearray) -> None:
+        """A block staged and hashed is read by nothing any more: the next block can be filled into it. One whose
+        upload failed or was cancelled may still be read (by its hash thread), so it is left alone."""
+        if not task.cancelled() and task.exception() is None:
+            self._spare.append(block)
+
+    def _buffer(self, size: int) -> bytearray:
+        """A buffer for the next block: a spare one of a full block's size, else a new one."""
+        return self._spare.pop() if size == self.block_size and self._spare else bytearray(size)
 
     async def _put_whole(self, block: bytearray) -> None:
         assert self._create_whole is not None
