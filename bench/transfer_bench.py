@@ -13,15 +13,18 @@ never count against what is measured) on loopback, then runs every measured appr
   the fastest is the raw sink;
 - ``sample``: what the ACS samples do: read the whole body into memory, then ``upload_blob(bytes)``;
 - ``worker``: our worker, end to end through the real code path: ``Runtime.start`` and ``handle_chunk_message`` on
-  jobs planned from a simulator event (metadata, lease, streamed staged blocks, sha256, commit, verify, manifest,
-  DELETE).
+  jobs planned from a simulator event (metadata, lease, streamed staged blocks or, for a file within
+  ``transfer.single_put_limit``, one streamed Put Blob, sha256 and MD5, commit, verify, manifest, DELETE); each
+  archived chunk is then checked against the simulator's content (its custody record's sha256 and its size).
 
 Each for single chunks of 256 MiB and 1 GiB (2 GiB with ``--with-2gib``) and for 32 concurrent 16 MiB chunks.
 Then ingestion against a real ``serve`` process: a POST of 1,000 events (3 chunks each) until its 200 (which the
 webhook sends only once all 3,000 jobs are on the queue), and the acknowledgement latency of single-event POSTs.
 
 Everything is bounded in time (each child, and the whole run with ``--budget``). Results go to stdout as one
-table and to ``.bench/latest.json``. MB is 10^6 bytes; MiB is 2^20.
+table, then each target with the ratio it was judged on and whether it holds (MET / MISSED), and to
+``.bench/latest.json``. The targets are ratios within the run (the machine is shared: absolute rates move by
+±15 % between runs). MB is 10^6 bytes; MiB is 2^20.
 """
 
 from __future__ import annotations
@@ -63,10 +66,10 @@ OUT_DIR = REPO / ".bench"
 CALL_PREFIX = "bench"
 ALLOWED = "127.0.0.1"
 
-# Targets from issue #6.
-TARGET_SINGLE_RATIO = 0.9  # ours >= 0.9 x min(raw source, the fastest raw sink), single 1 GiB chunk
-TARGET_SINGLE_RSS = 128 * MIB  # worker peak RSS for 256 MiB / 1 GiB / 2 GiB alike
-TARGET_MANY_RATIO = 0.8  # 32 x 16 MiB aggregate >= 0.8 x the single-chunk raw figure
+# Targets (issue 20), each a ratio within one run: the machine is shared, so only ratios of one run compare.
+TARGET_SINGLE_RATIO = 0.9  # 1 GiB: ours >= 0.9 x the fastest raw sink of the run on 1 GiB (MD5-free upload_blob too)
+TARGET_SINGLE_RSS = 96 * MIB  # the worker's peak RSS at 1 GiB
+TARGET_MANY_RATIO = 0.9  # 32 x 16 MiB: ours >= 0.9 x the fastest raw sink of the run on the same 32 x 16 MiB
 TARGET_MANY_RSS = 256 * MIB
 TARGET_BATCH_SECONDS = 2.0  # 1,000 events (3,000 jobs) enqueued
 TARGET_ACK_P99_MS = 100.0
@@ -284,6 +287,7 @@ async def child_worker(cfg: ChildConfig) -> dict[str, Any]:
     from recording_pipeline.app.worker import Outcome, handle_chunk_message
     from recording_pipeline.core.events import parse_recording_event, read_envelope, split_body
     from recording_pipeline.core.jobs import encode_job, plan_jobs
+    from recording_pipeline.core.naming import custody_name
     from recording_pipeline.core.settings import Settings
     from recording_pipeline.runtime import Runtime
 
@@ -323,11 +327,14 @@ async def child_worker(cfg: ChildConfig) -> dict[str, Any]:
             raise RuntimeError(f"not every chunk was archived: {outcomes}")
         archived = {}
         for job in jobs:
-            names = [n async for n in runtime.archive.list_names(f"{job.call_id}/")]
-            media = next(n for n in names if n.endswith(".mp4"))
-            info = await runtime.archive.info(media)
+            # The custody record's sha256 (a streamed Put Blob has none in its metadata: its headers precede its
+            # body), and the media's size and Content-MD5 as stored.
+            found = await runtime.archive.read_bytes(custody_name(job.stem))
+            assert found is not None, f"no custody record for {job.stem}"
+            custody = json.loads(found[0])
+            info = await runtime.archive.info(custody["mediaBlob"])
             assert info is not None
-            archived[job.document_id] = {"size": info.size, "sha256": info.metadata.get("sha256")}
+            archived[job.document_id] = {"size": info.size, "sha256": custody["sha256"]}
         result["archived"] = archived
         result["block_size"] = settings.transfer.block_size
         result["transfer_concurrency"] = settings.transfer.concurrency
@@ -706,50 +713,43 @@ def _min_raw(row: dict[str, Any]) -> float | None:
 
 def build_report(results: dict[str, Any]) -> tuple[str, list[dict[str, Any]]]:
     rows = results["transfers"]
-    singles = [r for r in rows if r["count"] == 1]
-    reference = next(
-        (r for r in singles if r["size"] == 1024 * MIB), max(singles, key=lambda r: r["size"], default=None)
-    )
-    single_raw = _min_raw(reference) if reference else None
-    ref_label = reference["label"] if reference else "single-chunk"
     lines = [
         "| workload | raw source MB/s | raw sink MB/s: blocks+MD5 / upload_blob+MD5 / upload_blob "
         "| sample MB/s (peak RSS MiB) "
-        "| ours MB/s | ours peak RSS MiB | ours CPU s | ours / min(raw) | ours / sample |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| ours MB/s | ours peak RSS MiB | ours CPU s | ours / fastest raw sink | ours / min(raw) | ours / sample |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     targets: list[dict[str, Any]] = []
     for row in rows:
         ours, sample = row.get("worker"), row.get("sample")
-        raw = _min_raw(row)
-        vs_raw = _ratio(ours, raw)
+        vs_sink = _ratio(ours, _raw_sink(row))
+        vs_raw = _ratio(ours, _min_raw(row))
         vs_sample = _ratio(ours, sample["mb_s"] if sample and "error" not in sample else None)
-        extra = ""
-        if row["count"] > 1 and single_raw:
-            many = _ratio(ours, single_raw)
-            extra = f" ({many:.2f} of the {ref_label} single-chunk raw)" if many is not None else ""
         cpu = f"{ours['cpu_seconds']:.1f}" if ours and "error" not in ours else "n/a"
         lines.append(
             f"| {row['label']} | {_fmt_rate(row.get('source'))} "
             f"| {_fmt_rate(row.get('sink'))} / {_fmt_rate(row.get('sinksdk'))} / {_fmt_rate(row.get('sinkplain'))} "
             f"| {_fmt_rate(sample)} ({_fmt_rss(sample)}) | {_fmt_rate(ours)} | {_fmt_rss(ours)} | {cpu} "
-            f"| {_fmt_ratio(vs_raw)}{extra} | {_fmt_ratio(vs_sample)} |"
+            f"| {_fmt_ratio(vs_sink)} | {_fmt_ratio(vs_raw)} | {_fmt_ratio(vs_sample)} |"
         )
         ok = bool(ours and "error" not in ours and ours.get("verified"))
-        if row["count"] == 1:
-            rss = ours["peak_rss"] if ok and ours else None
-            targets.append(_target(f"{row['label']}: worker peak RSS ≤ 128 MiB", rss, TARGET_SINGLE_RSS, "rss", ok))
-            if row["size"] == 1024 * MIB:
-                targets.append(
-                    _target("1 GiB: ours ≥ 0.9 × min(raw source, raw sink)", vs_raw, TARGET_SINGLE_RATIO, "ratio", ok)
-                )
-        else:
-            many_ratio = _ratio(ours, single_raw)
-            rss = ours["peak_rss"] if ok and ours else None
+        rss = ours["peak_rss"] if ok and ours else None
+        if row["count"] == 1 and row["size"] == 1024 * MIB:
             targets.append(
                 _target(
-                    f"{row['label']}: aggregate ≥ 0.8 × {ref_label} single-chunk raw",
-                    many_ratio,
+                    "1 GiB: ours ≥ 0.9 × the fastest raw sink of this run on 1 GiB",
+                    vs_sink,
+                    TARGET_SINGLE_RATIO,
+                    "ratio",
+                    ok,
+                )
+            )
+            targets.append(_target("1 GiB: worker peak RSS ≤ 96 MiB", rss, TARGET_SINGLE_RSS, "rss", ok))
+        elif row["count"] > 1:
+            targets.append(
+                _target(
+                    f"{row['label']}: ours ≥ 0.9 × the fastest raw sink of this run on {row['label']}",
+                    vs_sink,
                     TARGET_MANY_RATIO,
                     "ratio",
                     ok,

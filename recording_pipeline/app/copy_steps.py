@@ -18,7 +18,7 @@ from functools import partial
 
 from recording_pipeline import __version__
 from recording_pipeline.app.chunk_steps import CLAIM_SECONDS, JSON, ChunkRun
-from recording_pipeline.app.transfer import TransferResult, copy_to_blocks
+from recording_pipeline.app.transfer import TransferResult, WholePut, commit_blocks, copy_to_blocks
 from recording_pipeline.core.custody import CustodyRecord, Verification, custody_record
 from recording_pipeline.core.errors import ArchiveIntegrityError, RecordingGoneError
 from recording_pipeline.core.lifecycle import ChunkFacts, Claim, Lease, Media, Metadata, Source
@@ -175,13 +175,13 @@ async def _transfer(run: ChunkRun, fresh: bool) -> TransferResult:
     return result
 
 
-async def _create_whole(run: ChunkRun, data: bytes, md5: bytes, sha256: str) -> bool:
-    """A file of one block: the blob is created whole, with what proves it, in one Put Blob."""
-    metadata = _media_metadata(run, len(data), True, sha256, single_put=True)
+async def _create_whole(run: ChunkRun, size: int, sha256: str | None, put: WholePut) -> bool:
+    """A file of one request: the blob is created whole, with what proves it, in one Put Blob."""
+    metadata = _media_metadata(run, size, True, sha256, single_put=True)
     with tracer.start_as_current_span("archive.commit", attributes=span_attributes()):
-        created = await run.deps.archive.create_media(run.media_blob, data, md5, run.content_type, metadata, MEDIA_TAGS)
+        created = await put(run.content_type, metadata, MEDIA_TAGS)
     if created:
-        run.info = BlobInfo(run.media_blob, len(data), "", metadata)  # as created
+        run.info = BlobInfo(run.media_blob, size, "", metadata)  # as created
         run.committed_here = True
     return created
 
@@ -213,7 +213,7 @@ async def commit(run: ChunkRun, facts: ChunkFacts) -> ChunkFacts:
     metadata = _media_metadata(run, result.size, result.size_declared, result.sha256, single_put=False)
     archive = run.deps.archive
     with tracer.start_as_current_span("archive.commit", attributes=span_attributes()):
-        if await archive.commit_new(run.media_blob, result.block_ids, run.content_type, metadata, MEDIA_TAGS):
+        if await commit_blocks(archive, run.media_blob, result, run.content_type, metadata, MEDIA_TAGS):
             run.info = BlobInfo(run.media_blob, result.size, "", metadata)  # what we committed, as committed
             run.committed_here = True
         else:  # another attempt committed it first: look at what it wrote
@@ -236,7 +236,8 @@ async def verify(run: ChunkRun, facts: ChunkFacts) -> ChunkFacts:
             result.blocks if run.committed_here and result else await archive.committed_blocks(run.media_blob)
         )
         check_committed(info, committed, result.block_ids if result else None)
-        sha256 = info.metadata.get(SHA256)
+        # A streamed Put Blob's headers precede its body: its sha256 is only in what this attempt streamed.
+        sha256 = info.metadata.get(SHA256) or (result.sha256 if run.committed_here and result else None)
         method = Verification.WHILE_STAGING
         if not sha256 or result is None:
             # Resumed (or committed by another attempt): hash what is archived.

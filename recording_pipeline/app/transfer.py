@@ -13,26 +13,38 @@ broken connection the uncommitted block list tells exactly how far an earlier
 attempt got, and the download resumes there with a Range request.
 
 Each block is assembled with one copy (the pieces the socket delivered are
-joined once); its MD5 (the Content-MD5 the service checks) and the stream's
-sha256 (in order) are computed on worker threads — hashlib releases the GIL —
-so the event loop, which the webhook and every other transfer share, only moves
-bytes. Its slot and budget are freed once it is both staged and hashed.
+joined once); the stream's sha256 and MD5 (in order) and, where the store wants
+one, the block's own MD5 (the Content-MD5 the service checks; only over plain
+http, see ``edges.archive.block_md5_wanted``) are computed on worker threads —
+hashlib releases the GIL — so the event loop, which the webhook and every other
+transfer share, only moves bytes. Its slot and budget are freed once it is both
+staged and hashed. The whole file's MD5 becomes the committed blob's
+Content-MD5, so any download can be checked with standard tools.
+
+A file ACS says is over one block and within :func:`single_put_limit` (what a
+resume would download twice anyway; 20 MiB at the defaults) is not staged: on a store
+that can (:class:`StreamingArchive`), it is streamed from the download straight
+into one Put Blob, hashed on the way, holding at most one block's worth of
+pieces; the service's MD5 of what it stored must equal ours. Such a file has
+nothing to resume from: a try that breaks off sends it again from byte 0.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import heapq
 import itertools
 import logging
 import weakref
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterable, Awaitable, Callable
 from dataclasses import dataclass
+from typing import Protocol, cast, runtime_checkable
 
 from recording_pipeline.core.attempts import AttemptProgress
-from recording_pipeline.core.errors import AcsTransientError
-from recording_pipeline.core.ports import ArchiveStore, RecordingSource, StagedBlock
+from recording_pipeline.core.errors import AcsTransientError, ArchiveIntegrityError, StorageError
+from recording_pipeline.core.ports import ArchiveStore, MediaStream, RecordingSource, StagedBlock
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +53,61 @@ MIB = 1024 * 1024
 # uploaded). The socket buffers of an upload add up to about as much again (Python 3.11's transports copy
 # what the kernel did not take at once), so the worst case is about twice this on top of the interpreter.
 PROCESS_BUFFER_BUDGET = 32 * MIB
+# A file ACS says is larger than one block and within single_put_limit is streamed into one Put Blob instead of
+# staged blocks and a commit: fewer requests, less work for the service. It gives up resuming inside the file: a
+# try that breaks off sends it again. The limit is what a resume downloads twice anyway — the blocks in flight,
+# (concurrency + 1) × block (20 MiB at the defaults) — and never more than this:
+SINGLE_PUT_LIMIT = 64 * MIB
+HASH_BATCH = 256 * 1024  # a streamed Put Blob hashes the pieces it sent in thread jobs of about this size
+# What a streamed Put Blob keeps alive, and holds of the process budget: the pieces handed to the hash jobs (at
+# most 4 batches), the batch gathering, and the piece in hand (ACS's reads are up to 1 MiB).
+STREAM_HOLD = 2 * MIB
+_TRANSIENT_STORAGE = {None, 408, 429, 500, 502, 503, 504}  # no answer, or one worth asking again
+
+
+@runtime_checkable
+class StreamingArchive(Protocol):
+    """What an archive offers beyond ArchiveStore to reach the sink's own limit (``edges.archive.BlobArchive``).
+
+    A store without it (the tests' in-memory fake) gets what it always got: a Content-MD5 with every staged block,
+    a commit without a whole-blob MD5, and a single Put Blob only for a file of one block."""
+
+    block_md5: bool  # whether staged blocks must carry a Content-MD5 (plain http)
+
+    async def put_media_stream(
+        self,
+        name: str,
+        body: AsyncIterable[bytes],
+        size: int,
+        content_type: str,
+        metadata: dict[str, str],
+        tags: dict[str, str],
+    ) -> bytes | None:
+        """One Put Blob streamed from ``body``, create-only; the MD5 the service computed of what it stored,
+        or None if the blob already existed."""
+
+    async def commit_new(
+        self,
+        name: str,
+        block_ids: list[str],
+        content_type: str,
+        metadata: dict[str, str],
+        tags: dict[str, str],
+        content_md5: bytes | None = None,
+    ) -> bool: ...
+
+
+# How a file of one request is created, given by the transfer to ``create_whole``: (content type, metadata, index
+# tags) -> created (False: the blob already existed).
+WholePut = Callable[[str, dict[str, str], dict[str, str]], Awaitable[bool]]
+# ``create_whole(size, sha256, put)``: the caller names the metadata (``sha256`` is None when the file is streamed:
+# the request's headers go before its body) and calls ``put``; it answers whether the blob was created.
+CreateWhole = Callable[[int, str | None, WholePut], Awaitable[bool]]
+
+
+def single_put_limit(block_size: int, concurrency: int) -> int:
+    """The largest file streamed into one Put Blob: no more than a resume would download twice."""
+    return min(SINGLE_PUT_LIMIT, (concurrency + 1) * block_size)
 
 
 def block_id(index: int, block_size: int) -> str:
@@ -66,7 +133,8 @@ class TransferResult:
     size_declared: bool  # ACS stated the file's size: the byte count was checked against it
     declared: dict[str, str]  # what ACS's answer declared about the file (content type, ETag, last modified)
     block_size: int
-    created_whole: bool | None = None  # one block: True, created by one Put Blob; False, it existed. None: staged
+    created_whole: bool | None = None  # one Put Blob: True, created by it; False, it existed. None: staged
+    content_md5: bytes | None = None  # the whole file's MD5, when this attempt hashed all of it (not resumed)
 
     @property
     def blocks(self) -> list[StagedBlock]:
@@ -161,7 +229,7 @@ class _Transfer:
         resume_blocks: int,
         budget: BufferBudget,
         progress: AttemptProgress,
-        create_whole: Callable[[bytes, bytes, str], Awaitable[bool]] | None = None,
+        create_whole: CreateWhole | None = None,
     ) -> None:
         self.acs, self.store, self.url, self.blob = acs, store, url, blob
         self.block_size = block_size
@@ -171,16 +239,25 @@ class _Transfer:
         self.total: int | None = None
         self.declared: dict[str, str] = {}
         self.hasher = hashlib.sha256() if resume_blocks == 0 else None
+        self._streaming = store if isinstance(store, StreamingArchive) else None
+        # The whole file's MD5, for the committed blob's Content-MD5: only a store that can set it needs it.
+        self.md5 = hashlib.md5(usedforsecurity=False) if resume_blocks == 0 and self._streaming else None
+        self._block_md5 = self._streaming.block_md5 if self._streaming else True
         self._budget = budget
         self._progress = progress
         self._ticket = budget.ticket()
+        self._concurrency = concurrency
         self._slots = asyncio.Semaphore(concurrency + 1)  # blocks uploading + the one being filled
         self._uploads: set[asyncio.Task[None]] = set()
+        # Full-size block buffers whose upload has ended, to fill again: a fresh 4 MiB bytearray is zeroed and
+        # page-faulted in before it is filled, for every block (~0.5 s of CPU per GiB, measured with cProfile).
+        self._spare: list[bytearray] = []
         self._hash_tail: asyncio.Task[None] | None = None
         self._failure: Exception | None = None
         self._create_whole = create_whole
         self.created_whole: bool | None = None
         self.whole_sha256: str | None = None
+        self.whole_md5: bytes | None = None
 
     async def attempt(self) -> None:
         """Download from ``self.offset`` to the end; staged progress survives a failed attempt."""
@@ -195,7 +272,18 @@ class _Transfer:
                 self.declared = self.declared or dict(stream.headers)
                 if self.total == 0:
                     raise AcsTransientError("ACS answered with an empty recording (it does when the file is not ready)")
-                pieces: list[memoryview] = []
+                if self._streams_whole():
+                    # It keeps far less than a block alive: the rest of the reservation goes back while it runs.
+                    hold = min(STREAM_HOLD, self.block_size)
+                    self._budget.release(self.block_size - hold)
+                    reserved = False
+                    try:
+                        await self._put_streamed(stream)
+                    finally:
+                        self._budget.release(hold)
+                        self._slots.release()
+                    return
+                block: bytearray | None = None  # the block being filled, its size allocated once
                 filled = 0
                 async for piece in stream.pieces():
                     view = memoryview(piece)
@@ -206,22 +294,25 @@ class _Transfer:
                         if not reserved:
                             await self._reserve()
                             reserved = True
-                        take = view[: self.block_size - filled]
-                        pieces.append(take)
-                        filled += len(take)
-                        view = view[len(take) :]
-                        if filled == self.block_size:
+                        if block is None:
+                            block = self._buffer(self._next_block_size())
+                        take = min(len(block) - filled, len(view))
+                        block[filled : filled + take] = view[:take]  # the one copy: the socket's piece into the block
+                        filled += take
+                        view = view[take:]
+                        if filled == len(block):
                             reserved = False
-                            self._submit(pieces)
-                            pieces, filled = [], 0
+                            self._submit(block)
+                            block, filled = None, 0
                     await self._raise_upload_failure()
                     if not reserved and (self.total is None or self.offset < self.total):
                         # Room for the next block before reading on: while we wait, the socket stays paused.
                         await self._reserve()
                         reserved = True
-                if pieces:
+                if block is not None and filled:
                     reserved = False
-                    self._submit(pieces)
+                    del block[filled:]  # a file of undeclared size ended inside a block
+                    self._submit(block)
         finally:
             if reserved:
                 self._release()
@@ -229,6 +320,83 @@ class _Transfer:
             raise AcsTransientError("ACS answered with an empty recording (it does when the file is not ready)")
         if self.total is not None and self.offset != self.total:
             raise AcsTransientError(f"body ended at byte {self.offset} of {self.total}")
+
+    def _streams_whole(self) -> bool:
+        """One streamed Put Blob: a fresh copy, from byte 0, of a file ACS says is over a block and within
+        single_put_limit, into a store that can."""
+        return (
+            self._streaming is not None
+            and self._create_whole is not None
+            and self.offset == 0
+            and not self.block_ids
+            and self.total is not None
+            and self.block_size < self.total <= single_put_limit(self.block_size, self._concurrency)
+        )
+
+    async def _put_streamed(self, stream: MediaStream) -> None:
+        """Stream the whole file into one Put Blob; on success ``offset`` is its size, on failure still 0."""
+        assert self._streaming is not None and self._create_whole is not None and self.total is not None
+        store, total = self._streaming, self.total
+        # What the stream keeps alive for hashing, at most: 4 batches handed to the hash jobs, one gathering, and
+        # the piece in hand — within the STREAM_HOLD of budget this transfer holds meanwhile.
+        hold = min(STREAM_HOLD, self.block_size)
+        hashing = _InOrderHashing(hold // 2)
+        batch_size = max(1, min(HASH_BATCH, hold // 8))
+        sent = 0
+        source_failure: list[BaseException] = []
+
+        async def body() -> AsyncGenerator[bytes]:
+            nonlocal sent
+            batch: list[bytes] = []
+            batched = 0
+            try:
+                async for piece in stream.pieces():
+                    if sent + len(piece) > total:
+                        raise AcsTransientError(f"body ran past the {total} bytes ACS declared")
+                    sent += len(piece)
+                    batch.append(piece)
+                    batched += len(piece)
+                    if batched >= batch_size:
+                        await hashing.add(batch, batched)  # waits while a block's worth is not hashed yet
+                        batch, batched = [], 0
+                    yield piece
+                if batch:
+                    await hashing.add(batch, batched)
+                if sent != total:
+                    raise AcsTransientError(f"body ended at byte {sent} of {total}")
+            except BaseException as exc:
+                source_failure.append(exc)
+                raise
+
+        async def put(content_type: str, metadata: dict[str, str], tags: dict[str, str]) -> bool:
+            pieces = body()
+            try:
+                stored_md5 = await store.put_media_stream(self.blob, pieces, total, content_type, metadata, tags)
+            except Exception as exc:
+                if source_failure:  # the download broke off: the Put Blob failed because its body did
+                    raise source_failure[0] from None
+                if isinstance(exc, StorageError) and exc.status in _TRANSIENT_STORAGE:
+                    # The SDK cannot replay a streamed body: the file is downloaded and sent again, retried as a
+                    # download that broke off is.
+                    raise AcsTransientError(f"the Put Blob of {self.blob} broke off, sending it again: {exc}") from exc
+                raise
+            finally:
+                with contextlib.suppress(RuntimeError):  # still being sent: it ends with its request
+                    await pieces.aclose()
+                await hashing.abandon_unless_done()
+            if stored_md5 is None:
+                return False  # another attempt created it; what it holds is checked by reading it back
+            md5, sha256 = await hashing.digests()
+            if stored_md5 != md5:
+                raise ArchiveIntegrityError(
+                    f"{self.blob}: the service's MD5 of what it stored differs from the MD5 of what was sent"
+                )
+            self.whole_md5, self.whole_sha256 = md5, sha256
+            return True
+
+        self.created_whole = await self._create_whole(total, None, put)
+        self.offset = total
+        self._progress.staged_bytes += total
 
     async def _reserve(self, opening: bool = False) -> None:
         """Room for one more block: a slot of this transfer, then bytes of the process budget."""
@@ -243,46 +411,67 @@ class _Transfer:
         self._budget.release(self.block_size)
         self._slots.release()
 
-    def _submit(self, pieces: list[memoryview]) -> None:
-        """Stage the block made of ``pieces`` (its room was reserved before its first byte was read)."""
-        block = b"".join(pieces)  # the one copy: the socket's pieces become the block
-        pieces.clear()
+    def _next_block_size(self) -> int:
+        """A full block, or what is left of the size ACS declared (a body running past it fills a full one, and
+        fails at the end)."""
+        left = self.total - self.offset if self.total is not None else 0
+        return left if 0 < left < self.block_size else self.block_size
+
+    def _submit(self, block: bytearray) -> None:
+        """Stage ``block`` (its room was reserved before its first byte was read)."""
         if self._create_whole is not None and not self.block_ids and self.total == len(block) and not self.offset:
             # The whole file is this one block: one Put Blob creates the blob, nothing is staged or committed.
             self.offset += len(block)
-            self._track(asyncio.create_task(self._put_whole(block)))
+            self._track(asyncio.create_task(self._put_whole(block)), block)
             return
         bid = block_id(len(self.block_ids), self.block_size)
         self.block_ids.append(bid)
         self.offset += len(block)
         hashed = None
         if self.hasher is not None:
-            hashed = self._hash_tail = asyncio.create_task(_hash_after(self._hash_tail, self.hasher, block))
-        self._track(asyncio.create_task(self._stage(bid, block, hashed)))
+            hashed = self._hash_tail = asyncio.create_task(_hash_after(self._hash_tail, self.hasher, self.md5, block))
+        self._track(asyncio.create_task(self._stage(bid, block, hashed)), block)
 
-    def _track(self, task: asyncio.Task[None]) -> None:
+    def _track(self, task: asyncio.Task[None], block: bytearray) -> None:
         self._uploads.add(task)
         task.add_done_callback(self._uploads.discard)
         # Released when the task ends however it ends: a task cancelled before its first step never runs its
         # own ``finally``, and its reservation would be held for the life of the process.
         task.add_done_callback(lambda _task: self._release())
+        if len(block) == self.block_size:
+            task.add_done_callback(lambda done: self._reuse(done, block))
 
-    async def _put_whole(self, block: bytes) -> None:
+    def _reuse(self, task: asyncio.Task[None], block: bytearray) -> None:
+        """A block staged and hashed is read by nothing any more: the next block can be filled into it. One whose
+        upload failed or was cancelled may still be read (by its hash thread), so it is left alone."""
+        if not task.cancelled() and task.exception() is None:
+            self._spare.append(block)
+
+    def _buffer(self, size: int) -> bytearray:
+        """A buffer for the next block: a spare one of a full block's size, else a new one."""
+        return self._spare.pop() if size == self.block_size and self._spare else bytearray(size)
+
+    async def _put_whole(self, block: bytearray) -> None:
         assert self._create_whole is not None
+        store, blob = self.store, self.blob
         try:
             md5, sha256 = await asyncio.to_thread(_md5_and_sha256, block)
-            self.created_whole = await self._create_whole(block, md5, sha256)
-            self.whole_sha256 = sha256
+
+            async def put(content_type: str, metadata: dict[str, str], tags: dict[str, str]) -> bool:
+                return await store.create_media(blob, _as_bytes(block), md5, content_type, metadata, tags)
+
+            self.created_whole = await self._create_whole(len(block), sha256, put)
+            self.whole_sha256, self.whole_md5 = sha256, md5
             self._progress.staged_bytes += len(block)
         except Exception as exc:
             if self._failure is None:
                 self._failure = exc
             raise
 
-    async def _stage(self, bid: str, block: bytes, hashed: asyncio.Task[None] | None) -> None:
+    async def _stage(self, bid: str, block: bytearray, hashed: asyncio.Task[None] | None) -> None:
         try:
-            md5 = await asyncio.to_thread(_md5, block)
-            await self.store.stage_block(self.blob, bid, block, md5)
+            md5 = await asyncio.to_thread(_md5, block) if self._block_md5 else None
+            await self.store.stage_block(self.blob, bid, _as_bytes(block), md5)
             self._progress.staged_bytes += len(block)
             if hashed is not None:
                 await asyncio.shield(hashed)  # the buffer is free once it is both uploaded and hashed
@@ -302,32 +491,93 @@ class _Transfer:
         pending = list(self._uploads)
         if pending:
             await asyncio.gather(*pending, return_exceptions=True)
+        await _returned(pending)
         if self._failure is not None:
             raise self._failure
         if self._hash_tail is not None:
             await self._hash_tail
 
     async def abandon(self) -> None:
-        for task in list(self._uploads):
+        pending = list(self._uploads)
+        for task in pending:
             task.cancel()
-        await asyncio.gather(*self._uploads, return_exceptions=True)
+        await asyncio.gather(*pending, return_exceptions=True)
+        await _returned(pending)
         if self._hash_tail is not None:
             self._hash_tail.cancel()
             await asyncio.gather(self._hash_tail, return_exceptions=True)
 
 
-def _md5(block: bytes) -> bytes:
+async def _returned(tasks: list[asyncio.Task[None]]) -> None:
+    """Let the done callbacks of finished tasks run (their buffer reservations are returned there): ``gather`` of
+    tasks already done completes without yielding to the loop, before the callbacks scheduled when they ended."""
+    if tasks:
+        await asyncio.sleep(0)
+
+
+def _as_bytes(block: bytearray) -> bytes:
+    """The block as the stores' ``data: bytes``: each only reads it as a buffer (the SDK hands it to aiohttp,
+    which sends a bytearray as it sends bytes), so it is passed as it is, never copied."""
+    return cast(bytes, block)
+
+
+def _md5(block: bytes | bytearray) -> bytes:
     return hashlib.md5(block, usedforsecurity=False).digest()
 
 
-def _md5_and_sha256(block: bytes) -> tuple[bytes, str]:
+def _md5_and_sha256(block: bytes | bytearray) -> tuple[bytes, str]:
     return _md5(block), hashlib.sha256(block).hexdigest()
 
 
-async def _hash_after(previous: asyncio.Task[None] | None, hasher: hashlib._Hash, block: bytes) -> None:
+def _update(hashers: tuple[hashlib._Hash, ...], pieces: list[bytes] | list[bytearray]) -> None:
+    for piece in pieces:
+        for hasher in hashers:
+            hasher.update(piece)
+
+
+async def _hash_after(
+    previous: asyncio.Task[None] | None, hasher: hashlib._Hash, md5: hashlib._Hash | None, block: bytearray
+) -> None:
     if previous is not None:
         await previous
-    await asyncio.to_thread(hasher.update, block)
+    await asyncio.to_thread(_update, (hasher, md5) if md5 is not None else (hasher,), [block])
+
+
+class _InOrderHashing:
+    """The MD5 and sha256 of a stream, updated on worker threads in the stream's order, one batch at a time;
+    ``add`` waits while more than ``limit`` bytes handed to it are not hashed yet, so the pieces it keeps alive
+    stay within the one block of budget the transfer reserved."""
+
+    def __init__(self, limit: int) -> None:
+        self._md5 = hashlib.md5(usedforsecurity=False)
+        self._sha256 = hashlib.sha256()
+        self._limit = limit
+        self._pending = 0
+        self._tail: asyncio.Task[None] | None = None
+
+    async def add(self, pieces: list[bytes], size: int) -> None:
+        while self._tail is not None and self._pending + size > self._limit and not self._tail.done():
+            await asyncio.shield(self._tail)
+        self._pending += size
+        self._tail = asyncio.create_task(self._after(self._tail, pieces, size))
+
+    async def _after(self, previous: asyncio.Task[None] | None, pieces: list[bytes], size: int) -> None:
+        try:
+            if previous is not None:
+                await previous
+            await asyncio.to_thread(_update, (self._md5, self._sha256), pieces)
+        finally:
+            self._pending -= size
+
+    async def digests(self) -> tuple[bytes, str]:
+        if self._tail is not None:
+            await self._tail
+        return self._md5.digest(), self._sha256.hexdigest()
+
+    async def abandon_unless_done(self) -> None:
+        """Let a running hash finish (its thread cannot be stopped) so nothing outlives the transfer's budget."""
+        if self._tail is not None:
+            await asyncio.gather(self._tail, return_exceptions=True)
 
 
 async def copy_to_blocks(
@@ -340,13 +590,14 @@ async def copy_to_blocks(
     budget: BufferBudget | None = None,
     progress: AttemptProgress | None = None,
     fresh: bool = False,
-    create_whole: Callable[[bytes, bytes, str], Awaitable[bool]] | None = None,
+    create_whole: CreateWhole | None = None,
 ) -> TransferResult:
     """Stage the whole file at ``url`` as blocks of ``blob`` (uncommitted), resuming if possible.
 
     ``fresh``: the caller knows nothing was staged before (it claimed the chunk), so the block list is not read.
-    ``create_whole(data, md5, sha256)``: with ``fresh``, a file ACS says fits in one block is not staged but
-    handed to this (one Put Blob instead of Put Block and Put Block List); its answer is ``created_whole``.
+    ``create_whole(size, sha256, put)``: with ``fresh``, a file ACS says fits in one block, or (on a
+    :class:`StreamingArchive`) is within ``single_put_limit``, is not staged but created by one Put Blob: the caller
+    names its metadata and calls ``put``; its answer is ``created_whole``.
     """
     budget = budget or process_budget()
     resume = 0 if fresh else resume_count(await store.uncommitted_blocks(blob), block_size)
@@ -371,13 +622,9 @@ async def copy_to_blocks(
     except BaseException:
         await transfer.abandon()
         raise
-    digest = (
-        transfer.whole_sha256
-        if transfer.created_whole is not None
-        else transfer.hasher.hexdigest()
-        if transfer.hasher is not None
-        else None
-    )
+    whole = transfer.created_whole is not None
+    digest = transfer.whole_sha256 if whole else transfer.hasher.hexdigest() if transfer.hasher is not None else None
+    md5 = transfer.whole_md5 if whole else transfer.md5.digest() if transfer.md5 is not None else None
     return TransferResult(
         transfer.block_ids,
         transfer.offset,
@@ -387,4 +634,20 @@ async def copy_to_blocks(
         transfer.declared,
         block_size,
         transfer.created_whole,
+        md5,
     )
+
+
+async def commit_blocks(
+    store: ArchiveStore,
+    name: str,
+    result: TransferResult,
+    content_type: str,
+    metadata: dict[str, str],
+    tags: dict[str, str],
+) -> bool:
+    """Commit what ``result`` staged as a new blob (``ArchiveStore.commit_new``), with the whole file's MD5 as
+    its Content-MD5 when this attempt hashed all of it and the store can keep it."""
+    if result.content_md5 is not None and isinstance(store, StreamingArchive):
+        return await store.commit_new(name, result.block_ids, content_type, metadata, tags, result.content_md5)
+    return await store.commit_new(name, result.block_ids, content_type, metadata, tags)

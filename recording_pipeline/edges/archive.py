@@ -2,11 +2,17 @@
 
 One class, two roles (core.ports): over the archive container it is the
 write-once ArchiveStore — blobs are created with If-None-Match: * (media by
-one Put Block List that carries its metadata and index tags), blocks are staged
-under deterministic ids so a later attempt can see what an earlier one left,
-and nothing is ever modified or deleted; over the state container it is the
-StateStore — JSON documents replaced only with If-Match on the ETag that was
-read, lock blobs leased. Every Azure SDK error leaves as a StorageError.
+one Put Block List that carries its metadata, index tags and whole-blob
+Content-MD5, or by one Put Blob), blocks are staged under deterministic ids so
+a later attempt can see what an earlier one left, and nothing is ever modified
+or deleted; over the state container it is the StateStore — JSON documents
+replaced only with If-Match on the ETag that was read, lock blobs leased. Every
+Azure SDK error leaves as a StorageError.
+
+Staged blocks carry a Content-MD5 only when the account is reached over plain
+http (:func:`block_md5_wanted`): over https, TLS already protects every
+request's bytes, which is what azure-storage-blob's ``validate_content`` docs
+say the per-request hash is for, and hashing each block again costs CPU.
 """
 
 from __future__ import annotations
@@ -16,13 +22,18 @@ import contextlib
 import hashlib
 import json
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterable, AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
+from urllib.parse import urlsplit
 
 from azure.core import MatchConditions
 from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
 from azure.storage.blob import BlobBlock, ContentSettings
+from azure.storage.blob._generated.models import BlobHTTPHeaders, ModifiedAccessConditions
+from azure.storage.blob._serialize import serialize_blob_tags_header
+from azure.storage.blob._shared.request_handlers import add_metadata_headers
+from azure.storage.blob._shared.response_handlers import return_response_headers
 from azure.storage.blob.aio import BlobLeaseClient, BlobServiceClient, ContainerClient
 
 from recording_pipeline.core.errors import BlobTooLargeError
@@ -36,11 +47,23 @@ SMALL_BLOB_LIMIT = 4 * 1024 * 1024
 LEASE_POLL_SECONDS = 1.0
 
 
+def block_md5_wanted(account_url: str) -> bool:
+    """Whether staged blocks should carry a Content-MD5: only when the account is reached over plain http.
+
+    Over https, TLS detects any change to a request's bytes on the way, so a per-block MD5 adds only CPU (ours,
+    on every instance). Over plain http (Azurite, an emulator) nothing else would notice a flipped bit
+    (``tests/contract/test_archive_store.py::test_over_plain_http_only_a_block_md5_catches_a_changed_byte``), and
+    Azurite, given none, computes a CRC64 of every block in JavaScript instead (docs/PERFORMANCE.md).
+    """
+    return urlsplit(account_url).scheme.lower() != "https"
+
+
 class BlobArchive:
     def __init__(self, service: BlobServiceClient, container: str) -> None:
         self._service = service
         self.container_name = container
         self._container: ContainerClient = service.get_container_client(container)
+        self.block_md5 = block_md5_wanted(str(service.url))
 
     @property
     def url(self) -> str:
@@ -198,24 +221,33 @@ class BlobArchive:
 
     async def stage_block(self, name: str, block_id: str, data: bytes, md5: bytes | None = None) -> None:
         """With ``md5`` the SDK sends it as Content-MD5 instead of hashing the block on the event loop
-        (``_stage_block_options`` in azure-storage-blob passes ``transactional_content_md5`` through)."""
-        checked: dict[str, Any] = {"transactional_content_md5": md5} if md5 else {"validate_content": "md5"}
+        (``_stage_block_options`` in azure-storage-blob passes ``transactional_content_md5`` through); without,
+        over plain http it is computed here, over https nothing is sent (:func:`block_md5_wanted`)."""
+        if md5 is None and self.block_md5:
+            md5 = hashlib.md5(data, usedforsecurity=False).digest()
+        checked: dict[str, Any] = {"transactional_content_md5": md5} if md5 else {}
         with storage_errors(f"stage block {block_id} of {name}"):
-            await self._container.get_blob_client(name).stage_block(block_id, data, length=len(data), **checked)
+            await self._container.get_blob_client(name).stage_block(
+                block_id,
+                _BlockBody(data),  # type: ignore[arg-type]  # an async iterable: aiohttp sends it as it is
+                length=len(data),
+                **checked,
+            )
 
     async def create_media(
         self, name: str, data: bytes, md5: bytes, content_type: str, metadata: dict[str, str], tags: dict[str, str]
     ) -> bool:
         """One Put Blob, only if absent (``overwrite=False`` is If-None-Match: *). ``transactional_content_md5``
         travels through ``upload_blob``'s keyword arguments to the generated ``BlockBlobOperations.upload``
-        (azure-storage-blob ``aio/_upload_helpers.upload_block_blob``), so the SDK does not hash on the loop."""
+        (azure-storage-blob ``aio/_upload_helpers.upload_block_blob``), so the SDK does not hash on the loop;
+        the same digest is the blob's Content-MD5."""
         with storage_errors(f"create {name}"):
             try:
                 await self._container.get_blob_client(name).upload_blob(
-                    data,
+                    bytes(data),  # upload_blob takes a bytearray for an iterable of ints
                     length=len(data),
                     overwrite=False,
-                    content_settings=ContentSettings(content_type=content_type),
+                    content_settings=ContentSettings(content_type=content_type, content_md5=bytearray(md5)),
                     metadata=metadata,
                     tags=tags or None,
                     transactional_content_md5=md5,
@@ -224,15 +256,67 @@ class BlobArchive:
                 return False
         return True
 
+    async def put_media_stream(
+        self,
+        name: str,
+        body: AsyncIterable[bytes],
+        size: int,
+        content_type: str,
+        metadata: dict[str, str],
+        tags: dict[str, str],
+    ) -> bytes | None:
+        """One Put Blob of ``size`` bytes streamed from ``body``, only if absent: the MD5 the service computed of
+        what it stored (returned, and kept as the blob's Content-MD5), or None if the blob already existed.
+
+        ``upload_blob`` reads a body of up to ``max_single_put_size`` whole into memory
+        (``aio/_upload_helpers.upload_block_blob``: ``stream.read(length)``), so the generated operation is
+        called directly, as ``upload_blob`` itself calls it, with the body left as an async iterable for aiohttp
+        to send as it comes. The SDK cannot replay such a body, so it does not retry (``retry_total=0``): a
+        failure ends the Put Blob, and the caller sends the file again. No MD5 header can precede a body whose
+        MD5 is not known yet; the caller compares the one returned with its own.
+        """
+        blob = self._container.get_blob_client(name)
+        with storage_errors(f"create {name}"):
+            try:
+                answer: dict[str, Any] = await blob._client.block_blob.upload(
+                    content_length=size,
+                    body=body,  # an async iterable: aiohttp streams it
+                    headers=add_metadata_headers(metadata),
+                    blob_tags_string=serialize_blob_tags_header(tags or None),
+                    blob_http_headers=BlobHTTPHeaders(blob_content_type=content_type),
+                    modified_access_conditions=ModifiedAccessConditions(if_none_match="*"),
+                    cls=return_response_headers,
+                    retry_total=0,
+                )
+            except (ResourceExistsError, ResourceModifiedError):
+                return None
+            except HttpResponseError as exc:
+                if exc.status_code in (409, 412):
+                    return None
+                raise
+        md5 = answer.get("content_md5")
+        return bytes(md5) if md5 else b""
+
     async def commit_new(
-        self, name: str, block_ids: list[str], content_type: str, metadata: dict[str, str], tags: dict[str, str]
+        self,
+        name: str,
+        block_ids: list[str],
+        content_type: str,
+        metadata: dict[str, str],
+        tags: dict[str, str],
+        content_md5: bytes | None = None,
     ) -> bool:
-        """Commit the staged blocks as a new blob, with its metadata and index tags. False if it already existed."""
+        """Commit the staged blocks as a new blob, with its metadata, index tags and (``content_md5``, the MD5 of
+        the whole file, computed while it was staged) its Content-MD5, which ``azcopy --check-md5``, Storage
+        Explorer and the SDKs check a download against. False if it already existed."""
+        settings = ContentSettings(
+            content_type=content_type, content_md5=bytearray(content_md5) if content_md5 else None
+        )
         with storage_errors(f"commit {name}"):
             try:
                 await self._container.get_blob_client(name).commit_block_list(
                     [BlobBlock(block_id=b) for b in block_ids],
-                    content_settings=ContentSettings(content_type=content_type),
+                    content_settings=settings,
                     metadata=metadata,
                     tags=tags or None,
                     match_condition=MatchConditions.IfMissing,
@@ -299,6 +383,30 @@ class BlobArchive:
                     return None
                 raise
         return lease
+
+
+class _BlockBody:
+    """A block as a request body aiohttp sends without copying it: a small first piece, then the rest.
+
+    aiohttp writes the request's headers together with the first piece of its body, and on Python 3.13.0–3.13.1
+    (and before 3.12.9) it does so by joining them (``http_writer._writelines``: ``b"".join``, its workaround for
+    a bug in those versions' ``writelines``), a copy of the whole block while it is sent; with every block in
+    flight copied, that was ~16 MiB of the worker's peak. The pieces after the first go to the transport as they
+    are. Each ``__aiter__`` starts over, so the SDK can send it again when it retries."""
+
+    HEAD = 16 * 1024
+
+    def __init__(self, data: bytes) -> None:
+        self._data = data
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    async def __aiter__(self) -> AsyncIterator[bytes | memoryview]:
+        view = memoryview(self._data)
+        yield bytes(view[: self.HEAD])
+        if len(view) > self.HEAD:
+            yield view[self.HEAD :]
 
 
 def _info(name: str, props: Any) -> BlobInfo:

@@ -1,19 +1,22 @@
-"""The ArchiveStore contract, asserted alike of the in-memory fake and of BlobArchive on Azurite."""
+"""The ArchiveStore contract, asserted alike of the in-memory fake and of BlobArchive on Azurite; then what only
+BlobArchive does (tests/support/fakes.py has no streamed Put Blob): the MD5s it sends and keeps."""
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import uuid
 from collections.abc import AsyncIterator
 
 import pytest
+from azure.core.credentials import AzureNamedKeyCredential
 from azure.storage.blob.aio import BlobServiceClient
 
 from devtools.devstack import Azurite
 from recording_pipeline.core.errors import BlobTooLargeError, StorageError
 from recording_pipeline.core.ports import ContainerStore, StagedBlock
-from recording_pipeline.edges.archive import BlobArchive
+from recording_pipeline.edges.archive import BlobArchive, block_md5_wanted
 from tests.support.fakes import FakeArchive
 
 JSON = "application/json"
@@ -136,3 +139,106 @@ async def test_a_lease_is_held_by_one_at_a_time_and_its_lock_made_on_first_use(a
     async with archive.lease("_locks/a", 15, wait=0) as again:
         assert again is True
     assert await archive.info("_locks/a") is not None
+
+
+# --- BlobArchive only: the MD5s it sends and keeps ---------------------------------------------------------------
+
+
+@pytest.fixture
+async def blob_archive(azurite: Azurite) -> AsyncIterator[BlobArchive]:
+    store = BlobArchive(BlobServiceClient.from_connection_string(azurite.connection_string), f"c-{uuid.uuid4().hex}")
+    await store.ensure()
+    yield store
+    await store.close()
+
+
+def _md5(data: bytes) -> bytes:
+    return hashlib.md5(data, usedforsecurity=False).digest()
+
+
+def test_a_block_md5_is_wanted_only_over_plain_http() -> None:
+    assert block_md5_wanted("http://127.0.0.1:10000/devstoreaccount1") is True
+    assert block_md5_wanted("https://archive.blob.core.windows.net/") is False
+    assert block_md5_wanted("HTTPS://archive.blob.core.windows.net") is False
+
+
+@pytest.mark.parametrize(("scheme", "sent"), [("https", False), ("http", True)])
+async def test_a_staged_block_carries_a_content_md5_only_over_plain_http(scheme: str, sent: bool) -> None:
+    """What goes on the wire, seen by a request hook before the request leaves (nothing listens on port 9)."""
+    seen: list[dict[str, str]] = []
+    service = BlobServiceClient(
+        f"{scheme}://127.0.0.1:9/devstoreaccount1",
+        credential=AzureNamedKeyCredential("devstoreaccount1", "a2V5"),
+        retry_total=0,
+        raw_request_hook=lambda request: seen.append(dict(request.http_request.headers)),
+    )
+    store = BlobArchive(service, "c")
+    assert store.block_md5 is sent
+    with pytest.raises(StorageError):
+        await store.stage_block("m.mp4", "blk-0000", b"a block")
+    await store.close()
+    assert seen and ("Content-MD5" in seen[0]) is sent
+    if sent:
+        assert base64.b64decode(seen[0]["Content-MD5"]) == _md5(b"a block")
+
+
+async def test_over_plain_http_only_a_block_md5_catches_a_changed_byte(blob_archive: BlobArchive) -> None:
+    """Why plain http keeps the per-block MD5: without TLS nothing else notices a byte changed on the way."""
+    sent, arrived = b"the block as sent", b"the block as sent"[:-1] + b"!"
+    with pytest.raises(StorageError, match="MD5_MISMATCH"):
+        await blob_archive.stage_block("m.mp4", "blk-0000", arrived, _md5(sent))
+    blob_archive.block_md5 = False  # as over https
+    await blob_archive.stage_block("m.mp4", "blk-0000", arrived)  # accepted as it came
+    assert await blob_archive.uncommitted_blocks("m.mp4") == [StagedBlock("blk-0000", len(arrived))]
+
+
+async def test_committed_media_carries_the_md5_of_the_whole_file(blob_archive: BlobArchive) -> None:
+    """So azcopy --check-md5, Storage Explorer and the SDKs can check any download with standard tools."""
+    parts = (b"a" * 1000, b"b" * 17)
+    for index, data in enumerate(parts):
+        await blob_archive.stage_block("m.mp4", f"blk-{index:04d}", data)
+    whole = b"".join(parts)
+    assert await blob_archive.commit_new("m.mp4", ["blk-0000", "blk-0001"], "video/mp4", {}, TAGS, _md5(whole))
+    blob = blob_archive._container.get_blob_client("m.mp4")
+    props = await blob.get_blob_properties()
+    assert bytes(props.content_settings.content_md5 or b"") == _md5(whole)
+    assert props.content_settings.content_type == "video/mp4"
+    downloaded = await blob.download_blob()
+    assert _md5(await downloaded.readall()) == bytes(downloaded.properties.content_settings.content_md5 or b"")
+
+
+async def _pieces(data: bytes, size: int, fail_at: int | None = None) -> AsyncIterator[bytes]:
+    for at in range(0, len(data), size):
+        if fail_at is not None and at >= fail_at:
+            raise OSError("the download broke off")
+        await asyncio.sleep(0)
+        yield data[at : at + size]
+
+
+async def test_a_streamed_put_blob_is_created_once_and_keeps_the_md5_the_service_computed(
+    blob_archive: BlobArchive,
+) -> None:
+    data = bytes(range(256)) * 4099
+    md5 = await blob_archive.put_media_stream(
+        "m.mp4", _pieces(data, 65536), len(data), "video/mp4", {"single_put": "true"}, TAGS
+    )
+    assert md5 == _md5(data)
+    info = await blob_archive.info("m.mp4")
+    assert info is not None and (info.size, info.metadata) == (len(data), {"single_put": "true"})
+    blob = blob_archive._container.get_blob_client("m.mp4")
+    props = await blob.get_blob_properties()
+    assert bytes(props.content_settings.content_md5 or b"") == _md5(data)
+    assert props.content_settings.content_type == "video/mp4" and props.tag_count == 1
+    assert await blob_archive.sha256("m.mp4") == (hashlib.sha256(data).hexdigest(), len(data))
+    # create-only: a second Put Blob leaves the first untouched
+    assert await blob_archive.put_media_stream("m.mp4", _pieces(b"x" * 10, 5), 10, "video/mp4", {}, {}) is None
+    assert await blob_archive.sha256("m.mp4") == (hashlib.sha256(data).hexdigest(), len(data))
+
+
+async def test_a_streamed_put_blob_whose_body_breaks_off_creates_nothing(blob_archive: BlobArchive) -> None:
+    data = b"z" * 300_000
+    with pytest.raises((OSError, StorageError)):
+        await blob_archive.put_media_stream(
+            "m.mp4", _pieces(data, 65536, fail_at=131072), len(data), "video/mp4", {}, {}
+        )
+    assert await blob_archive.info("m.mp4") is None

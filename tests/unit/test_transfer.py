@@ -1,15 +1,28 @@
-"""The streaming copy engine on its own: failures, and the process-wide buffer budget."""
+"""The streaming copy engine on its own: failures, the process-wide buffer budget, and which way a file goes
+(staged blocks, or one Put Blob), with which digests."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+import hashlib
+from collections.abc import AsyncIterable, AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
 import pytest
 
-from recording_pipeline.app.transfer import BufferBudget, copy_to_blocks
-from recording_pipeline.core.errors import AcsTransientError
+from recording_pipeline.app import transfer as transfer_module
+from recording_pipeline.app.transfer import (
+    HASH_BATCH,
+    STREAM_HOLD,
+    BufferBudget,
+    CreateWhole,
+    WholePut,
+    commit_blocks,
+    copy_to_blocks,
+    single_put_limit,
+)
+from recording_pipeline.core.errors import AcsTransientError, ArchiveIntegrityError, StorageError
 from recording_pipeline.core.ports import StagedBlock
 from recording_pipeline.edges.retry import RetryPolicy
 
@@ -130,3 +143,340 @@ async def test_a_streak_without_progress_still_ends_at_its_budget() -> None:
     with pytest.raises(AcsTransientError, match="timed out"):
         await copy_to_blocks(source, _Blocks(), "u", "dead.mp4", BLOCK, 4, BufferBudget(MIB))  # type: ignore[arg-type]
     assert 600 <= _CLOCK[0] <= 700
+
+
+# --- a store that can stream one Put Blob (StreamingArchive), and what decides between the ways ---------------
+
+
+def _content(total: int) -> bytes:
+    return bytes(i % 251 for i in range(total))
+
+
+@dataclass
+class _Stream:
+    start: int
+    data: bytes
+    source: _Source
+    headers: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def total(self) -> int:
+        return len(self.data)
+
+    async def pieces(self) -> AsyncIterator[bytes]:
+        end = len(self.data) if self.source.break_at is None else self.source.break_at
+        self.source.break_at = None  # only the first try breaks
+        for at in range(self.start, len(self.data), PIECE):
+            if at >= end:
+                raise AcsTransientError("media body broke off: connection reset")
+            piece = self.data[at : at + PIECE]
+            self.source.served += len(piece)
+            await asyncio.sleep(0)
+            yield piece
+
+
+PIECE = 16 * 1024
+
+
+class _Source:
+    def __init__(self, data: bytes, break_at: int | None = None) -> None:
+        self.data, self.break_at = data, break_at
+        self.retry = RetryPolicy(attempts=3, initial_wait=0.001, max_wait=0.001)
+        self.opened_at: list[int] = []
+        self.served = 0
+
+    @asynccontextmanager
+    async def open_media(self, url: str, offset: int = 0) -> AsyncIterator[_Stream]:
+        self.opened_at.append(offset)
+        yield _Stream(offset, self.data, self)
+
+
+class _Streaming(_Blocks):
+    """StreamingArchive in memory: a Put Blob that consumes its body piece by piece, and answers the MD5 of what it
+    stored as the service does."""
+
+    def __init__(self, block_md5: bool = False, source: _Source | None = None) -> None:
+        super().__init__()
+        self.block_md5 = block_md5
+        self.source = source
+        self.blobs: dict[str, bytes] = {}
+        self.block_md5s: list[bytes | None] = []
+        self.commits: list[tuple[str, bytes | None]] = []
+        self.puts = 0
+        self.served_at_first_piece: int | None = None
+        self.fail_puts: list[StorageError] = []
+        self.corrupt = False
+
+    async def stage_block(self, name: str, block_id: str, data: bytes | memoryview, md5: bytes | None = None) -> None:
+        self.block_md5s.append(md5)
+        await super().stage_block(name, block_id, data, md5)
+
+    async def create_media(
+        self, name: str, data: bytes, md5: bytes, content_type: str, metadata: dict[str, str], tags: dict[str, str]
+    ) -> bool:
+        self.blobs[name] = data
+        return True
+
+    async def put_media_stream(
+        self,
+        name: str,
+        body: AsyncIterable[bytes],
+        size: int,
+        content_type: str,
+        metadata: dict[str, str],
+        tags: dict[str, str],
+    ) -> bytes | None:
+        self.puts += 1
+        received = bytearray()
+        async for piece in body:
+            if self.served_at_first_piece is None and self.source is not None:
+                self.served_at_first_piece = self.source.served
+            received += piece
+            if self.fail_puts and len(received) > size // 2:
+                raise self.fail_puts.pop(0)
+        if len(received) != size:
+            raise StorageError(f"create {name}: 400 the body is shorter than its Content-Length", 400)
+        if name in self.blobs:
+            return None
+        if self.corrupt:
+            received[0] ^= 1  # a flipped bit the transport did not catch
+        self.blobs[name] = bytes(received)
+        return hashlib.md5(received, usedforsecurity=False).digest()
+
+    async def commit_new(
+        self,
+        name: str,
+        block_ids: list[str],
+        content_type: str,
+        metadata: dict[str, str],
+        tags: dict[str, str],
+        content_md5: bytes | None = None,
+    ) -> bool:
+        self.commits.append((name, content_md5))
+        return True
+
+
+def _whole(created: list[tuple[int, str | None]]) -> CreateWhole:
+    async def create_whole(size: int, sha256: str | None, put: WholePut) -> bool:
+        created.append((size, sha256))
+        return await put("video/mp4", {"source_size": str(size)}, {"kind": "media"})
+
+    return create_whole
+
+
+SINGLE_PUT_LIMIT = single_put_limit(BLOCK, 4)
+
+
+def test_the_single_put_limit_is_what_a_resume_downloads_twice_and_never_over_64_mib() -> None:
+    assert single_put_limit(4 * MIB, 4) == 20 * MIB  # the defaults: the 5 blocks in flight a resume loses
+    assert single_put_limit(MIB, 4) == 5 * MIB
+    assert single_put_limit(16 * MIB, 8) == 64 * MIB
+
+
+@pytest.mark.parametrize(
+    ("blocks", "streamed"),
+    [(1.5, True), (SINGLE_PUT_LIMIT / BLOCK, True), (SINGLE_PUT_LIMIT / BLOCK + 1 / BLOCK, False)],
+)
+async def test_a_file_over_one_block_and_within_the_single_put_limit_is_one_streamed_put_blob(
+    blocks: float, streamed: bool
+) -> None:
+    data = _content(int(blocks * BLOCK))
+    source = _Source(data)
+    store = _Streaming(source=source)
+    created: list[tuple[int, str | None]] = []
+    budget = BufferBudget(32 * MIB)
+    result = await copy_to_blocks(
+        source,  # type: ignore[arg-type]
+        store,  # type: ignore[arg-type]
+        "u",
+        "m.mp4",
+        BLOCK,
+        4,
+        budget,
+        fresh=True,
+        create_whole=_whole(created),
+    )
+    assert result.size == len(data) and result.sha256 == hashlib.sha256(data).hexdigest()
+    assert result.content_md5 == hashlib.md5(data, usedforsecurity=False).digest()
+    if streamed:
+        assert (store.puts, store.staged, result.created_whole) == (1, {}, True)
+        assert store.blobs["m.mp4"] == data
+        assert created == [(len(data), None)]  # its headers precede its body: no sha256 to name in them
+        # streamed: the sink had the first piece long before the source had served the file
+        assert store.served_at_first_piece is not None and store.served_at_first_piece <= 2 * HASH_BATCH
+    else:
+        assert (store.puts, created, result.created_whole) == (0, [], None)
+        assert sum(store.staged.values()) == len(data)
+    assert budget.held == 0
+
+
+async def test_a_store_that_cannot_stream_stages_a_file_of_two_blocks_with_a_block_md5_each() -> None:
+    data = _content(2 * BLOCK)
+    store = _Blocks()
+    md5s: list[bytes | None] = []
+    original = store.stage_block
+
+    async def stage_block(name: str, block_id: str, data: bytes | memoryview, md5: bytes | None = None) -> None:
+        md5s.append(md5)
+        await original(name, block_id, data, md5)
+
+    store.stage_block = stage_block  # type: ignore[method-assign]
+    created: list[tuple[int, str | None]] = []
+    result = await copy_to_blocks(
+        _Source(data),  # type: ignore[arg-type]
+        store,  # type: ignore[arg-type]
+        "u",
+        "m.mp4",
+        BLOCK,
+        4,
+        BufferBudget(MIB),
+        fresh=True,
+        create_whole=_whole(created),
+    )
+    assert created == [] and len(store.staged) == 2 and result.created_whole is None
+    assert sorted(md5s) == sorted(hashlib.md5(data[i : i + BLOCK], usedforsecurity=False).digest() for i in (0, BLOCK))  # type: ignore[type-var]
+    assert result.content_md5 is None  # it has nowhere to keep a whole-blob MD5
+
+
+@pytest.mark.parametrize("block_md5", [False, True])
+async def test_staged_blocks_carry_an_md5_only_where_the_store_asks_and_the_commit_the_whole_file_s(
+    block_md5: bool,
+) -> None:
+    data = _content(SINGLE_PUT_LIMIT + 3 * BLOCK + 5)
+    store = _Streaming(block_md5=block_md5)
+    result = await copy_to_blocks(
+        _Source(data),  # type: ignore[arg-type]
+        store,  # type: ignore[arg-type]
+        "u",
+        "m.mp4",
+        BLOCK,
+        4,
+        BufferBudget(MIB),
+        fresh=True,
+        create_whole=_whole([]),
+    )
+    if block_md5:
+        assert store.block_md5s[0] == hashlib.md5(data[:BLOCK], usedforsecurity=False).digest()
+        assert all(store.block_md5s)
+    else:
+        assert store.block_md5s == [None] * len(result.block_ids)
+    whole = hashlib.md5(data, usedforsecurity=False).digest()
+    assert result.content_md5 == whole and result.sha256 == hashlib.sha256(data).hexdigest()
+    assert await commit_blocks(store, "m.mp4", result, "video/mp4", {}, {}) is True  # type: ignore[arg-type]
+    assert store.commits == [("m.mp4", whole)]
+
+
+async def test_a_resumed_copy_commits_without_a_whole_blob_md5_it_never_saw_whole() -> None:
+    data = _content(SINGLE_PUT_LIMIT + 3 * BLOCK)
+    store = _Streaming()
+    store.staged = {f"blk-{BLOCK:010d}-{i:08d}": BLOCK for i in range(2)}
+    result = await copy_to_blocks(_Source(data), store, "u", "m.mp4", BLOCK, 4, BufferBudget(MIB))  # type: ignore[arg-type]
+    assert result.resumed_from == 2 * BLOCK and result.content_md5 is None and result.sha256 is None
+    await commit_blocks(store, "m.mp4", result, "video/mp4", {}, {})  # type: ignore[arg-type]
+    assert store.commits == [("m.mp4", None)]
+
+
+async def test_a_streamed_put_blob_that_breaks_off_is_sent_again_from_byte_zero() -> None:
+    """Nothing of a failed Put Blob is kept: the next try downloads the file from its start (no Range)."""
+    data = _content(3 * BLOCK)
+    source = _Source(data, break_at=BLOCK + PIECE)
+    store = _Streaming(source=source)
+    budget = BufferBudget(32 * MIB)
+    result = await copy_to_blocks(
+        source,  # type: ignore[arg-type]
+        store,  # type: ignore[arg-type]
+        "u",
+        "m.mp4",
+        BLOCK,
+        4,
+        budget,
+        fresh=True,
+        create_whole=_whole([]),
+    )
+    assert source.opened_at == [0, 0] and store.puts == 2 and store.blobs["m.mp4"] == data
+    assert result.sha256 == hashlib.sha256(data).hexdigest() and budget.held == 0
+
+
+@pytest.mark.parametrize(("status", "retried"), [(503, True), (None, True), (403, False)])
+async def test_a_storage_failure_of_the_streamed_put_is_retried_only_when_transient(
+    status: int | None, retried: bool
+) -> None:
+    data = _content(3 * BLOCK)
+    source = _Source(data)
+    store = _Streaming(source=source)
+    store.fail_puts = [StorageError(f"create m.mp4: {status}", status)]
+    budget = BufferBudget(32 * MIB)
+
+    async def copy() -> object:
+        return await copy_to_blocks(
+            source,  # type: ignore[arg-type]
+            store,  # type: ignore[arg-type]
+            "u",
+            "m.mp4",
+            BLOCK,
+            4,
+            budget,
+            fresh=True,
+            create_whole=_whole([]),
+        )
+
+    if retried:
+        await copy()
+        assert source.opened_at == [0, 0] and store.blobs["m.mp4"] == data
+    else:
+        with pytest.raises(StorageError, match="403"):
+            await copy()
+        assert source.opened_at == [0]
+    assert budget.held == 0
+
+
+async def test_a_streamed_put_blob_whose_stored_md5_differs_from_ours_is_never_proved() -> None:
+    data = _content(3 * BLOCK)
+    store = _Streaming()
+    store.corrupt = True
+    with pytest.raises(ArchiveIntegrityError, match="MD5"):
+        await copy_to_blocks(
+            _Source(data),  # type: ignore[arg-type]
+            store,  # type: ignore[arg-type]
+            "u",
+            "m.mp4",
+            BLOCK,
+            4,
+            BufferBudget(MIB),
+            fresh=True,
+            create_whole=_whole([]),
+        )
+
+
+async def test_a_streamed_put_holds_little_of_the_process_budget_and_never_more_unhashed() -> None:
+    """The transfer must stream: while its Put Blob runs it holds STREAM_HOLD of the budget (at most a block), and
+    the pieces it keeps for hashing stay within that."""
+    data = _content(SINGLE_PUT_LIMIT)
+    budget = BufferBudget(32 * MIB)
+    held: list[int] = []
+    pending: list[int] = []
+    original = transfer_module._InOrderHashing.add
+
+    async def add(self: transfer_module._InOrderHashing, pieces: list[bytes], size: int) -> None:
+        await original(self, pieces, size)
+        held.append(budget.held)
+        pending.append(self._pending)
+
+    transfer_module._InOrderHashing.add = add  # type: ignore[method-assign]
+    try:
+        await copy_to_blocks(
+            _Source(data),  # type: ignore[arg-type]
+            _Streaming(),  # type: ignore[arg-type]
+            "u",
+            "m.mp4",
+            BLOCK,
+            4,
+            budget,
+            fresh=True,
+            create_whole=_whole([]),
+        )
+    finally:
+        transfer_module._InOrderHashing.add = original  # type: ignore[method-assign]
+    assert held and set(held) == {min(BLOCK, STREAM_HOLD)}
+    assert max(pending) <= min(BLOCK, STREAM_HOLD) // 2  # and a batch gathering: within what it holds
+    assert budget.held == 0
