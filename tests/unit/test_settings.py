@@ -368,7 +368,7 @@ FUNCTIONS_OWN = {
     "OTEL_TRACES_SAMPLER",
     "OTEL_TRACES_SAMPLER_ARG",
 }
-LOCAL_HOST_ONLY = {"LOCAL_HOST_LEASE_SECONDS", "LOCAL_TELEMETRY_FILE"}
+LOCAL_HOST_ONLY = {"WEBHOOK_KEY", "LOCAL_HOST_LEASE_SECONDS", "LOCAL_TELEMETRY_FILE"}  # devtools.local_host reads them
 
 
 def test_every_setting_is_in_the_sample_and_the_readme_and_nothing_else_is() -> None:
