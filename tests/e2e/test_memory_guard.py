@@ -3,11 +3,12 @@
 The worker runs in a subprocess of its own (the simulator and Azurite stay out of its memory). It measures its
 resident set right before the job, after its imports and ``Runtime.start``, then resets the kernel's high-water
 mark (``/proc/self/clear_refs``), archives one 64 MiB chunk through ``handle_chunk_message``, and reports how far
-the high-water mark rose. With 2 MiB blocks and 2 uploads in flight the transfer's own buffers are bounded by
-``(concurrency + 2) × block = 8 MiB``; Python 3.11's socket transport copies what the kernel did not take at once,
-so an upload can cost up to twice its block. The bound below is twice the buffer bound plus 8 MiB for everything
-else, 24 MiB: well clear of what a streaming copy uses (about 10 MiB), and far below what any copy that holds the
-file (64 MiB, more with copies) would need.
+the high-water mark rose. Twice: staged, with 2 MiB blocks and 2 uploads in flight, the transfer's own buffers
+bounded by ``(concurrency + 2) × block = 8 MiB``; and as one streamed Put Blob (16 MiB blocks × 3 make the chunk
+fit the single-put limit, 64 MiB), which holds far less than a block. An upload can cost up to twice its block
+(aiohttp on some Python versions copies what it sends). The bound is twice the staged buffer bound plus 8 MiB for
+everything else, 24 MiB: well clear of what a streaming copy uses (about 10 MiB), and far below what any copy
+that holds the file (64 MiB, more with copies) would need.
 
 Also checks the process-wide buffer budget the transfers share (no I/O).
 """
@@ -25,7 +26,7 @@ from typing import Any
 
 import pytest
 
-from recording_pipeline.app.transfer import BufferBudget
+from recording_pipeline.app.transfer import BufferBudget, single_put_limit
 from recording_pipeline.core.events import parse_recording_event, read_envelope, split_body
 from recording_pipeline.core.jobs import encode_job, plan_jobs
 from tests.support.stack import REPO, Stack
@@ -39,9 +40,19 @@ CALL = "eeeeeeee-0000-0000-0000-000000000000"
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc for the resident set")
-async def test_archiving_a_64_mib_chunk_costs_far_less_than_64_mib(stack: Stack) -> None:
+@pytest.mark.parametrize(
+    ("size", "block_mib", "concurrency", "how"),
+    [
+        (CHUNK + 12345, BLOCK_MIB, CONCURRENCY, "staged"),
+        (CHUNK, 16, 3, "one streamed Put Blob"),  # single_put_limit(16 MiB, 3) = 64 MiB
+    ],
+)
+async def test_archiving_a_64_mib_chunk_costs_far_less_than_64_mib(
+    stack: Stack, size: int, block_mib: int, concurrency: int, how: str
+) -> None:
+    assert (size <= single_put_limit(block_mib * MIB, concurrency)) is (how != "staged")
     sim = stack.simulator
-    chunk = sim.add("0-eus-memguard-0000", CHUNK + 12345, "mp4", chunk_index=0, call_id=CALL)
+    chunk = sim.add(f"0-eus-memguard-{block_mib:04d}", size, "mp4", chunk_index=0, call_id=CALL)
     settings = stack.settings()
     raw_events, schema = split_body(json.dumps([sim.event(CALL, "recMemGuard", [chunk])]).encode(), None)
     policy = settings.url_policy
@@ -51,8 +62,8 @@ async def test_archiving_a_64_mib_chunk_costs_far_less_than_64_mib(stack: Stack)
     env = {
         **os.environ,
         **stack.env,
-        "TRANSFER_BLOCK_SIZE_MIB": str(BLOCK_MIB),
-        "TRANSFER_CONCURRENCY": str(CONCURRENCY),
+        "TRANSFER_BLOCK_SIZE_MIB": str(block_mib),
+        "TRANSFER_CONCURRENCY": str(concurrency),
     }
     # The simulator serves from this test's event loop, so the child is awaited, never waited for.
     child = await asyncio.create_subprocess_exec(
@@ -76,14 +87,15 @@ async def test_archiving_a_64_mib_chunk_costs_far_less_than_64_mib(stack: Stack)
 
     assert report["outcome"] == "archived"
     assert report["sha256"] == chunk.sha256 and report["size"] == chunk.size
+    assert report["single_put"] is (how != "staged")
     growth = report["growth"]
     print(
         f"\nworker RSS {report['baseline'] / MIB:.1f} MiB before the job, peak growth {growth / MIB:.1f} MiB "
-        f"for a {chunk.size / MIB:.0f} MiB chunk (bound {GROWTH_BOUND / MIB:.0f} MiB, {report['how']})"
+        f"for a {chunk.size / MIB:.0f} MiB chunk, {how} (bound {GROWTH_BOUND / MIB:.0f} MiB, {report['how']})"
     )
     assert growth < GROWTH_BOUND, (
-        f"archiving a {chunk.size / MIB:.0f} MiB chunk raised the worker's resident set by {growth / MIB:.1f} MiB; "
-        f"with {BLOCK_MIB} MiB blocks × {CONCURRENCY} in flight it should stay under {GROWTH_BOUND / MIB:.0f} MiB. "
+        f"archiving a {chunk.size / MIB:.0f} MiB chunk ({how}) raised the worker's resident set by "
+        f"{growth / MIB:.1f} MiB; it should stay under {GROWTH_BOUND / MIB:.0f} MiB. "
         "Is something holding the whole file?"
     )
 
@@ -186,15 +198,19 @@ async def _archive_one(text: str) -> dict[str, Any]:
         sampler.done.set()
         sampler.join()
         peak = max(_high_water(), sampler.peak) if reset else sampler.peak
-        media = [n async for n in runtime.archive.list_names(f"{CALL}/") if n.endswith(".mp4")]
-        info = await runtime.archive.info(media[0]) if media else None
+        names = [n async for n in runtime.archive.list_names(f"{CALL}/")]
+        custody = next((n for n in names if n.endswith(".custody.json")), None)
+        record = await runtime.archive.read_bytes(custody) if custody else None
+        proof = json.loads(record[0]) if record else {}
+        info = await runtime.archive.info(proof["mediaBlob"]) if proof else None
         return {
             "outcome": str(outcome),
             "baseline": baseline,
             "growth": peak - baseline,
             "how": "VmHWM reset" if reset else "sampled",
-            "sha256": info.metadata.get("sha256") if info else None,
+            "sha256": proof.get("sha256"),  # a streamed Put Blob has its sha256 in the custody record only
             "size": info.size if info else None,
+            "single_put": bool(info and info.metadata.get("single_put") == "true"),
         }
     finally:
         await runtime.close()
