@@ -144,7 +144,7 @@ async def test_killed_mid_transfer_more_times_than_max_dequeue_count_is_archived
         assert sim.bytes_served[chunk.document_id] < 2 * chunk.size, "re-downloading, not resuming"
         serve = serve_factory(env)
     container = blob_service.get_container_client(stack.container)
-    manifest = await wait_until(lambda: _archived(stack, "recKilled", [chunk]), timeout=120)
+    manifest = await wait_until(lambda: _archived(stack, "recKilled", [chunk]), timeout=180)
     await _assert_archived_once(container, stack, [chunk])
     assert manifest["chunks"]["00000"]["requeues"] >= 1  # the app took the job back from the host's count
     media_gets = [r for r in sim.requests if r.kind == "media" and r.status in (200, 206)]
@@ -174,7 +174,7 @@ async def test_an_attempt_ends_itself_before_function_timeout_and_the_chunk_besi
         assert (await post_events(local.url, [sim.event(CALL, "recBeside", [beside])], key))[0] == 200
         container = blob_service.get_container_client(stack.container)
         await wait_until(lambda: _archived(stack, "recBeside", [beside]), timeout=60)
-        await wait_until(lambda: _archived(stack, "recLong", [long]), timeout=90)
+        await wait_until(lambda: _archived(stack, "recLong", [long]), timeout=180)
         await _assert_archived_once(container, stack, [long, beside])
         assert local.host.stats.timeouts == 0 and local.host.stats.worker_starts == 1
         assert sim.count("GET", "media", beside.document_id) == 1, "the chunk beside it was never interrupted"
