@@ -111,8 +111,9 @@ class ArchiveStore(_Readable, Protocol):
     async def committed_blocks(self, name: str) -> list[StagedBlock]: ...
 
     async def stage_block(self, name: str, block_id: str, data: bytes, md5: bytes | None = None) -> None:
-        """Upload one block, its MD5 checked by the service (an uncommitted block changes no blob). ``md5``: the
-        block's digest, computed by the caller off the event loop; None: computed here."""
+        """Upload one block (an uncommitted block changes no blob). ``md5``: the block's digest, computed by the
+        caller off the event loop, for the service to check; where the account is reached over plain http it is
+        computed here when not given, over https none is sent (TLS guards the bytes: edges/archive.block_md5_wanted)."""
 
     async def create_media(
         self, name: str, data: bytes, md5: bytes, content_type: str, metadata: dict[str, str], tags: dict[str, str]
