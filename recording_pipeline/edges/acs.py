@@ -42,6 +42,7 @@ DECLARED_HEADERS = ("Content-Type", "ETag", "Last-Modified")  # what ACS says of
 _NOT_RETRYABLE_5XX = {501, 505}  # "not implemented", "HTTP version": asking again changes nothing
 _REDIRECTS = {301, 302, 303, 307, 308}
 _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
+_UNSATISFIED_RANGE = re.compile(r"bytes \*/(\d+)$")
 
 
 class TokenProvider(Protocol):
@@ -75,8 +76,11 @@ class MediaStream:
     total: int | None
     read_size: int
     headers: dict[str, str]
+    at_end: bool = False  # asked for bytes from the file's very end: nothing follows (ACS answered 416)
 
     async def pieces(self) -> AsyncIterator[bytes]:
+        if self.at_end:
+            return
         try:
             async for piece in self.response.content.iter_chunked(self.read_size):
                 yield piece
@@ -134,7 +138,16 @@ class AcsRecordingClient:
     async def open_media(self, url: str, offset: int = 0) -> AsyncIterator[MediaStream]:
         """Open the media at ``offset`` (one attempt; the caller resumes and retries)."""
         headers = {"Range": f"bytes={offset}-"} if offset else {}
-        async with self._request("GET", url, headers) as response:
+        async with self._request("GET", url, headers, passthrough={416} if offset else None) as response:
+            if response.status == 416:
+                # RFC 9110 15.5.17: a range that starts at the end is unsatisfiable, and Content-Range names the
+                # size. An offset at exactly that size is an attempt that staged every block but did not commit.
+                match = _UNSATISFIED_RANGE.match(response.headers.get("Content-Range", ""))
+                if not match or int(match[1]) != offset:
+                    raise AcsPermanentError(f"GET {redact_url(url)} -> 416 for bytes from {offset}", 416)
+                # Its headers are the error's, not the file's: only the size is declared.
+                yield MediaStream(response, offset, offset, self._read_size, {}, at_end=True)
+                return
             start, total = 0, response.content_length
             if response.status == 206:
                 match = _CONTENT_RANGE.match(response.headers.get("Content-Range", ""))
@@ -159,8 +172,9 @@ class AcsRecordingClient:
 
     @asynccontextmanager
     async def _request(
-        self, method: str, url: str, extra: dict[str, str] | None = None
+        self, method: str, url: str, extra: dict[str, str] | None = None, passthrough: set[int] | None = None
     ) -> AsyncIterator[aiohttp.ClientResponse]:
+        """``passthrough``: error statuses the caller reads itself instead of an AcsError."""
         target = self._policy.check(url)
         signed = True
         for _hop in range(MAX_REDIRECTS + 1):
@@ -175,7 +189,7 @@ class AcsRecordingClient:
                         target = self._policy.check(urljoin(target, response.headers["Location"]), "redirect target")
                         signed = False  # never hand credentials to a redirect target
                         continue
-                    if response.status >= 300:
+                    if response.status >= 300 and response.status not in (passthrough or ()):
                         raise await _error_for(method, target, response)
                     yield response
                     return

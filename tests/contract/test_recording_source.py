@@ -123,3 +123,12 @@ async def test_a_file_acs_no_longer_has_is_gone(subject: Subject) -> None:
     with pytest.raises(RecordingGoneError):
         async with subject.source.open_media(subject.gone_urls["contentLocation"]):
             pass
+
+
+async def test_media_from_its_very_end_is_an_empty_remainder(subject: Subject) -> None:
+    """An earlier attempt staged every block but did not commit (its time ran out in between): the resume asks for
+    the bytes from the file's end. ACS's storage answers 416 with ``Content-Range: bytes */SIZE``; that is the end of
+    the file, not an error, or the chunk could never be committed."""
+    async with subject.source.open_media(subject.urls["contentLocation"], SIZE) as stream:
+        assert (stream.start, stream.total) == (SIZE, SIZE)
+        assert [piece async for piece in stream.pieces()] == []

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from azure.storage.blob.aio import BlobServiceClient, ContainerClient
 
-from devtools.simulator import Fault, SimRecording
+from devtools.simulator import Fault, SimRecording, content_segments
 from devtools.write_once import Guard
 from recording_pipeline.app.worker import Outcome, handle_chunk_message
 from recording_pipeline.core.custody import CustodyRecord
@@ -438,5 +438,30 @@ async def test_a_failed_block_upload_fails_the_transfer_instead_of_vanishing(sta
         store = FailingThirdBlock(runtime.archive._service, stack.container)
         with pytest.raises(OSError, match="refused block 2"):
             await copy_to_blocks(runtime.acs, store, sim.chunk_urls(chunk)["contentLocation"], "x.mp4", MIB, 2)
+    finally:
+        await runtime.close()
+
+
+async def test_every_block_staged_but_not_committed_is_committed_without_a_download(stack: Stack) -> None:
+    """An attempt whose time ran out between its last staged block and the commit: the next one asks for the
+    bytes from the file's very end, ACS's storage answers 416 with the size, and the staged blocks are committed."""
+    from recording_pipeline.app.transfer import block_id, commit_blocks, copy_to_blocks
+
+    sim = stack.simulator
+    chunk = sim.add("doc-all-staged", 4 * MIB, call_id=CALL)
+    runtime = await stack.runtime()
+    try:
+        name = f"{CALL}/all-staged.mp4"
+        media = b"".join(content_segments(chunk.seed, 0, chunk.size))
+        for index in range(4):
+            await runtime.archive.stage_block(name, block_id(index, MIB), media[index * MIB : (index + 1) * MIB])
+        url = sim.chunk_urls(chunk)["contentLocation"]
+        result = await copy_to_blocks(runtime.acs, runtime.archive, url, name, MIB, 4)
+        assert (result.size, result.resumed_from, len(result.block_ids)) == (4 * MIB, 4 * MIB, 4)
+        assert await commit_blocks(runtime.archive, name, result, "video/mp4", {}, {})
+        stored, _info = await runtime.archive.read_blob(name, limit=8 * MIB) or (b"", None)
+        assert hashlib.sha256(stored).hexdigest() == chunk.sha256
+        [asked] = [r for r in sim.requests if r.document_id == chunk.document_id and r.kind == "media"]
+        assert (asked.range, asked.status) == (f"bytes={4 * MIB}-", 416)
     finally:
         await runtime.close()
