@@ -45,6 +45,12 @@ from recording_pipeline.core.outbound import EventType, OutboundEvent
 from recording_pipeline.core.settings import Settings
 
 ACS_ROLE = "Communication and Email Service Owner (or the custom role infra/ grants) on the ACS resource"
+WORM_CHANGES = ("an overwrite", "a metadata change", "a delete")
+NO_WORM_FIX = (
+    "deploy the archive with version-level immutability (infra/modules/archive-storage.bicep, retentionDays), "
+    "or enable it on the container (docs/DEPLOY.md)"
+)
+ROLE_FIRST_FIX = "run check as the operator (Storage Blob Data Owner on the archive) to reach the immutability policy"
 
 
 class ArchiveProbe(Protocol):
@@ -113,13 +119,6 @@ async def archive_lines(archive: ArchiveProbe, emulator: bool, now: datetime) ->
     return [*lines, await _overwrite_line(archive, name), *await _change_lines(archive, name)]
 
 
-WORM_CHANGES = ("an overwrite", "a metadata change", "a delete")
-NO_WORM_FIX = (
-    "deploy the archive with version-level immutability (infra/modules/archive-storage.bicep, retentionDays), "
-    "or enable it on the container (docs/DEPLOY.md)"
-)
-
-
 async def _overwrite_line(archive: ArchiveProbe, name: str) -> CheckLine:
     what = "archive refuses an overwrite"
     answer = await archive.overwrite(name, b"overwritten by recording-archive check\n")
@@ -134,9 +133,6 @@ async def _overwrite_line(archive: ArchiveProbe, name: str) -> CheckLine:
     return fail(
         what, "an overwrite was accepted and the original is not kept immutable: WORM is not active", NO_WORM_FIX
     )
-
-
-ROLE_FIRST_FIX = "run check as the operator (Storage Blob Data Owner on the archive) to reach the immutability policy"
 
 
 async def _change_lines(archive: ArchiveProbe, name: str) -> list[CheckLine]:

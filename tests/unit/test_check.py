@@ -25,6 +25,7 @@ from recording_pipeline.cli.check import (
 )
 from recording_pipeline.core.deployment_check import (
     CHECK_PREFIX,
+    CheckLine,
     Verdict,
     exit_status,
     render_json,
@@ -95,7 +96,7 @@ class FakeTopic:
         self.sent.extend(events)
 
 
-def _verdicts(lines: list) -> dict[str, Verdict]:  # type: ignore[type-arg]
+def _verdicts(lines: list[CheckLine]) -> dict[str, Verdict]:
     return {line.name: line.verdict for line in lines}
 
 
