@@ -318,8 +318,12 @@ async def test_poison_after_the_last_attempt_then_replay(pipeline: Pipeline, cap
         and queue.poison_name in r.getMessage()
         for r in caplog.records
     )
-    manifest = await pipeline.manifest()
-    assert manifest is not None and manifest["chunks"]["00000"]["state"] == "failed"
+    # The poison message goes first, the manifest (a view) after it.
+    async def failed() -> bool:
+        manifest = await pipeline.manifest()
+        return manifest is not None and manifest["chunks"]["00000"]["state"] == "failed"
+
+    await wait_until(failed, timeout=30)
     sim.faults.clear()
     assert await replay_poison(queue, pipeline.runtime.state) == (1, 0)
     manifest = await pipeline.wait_archived(chunks)
