@@ -23,9 +23,9 @@ staged and hashed. The whole file's MD5 becomes the committed blob's
 Content-MD5, so any download can be checked with standard tools.
 
 A file ACS says is over one block and within :func:`single_put_limit` (what a
-resume would download twice anyway; 20 MiB at the defaults) is not staged: on a store
-that can (:class:`StreamingArchive`), it is streamed from the download straight
-into one Put Blob, hashed on the way, holding at most STREAM_HOLD of the
+resume would download twice anyway; 20 MiB at the defaults) is not staged: it
+is streamed from the download straight into one Put Blob
+(``ArchiveStore.put_media_stream``), hashed on the way, holding at most STREAM_HOLD of the
 budget; the service's MD5 of what it stored must equal ours. Such a file has
 nothing to resume from: a try that breaks off sends it again from byte 0.
 """
@@ -39,9 +39,9 @@ import heapq
 import itertools
 import logging
 import weakref
-from collections.abc import AsyncGenerator, AsyncIterable, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Protocol, cast, runtime_checkable
+from typing import cast
 
 from recording_pipeline.core.attempts import AttemptProgress
 from recording_pipeline.core.errors import AcsTransientError, ArchiveIntegrityError, StorageError
@@ -64,38 +64,6 @@ HASH_BATCH = 256 * 1024  # a streamed Put Blob hashes the pieces it sent in thre
 # most 4 batches), the batch gathering, and the piece in hand (ACS's reads are up to 1 MiB).
 STREAM_HOLD = 2 * MIB
 _TRANSIENT_STORAGE = {None, 408, 429, 500, 502, 503, 504}  # no answer, or one worth asking again
-
-
-@runtime_checkable
-class StreamingArchive(Protocol):
-    """What an archive offers beyond ArchiveStore to reach the sink's own limit (``edges.archive.BlobArchive``).
-
-    A store without it (the tests' in-memory fake) gets what it always got: a Content-MD5 with every staged block,
-    a commit without a whole-blob MD5, and a single Put Blob only for a file of one block."""
-
-    block_md5: bool  # whether staged blocks must carry a Content-MD5 (plain http)
-
-    async def put_media_stream(
-        self,
-        name: str,
-        body: AsyncIterable[bytes],
-        size: int,
-        content_type: str,
-        metadata: dict[str, str],
-        tags: dict[str, str],
-    ) -> bytes | None:
-        """One Put Blob streamed from ``body``, create-only; the MD5 the service computed of what it stored,
-        or None if the blob already existed."""
-
-    async def commit_new(
-        self,
-        name: str,
-        block_ids: list[str],
-        content_type: str,
-        metadata: dict[str, str],
-        tags: dict[str, str],
-        content_md5: bytes | None = None,
-    ) -> bool: ...
 
 
 # How a file of one request is created, given by the transfer to ``create_whole``: (content type, metadata, index
@@ -240,10 +208,8 @@ class _Transfer:
         self.total: int | None = None
         self.declared: dict[str, str] = {}
         self.hasher = hashlib.sha256() if resume_blocks == 0 else None
-        self._streaming = store if isinstance(store, StreamingArchive) else None
-        # The whole file's MD5, for the committed blob's Content-MD5: only a store that can set it needs it.
-        self.md5 = hashlib.md5(usedforsecurity=False) if resume_blocks == 0 and self._streaming else None
-        self._block_md5 = self._streaming.block_md5 if self._streaming else True
+        # The whole file's MD5, for the committed blob's Content-MD5 (a resumed copy never sees it whole).
+        self.md5 = hashlib.md5(usedforsecurity=False) if resume_blocks == 0 else None
         self._budget = budget
         self._progress = progress
         self._ticket = budget.ticket()
@@ -324,10 +290,9 @@ class _Transfer:
 
     def _streams_whole(self) -> bool:
         """One streamed Put Blob: a fresh copy, from byte 0, of a file ACS says is over a block and within
-        single_put_limit, into a store that can."""
+        single_put_limit."""
         return (
-            self._streaming is not None
-            and self._create_whole is not None
+            self._create_whole is not None
             and self.offset == 0
             and not self.block_ids
             and self.total is not None
@@ -336,8 +301,8 @@ class _Transfer:
 
     async def _put_streamed(self, stream: MediaStream) -> None:
         """Stream the whole file into one Put Blob; on success ``offset`` is its size, on failure still 0."""
-        assert self._streaming is not None and self._create_whole is not None and self.total is not None
-        store, total = self._streaming, self.total
+        assert self._create_whole is not None and self.total is not None
+        store, total = self.store, self.total
         # What the stream keeps alive for hashing, at most: 4 batches handed to the hash jobs, one gathering, and
         # the piece in hand — within the STREAM_HOLD of budget this transfer holds meanwhile.
         hold = min(STREAM_HOLD, self.block_size)
@@ -471,7 +436,7 @@ class _Transfer:
 
     async def _stage(self, bid: str, block: bytearray, hashed: asyncio.Task[None] | None) -> None:
         try:
-            md5 = await asyncio.to_thread(_md5, block) if self._block_md5 else None
+            md5 = await asyncio.to_thread(_md5, block) if self.store.block_md5 else None
             await self.store.stage_block(self.blob, bid, _as_bytes(block), md5)
             self._progress.staged_bytes += len(block)
             if hashed is not None:
@@ -596,8 +561,8 @@ async def copy_to_blocks(
     """Stage the whole file at ``url`` as blocks of ``blob`` (uncommitted), resuming if possible.
 
     ``fresh``: the caller knows nothing was staged before (it claimed the chunk), so the block list is not read.
-    ``create_whole(size, sha256, put)``: with ``fresh``, a file ACS says fits in one block, or (on a
-    :class:`StreamingArchive`) is within ``single_put_limit``, is not staged but created by one Put Blob: the caller
+    ``create_whole(size, sha256, put)``: with ``fresh``, a file ACS says fits in one block, or is within
+    ``single_put_limit``, is not staged but created by one Put Blob: the caller
     names its metadata and calls ``put``; its answer is ``created_whole``.
     """
     budget = budget or process_budget()
@@ -648,7 +613,5 @@ async def commit_blocks(
     tags: dict[str, str],
 ) -> bool:
     """Commit what ``result`` staged as a new blob (``ArchiveStore.commit_new``), with the whole file's MD5 as
-    its Content-MD5 when this attempt hashed all of it and the store can keep it."""
-    if result.content_md5 is not None and isinstance(store, StreamingArchive):
-        return await store.commit_new(name, result.block_ids, content_type, metadata, tags, result.content_md5)
-    return await store.commit_new(name, result.block_ids, content_type, metadata, tags)
+    its Content-MD5 when this attempt hashed all of it."""
+    return await store.commit_new(name, result.block_ids, content_type, metadata, tags, result.content_md5)

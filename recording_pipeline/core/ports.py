@@ -9,7 +9,7 @@ assertions against both, so the fakes cannot drift from the real thing.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime
@@ -30,6 +30,7 @@ class BlobInfo:
     etag: str
     metadata: dict[str, str]
     created: datetime | None = None  # by the service's clock
+    content_md5: bytes | None = None  # the blob's stored Content-MD5: the whole file's, for media
 
 
 @dataclass(frozen=True)
@@ -98,7 +99,12 @@ class _Readable(Protocol):
 
 class ArchiveStore(_Readable, Protocol):
     """The archive container: write-once. Every blob is created once and never modified or deleted, so the
-    container can be under a WORM policy; nothing here offers to change a blob. Every failure is a StorageError."""
+    container can be under a WORM policy; nothing here offers to change a blob. Every failure is a StorageError.
+
+    ``block_md5``: whether staged blocks must carry a Content-MD5 (only where the account is reached over plain
+    http: edges/archive.block_md5_wanted)."""
+
+    block_md5: bool
 
     def stream(self, name: str) -> AsyncIterator[bytes]:
         """The blob piece by piece, for media of any size."""
@@ -121,11 +127,30 @@ class ArchiveStore(_Readable, Protocol):
         """A file of one block, created whole by one Put Blob (its Content-MD5 checked by the service), with its
         metadata and index tags; False if the blob already exists. It has no committed block list."""
 
+    async def put_media_stream(
+        self,
+        name: str,
+        body: AsyncIterable[bytes],
+        size: int,
+        content_type: str,
+        metadata: dict[str, str],
+        tags: dict[str, str],
+    ) -> bytes | None:
+        """One Put Blob of ``size`` bytes streamed from ``body``, create-only: the MD5 the service computed of what
+        it stored (also the blob's Content-MD5), or None if the blob already existed. A body that fails or ends
+        short creates nothing. Nothing can replay the body: a failure is the caller's to retry."""
+
     async def commit_new(
-        self, name: str, block_ids: list[str], content_type: str, metadata: dict[str, str], tags: dict[str, str]
+        self,
+        name: str,
+        block_ids: list[str],
+        content_type: str,
+        metadata: dict[str, str],
+        tags: dict[str, str],
+        content_md5: bytes | None = None,
     ) -> bool:
-        """Commit the staged blocks as a new blob, metadata and index tags set in the same request; False if the
-        blob already exists."""
+        """Commit the staged blocks as a new blob, metadata, index tags and (``content_md5``: the whole file's MD5)
+        Content-MD5 set in the same request; False if the blob already exists."""
 
 
 class StateStore(_Readable, Protocol):

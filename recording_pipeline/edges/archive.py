@@ -410,6 +410,13 @@ class _BlockBody:
 
 
 def _info(name: str, props: Any) -> BlobInfo:
+    settings = getattr(props, "content_settings", None)
+    md5 = getattr(settings, "content_md5", None)
     return BlobInfo(
-        name, int(props.size), str(props.etag), dict(props.metadata or {}), getattr(props, "creation_time", None)
+        name,
+        int(props.size),
+        str(props.etag),
+        dict(props.metadata or {}),
+        getattr(props, "creation_time", None),
+        bytes(md5) if md5 else None,
     )

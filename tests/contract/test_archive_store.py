@@ -1,5 +1,5 @@
-"""The ArchiveStore contract, asserted alike of the in-memory fake and of BlobArchive on Azurite; then what only
-BlobArchive does (tests/support/fakes.py has no streamed Put Blob): the MD5s it sends and keeps."""
+"""The ArchiveStore contract, asserted alike of the in-memory fake and of BlobArchive on Azurite (the streamed Put
+Blob and the whole file's Content-MD5 included); then what only BlobArchive does: the MD5s it puts on the wire."""
 
 from __future__ import annotations
 
@@ -192,19 +192,33 @@ async def test_over_plain_http_only_a_block_md5_catches_a_changed_byte(blob_arch
     assert await blob_archive.uncommitted_blocks("m.mp4") == [StagedBlock("blk-0000", len(arrived))]
 
 
-async def test_committed_media_carries_the_md5_of_the_whole_file(blob_archive: BlobArchive) -> None:
+async def test_committed_media_carries_the_md5_of_the_whole_file(archive: ContainerStore) -> None:
     """So azcopy --check-md5, Storage Explorer and the SDKs can check any download with standard tools."""
     parts = (b"a" * 1000, b"b" * 17)
     for index, data in enumerate(parts):
-        await blob_archive.stage_block("m.mp4", f"blk-{index:04d}", data)
+        await archive.stage_block("m.mp4", f"blk-{index:04d}", data)
     whole = b"".join(parts)
-    assert await blob_archive.commit_new("m.mp4", ["blk-0000", "blk-0001"], "video/mp4", {}, TAGS, _md5(whole))
-    blob = blob_archive._container.get_blob_client("m.mp4")
-    props = await blob.get_blob_properties()
-    assert bytes(props.content_settings.content_md5 or b"") == _md5(whole)
-    assert props.content_settings.content_type == "video/mp4"
-    downloaded = await blob.download_blob()
+    assert await archive.commit_new("m.mp4", ["blk-0000", "blk-0001"], "video/mp4", {}, TAGS, _md5(whole))
+    info = await archive.info("m.mp4")
+    assert info is not None and info.content_md5 == _md5(whole)
+    one = b"one block"
+    assert await archive.create_media("one.mp4", one, _md5(one), "video/mp4", {}, TAGS)
+    info = await archive.info("one.mp4")
+    assert info is not None and info.content_md5 == _md5(one)
+    await archive.stage_block("resumed.mp4", "blk-0000", b"c" * 10)
+    assert await archive.commit_new("resumed.mp4", ["blk-0000"], "video/mp4", {}, TAGS)  # a resumed copy: none
+    info = await archive.info("resumed.mp4")
+    assert info is not None and info.content_md5 is None
+
+
+async def test_the_content_md5_is_what_a_download_is_checked_against(blob_archive: BlobArchive) -> None:
+    """As the SDK itself reads it: the property a download carries is the MD5 of the bytes it returns."""
+    data = b"x" * 1017
+    await blob_archive.stage_block("m.mp4", "blk-0000", data)
+    assert await blob_archive.commit_new("m.mp4", ["blk-0000"], "video/mp4", {}, TAGS, _md5(data))
+    downloaded = await blob_archive._container.get_blob_client("m.mp4").download_blob()
     assert _md5(await downloaded.readall()) == bytes(downloaded.properties.content_settings.content_md5 or b"")
+    assert downloaded.properties.content_settings.content_type == "video/mp4"
 
 
 async def _pieces(data: bytes, size: int, fail_at: int | None = None) -> AsyncIterator[bytes]:
@@ -216,29 +230,35 @@ async def _pieces(data: bytes, size: int, fail_at: int | None = None) -> AsyncIt
 
 
 async def test_a_streamed_put_blob_is_created_once_and_keeps_the_md5_the_service_computed(
-    blob_archive: BlobArchive,
+    archive: ContainerStore,
 ) -> None:
     data = bytes(range(256)) * 4099
-    md5 = await blob_archive.put_media_stream(
+    md5 = await archive.put_media_stream(
         "m.mp4", _pieces(data, 65536), len(data), "video/mp4", {"single_put": "true"}, TAGS
     )
     assert md5 == _md5(data)
-    info = await blob_archive.info("m.mp4")
-    assert info is not None and (info.size, info.metadata) == (len(data), {"single_put": "true"})
-    blob = blob_archive._container.get_blob_client("m.mp4")
-    props = await blob.get_blob_properties()
-    assert bytes(props.content_settings.content_md5 or b"") == _md5(data)
-    assert props.content_settings.content_type == "video/mp4" and props.tag_count == 1
-    assert await blob_archive.sha256("m.mp4") == (hashlib.sha256(data).hexdigest(), len(data))
+    info = await archive.info("m.mp4")
+    assert info is not None and (info.size, info.metadata, info.content_md5) == (
+        len(data),
+        {"single_put": "true"},
+        _md5(data),
+    )
+    assert await archive.committed_blocks("m.mp4") == []  # one Put Blob leaves no block list
+    assert await archive.sha256("m.mp4") == (hashlib.sha256(data).hexdigest(), len(data))
     # create-only: a second Put Blob leaves the first untouched
-    assert await blob_archive.put_media_stream("m.mp4", _pieces(b"x" * 10, 5), 10, "video/mp4", {}, {}) is None
-    assert await blob_archive.sha256("m.mp4") == (hashlib.sha256(data).hexdigest(), len(data))
+    assert await archive.put_media_stream("m.mp4", _pieces(b"x" * 10, 5), 10, "video/mp4", {}, {}) is None
+    assert await archive.sha256("m.mp4") == (hashlib.sha256(data).hexdigest(), len(data))
 
 
-async def test_a_streamed_put_blob_whose_body_breaks_off_creates_nothing(blob_archive: BlobArchive) -> None:
+async def test_a_streamed_put_blob_keeps_its_type_and_tags(blob_archive: BlobArchive) -> None:
+    data = b"y" * 70_000
+    assert await blob_archive.put_media_stream("m.mp4", _pieces(data, 65536), len(data), "video/mp4", {}, TAGS)
+    props = await blob_archive._container.get_blob_client("m.mp4").get_blob_properties()
+    assert props.content_settings.content_type == "video/mp4" and props.tag_count == 1
+
+
+async def test_a_streamed_put_blob_whose_body_breaks_off_creates_nothing(archive: ContainerStore) -> None:
     data = b"z" * 300_000
     with pytest.raises((OSError, StorageError)):
-        await blob_archive.put_media_stream(
-            "m.mp4", _pieces(data, 65536, fail_at=131072), len(data), "video/mp4", {}, {}
-        )
-    assert await blob_archive.info("m.mp4") is None
+        await archive.put_media_stream("m.mp4", _pieces(data, 65536, fail_at=131072), len(data), "video/mp4", {}, {})
+    assert await archive.info("m.mp4") is None

@@ -318,6 +318,7 @@ async def test_poison_after_the_last_attempt_then_replay(pipeline: Pipeline, cap
         and queue.poison_name in r.getMessage()
         for r in caplog.records
     )
+
     # The poison message goes first, the manifest (a view) after it.
     async def failed() -> bool:
         manifest = await pipeline.manifest()

@@ -14,7 +14,7 @@ import hashlib
 import itertools
 import json
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -48,16 +48,21 @@ class _Blob:
     tags: dict[str, str] = field(default_factory=dict)
     legal_hold: bool = False
     created: datetime = field(default_factory=lambda: datetime.now(UTC))
+    content_md5: bytes | None = None
 
     def info(self, name: str) -> BlobInfo:
-        return BlobInfo(name, len(self.data), self.etag, dict(self.metadata), self.created)
+        return BlobInfo(name, len(self.data), self.etag, dict(self.metadata), self.created, self.content_md5)
 
 
 class FakeArchive:
     def __init__(
-        self, container: str = "recordings", clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+        self,
+        container: str = "recordings",
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        block_md5: bool = True,
     ) -> None:
         self.container_name = container
+        self.block_md5 = block_md5  # as over plain http: every staged block's MD5 is checked
         self.clock = clock  # the service's clock: blobs' creation times
         self.blobs: dict[str, _Blob] = {}
         self.staged: dict[str, dict[str, bytes]] = {}
@@ -184,11 +189,50 @@ class FakeArchive:
             raise StorageError(f"create {name}: 400 Md5Mismatch", 400, "Md5Mismatch")
         if name in self.blobs:
             return False
-        self.blobs[name] = _Blob(bytes(data), content_type, dict(metadata), tags=dict(tags), created=self.clock())
+        self.blobs[name] = _Blob(
+            bytes(data), content_type, dict(metadata), tags=dict(tags), created=self.clock(), content_md5=md5
+        )
         return True
 
+    async def put_media_stream(
+        self,
+        name: str,
+        body: AsyncIterable[bytes],
+        size: int,
+        content_type: str,
+        metadata: dict[str, str],
+        tags: dict[str, str],
+    ) -> bytes | None:
+        """Consumes the body piece by piece as the service does; create-only, checked when the body has arrived."""
+        self._seen("put", name)
+        received = bytearray()
+        try:
+            async for piece in body:
+                received += piece
+                if len(received) > size:
+                    raise StorageError(f"create {name}: 400 the body is longer than its Content-Length", 400)
+        except StorageError:
+            raise
+        except Exception as exc:
+            raise StorageError(f"create {name}: the request broke off: {type(exc).__name__}") from exc
+        if len(received) != size:
+            raise StorageError(f"create {name}: 400 the body is shorter than its Content-Length", 400)
+        if name in self.blobs:
+            return None
+        md5 = hashlib.md5(received, usedforsecurity=False).digest()
+        self.blobs[name] = _Blob(
+            bytes(received), content_type, dict(metadata), tags=dict(tags), created=self.clock(), content_md5=md5
+        )
+        return md5
+
     async def commit_new(
-        self, name: str, block_ids: list[str], content_type: str, metadata: dict[str, str], tags: dict[str, str]
+        self,
+        name: str,
+        block_ids: list[str],
+        content_type: str,
+        metadata: dict[str, str],
+        tags: dict[str, str],
+        content_md5: bytes | None = None,
     ) -> bool:
         self._seen("put-block-list", name)
         if name in self.blobs:
@@ -199,7 +243,9 @@ class FakeArchive:
             raise StorageError(f"commit {name}: 400 InvalidBlockList", 400, "InvalidBlockList")
         blocks = [StagedBlock(b, len(staged[b])) for b in block_ids]
         data = b"".join(staged[b] for b in block_ids)
-        self.blobs[name] = _Blob(data, content_type, dict(metadata), blocks=blocks, tags=dict(tags))
+        self.blobs[name] = _Blob(
+            data, content_type, dict(metadata), blocks=blocks, tags=dict(tags), content_md5=content_md5
+        )
         self.staged.pop(name, None)
         return True
 

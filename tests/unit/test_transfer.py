@@ -57,6 +57,10 @@ class _CutOffSource:
 
 
 class _Blocks:
+    """Only what staging reads and writes: the block list."""
+
+    block_md5 = True
+
     def __init__(self) -> None:
         self.staged: dict[str, int] = {}
 
@@ -145,7 +149,7 @@ async def test_a_streak_without_progress_still_ends_at_its_budget() -> None:
     assert 600 <= _CLOCK[0] <= 700
 
 
-# --- a store that can stream one Put Blob (StreamingArchive), and what decides between the ways ---------------
+# --- one streamed Put Blob or staged blocks, and what decides between the ways ----------------------------------
 
 
 def _content(total: int) -> bytes:
@@ -192,7 +196,7 @@ class _Source:
 
 
 class _Streaming(_Blocks):
-    """StreamingArchive in memory: a Put Blob that consumes its body piece by piece, and answers the MD5 of what it
+    """An archive in memory: a Put Blob that consumes its body piece by piece, and answers the MD5 of what it
     stored as the service does."""
 
     def __init__(self, block_md5: bool = False, source: _Source | None = None) -> None:
@@ -308,34 +312,6 @@ async def test_a_file_over_one_block_and_within_the_single_put_limit_is_one_stre
         assert (store.puts, created, result.created_whole) == (0, [], None)
         assert sum(store.staged.values()) == len(data)
     assert budget.held == 0
-
-
-async def test_a_store_that_cannot_stream_stages_a_file_of_two_blocks_with_a_block_md5_each() -> None:
-    data = _content(2 * BLOCK)
-    store = _Blocks()
-    md5s: list[bytes | None] = []
-    original = store.stage_block
-
-    async def stage_block(name: str, block_id: str, data: bytes | memoryview, md5: bytes | None = None) -> None:
-        md5s.append(md5)
-        await original(name, block_id, data, md5)
-
-    store.stage_block = stage_block  # type: ignore[method-assign]
-    created: list[tuple[int, str | None]] = []
-    result = await copy_to_blocks(
-        _Source(data),  # type: ignore[arg-type]
-        store,  # type: ignore[arg-type]
-        "u",
-        "m.mp4",
-        BLOCK,
-        4,
-        BufferBudget(MIB),
-        fresh=True,
-        create_whole=_whole(created),
-    )
-    assert created == [] and len(store.staged) == 2 and result.created_whole is None
-    assert sorted(md5s) == sorted(hashlib.md5(data[i : i + BLOCK], usedforsecurity=False).digest() for i in (0, BLOCK))  # type: ignore[type-var]
-    assert result.content_md5 is None  # it has nowhere to keep a whole-blob MD5
 
 
 @pytest.mark.parametrize("block_md5", [False, True])
