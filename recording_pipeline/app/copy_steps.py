@@ -13,6 +13,7 @@ the metadata before the archive, which almost never has it yet.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 from functools import partial
 
@@ -20,7 +21,7 @@ from recording_pipeline import __version__
 from recording_pipeline.app.chunk_steps import CLAIM_SECONDS, JSON, ChunkRun
 from recording_pipeline.app.transfer import TransferResult, WholePut, commit_blocks, copy_to_blocks
 from recording_pipeline.core.custody import CustodyRecord, Verification, custody_record
-from recording_pipeline.core.errors import ArchiveIntegrityError, RecordingGoneError
+from recording_pipeline.core.errors import AcsTransientError, ArchiveIntegrityError, RecordingGoneError
 from recording_pipeline.core.lifecycle import ChunkFacts, Claim, Lease, Media, Metadata, Source
 from recording_pipeline.core.metadata import ChunkMetadata, parse_metadata
 from recording_pipeline.core.naming import custody_name, media_format, media_name
@@ -226,6 +227,33 @@ async def commit(run: ChunkRun, facts: ChunkFacts) -> ChunkFacts:
 # --- the proof ---------------------------------------------------------------------------------------
 
 
+async def _compare_with_source(run: ChunkRun, sha256: str, size: int) -> Verification:
+    """A streamed Put Blob this attempt did not create carries no hash of what was streamed (its headers went
+    before its body), and the attempt that created it may have died, or refused it, before comparing the
+    service's MD5 with its own. ACS still has the file (nothing is deleted before the custody record): what it
+    serves must hash as the archive does, or the blob is not proved and ACS's copy stays."""
+    acs = run.deps.acs
+
+    async def download() -> tuple[str, int]:
+        hasher, received = hashlib.sha256(), 0
+        async with acs.open_media(run.job.content_url, 0) as stream:
+            if stream.start != 0:
+                raise AcsTransientError(f"asked for the whole file, got it from byte {stream.start}")
+            async for piece in stream.pieces():
+                await asyncio.to_thread(hasher.update, piece)
+                received += len(piece)
+        return hasher.hexdigest(), received
+
+    try:
+        served = await acs.retry.call(f"download {run.media_blob} to compare", download)
+    except RecordingGoneError:
+        log.warning("%s: ACS no longer has the file to compare with; proved by reading it back", run.media_blob)
+        return Verification.READ_BACK
+    if served != (sha256, size):
+        raise ArchiveIntegrityError(f"{run.media_blob}: the archived blob differs from the file ACS serves")
+    return Verification.READ_BACK_AND_SOURCE
+
+
 async def verify(run: ChunkRun, facts: ChunkFacts) -> ChunkFacts:
     """Prove the committed blob is the file ACS served, and write that proof once: the custody record."""
     archive, info, result, job = run.deps.archive, run.info, run.result, run.job
@@ -244,6 +272,8 @@ async def verify(run: ChunkRun, facts: ChunkFacts) -> ChunkFacts:
             sha256, size = await archive.sha256(run.media_blob)
             check_read_back(info, sha256, size)
             method = Verification.READ_BACK
+            if info.metadata.get(SINGLE_PUT) == "true" and not info.metadata.get(SHA256):
+                method = await _compare_with_source(run, sha256, size)
         record = custody_record(
             job,
             content_length=int(info.metadata[SOURCE_SIZE])

@@ -37,6 +37,8 @@ class _Record(BaseModel):
 class Verification(StrEnum):
     WHILE_STAGING = "sha256-while-staging"  # hashed in order as the blocks were staged, in the attempt that committed
     READ_BACK = "sha256-read-back"  # the archived blob read back and hashed (a resumed copy)
+    # A streamed Put Blob found committed: read back, and the file ACS serves hashed alike.
+    READ_BACK_AND_SOURCE = "sha256-read-back-and-source"
 
 
 class ChunkIdentity(_Record):

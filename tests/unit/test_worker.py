@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+from collections.abc import AsyncIterator
 from datetime import timedelta
 
 import pytest
@@ -17,7 +18,7 @@ from recording_pipeline.app.attempt import STEPS, archive_chunk
 from recording_pipeline.app.worker import ChunkWorker, Outcome, handle_chunk_message
 from recording_pipeline.core.attempts import AttemptPolicy
 from recording_pipeline.core.custody import SourceAnswer, SourceDeletedRecord, Verification
-from recording_pipeline.core.errors import AcsTransientError
+from recording_pipeline.core.errors import AcsTransientError, ArchiveIntegrityError
 from recording_pipeline.core.jobs import encode_job
 from recording_pipeline.core.lifecycle import Step
 from recording_pipeline.core.naming import (
@@ -31,6 +32,7 @@ from recording_pipeline.core.naming import (
 )
 from recording_pipeline.core.quarantine import job_text_of
 from recording_pipeline.core.state import ChunkState, RecordingState
+from recording_pipeline.core.verification import SINGLE_PUT, SOURCE_SIZE, SOURCE_SIZE_DECLARED
 from tests.support.world import BLOCK, NOW, World, job
 
 
@@ -105,6 +107,39 @@ async def test_a_resumed_copy_is_hashed_from_the_archive_before_its_proof_is_wri
     custody = world.custody()
     assert custody.sha256 == hashlib.sha256(media).hexdigest() and custody.verification is Verification.READ_BACK
     assert custody.resumed_from_byte == 3 * BLOCK
+
+
+async def _body(data: bytes) -> AsyncIterator[bytes]:
+    yield data
+
+
+async def _left_streamed_put(world: World, data: bytes, size: int) -> None:
+    """What an attempt that died after its streamed Put Blob (or refused it on the service's MD5) left: the blob
+    and its claim, no custody record, no sha256 on the blob (its headers went before its body)."""
+    world.claimed_earlier()
+    metadata = {SOURCE_SIZE_DECLARED: "true", SOURCE_SIZE: str(size), SINGLE_PUT: "true"}
+    assert await world.archive.put_media_stream(world.media_blob(), _body(data), size, "video/mp4", metadata, {})
+
+
+async def test_a_streamed_put_blob_another_attempt_left_is_proved_against_what_acs_serves(world: World) -> None:
+    media = world.add(size=2 * BLOCK + 3)  # within the single-put limit
+    await _left_streamed_put(world, media, len(media))
+    assert await archive_chunk(job(), world.worker) is Outcome.ARCHIVED
+    assert [offset for method, _doc, offset in world.acs.requests if method == "GET-media"] == [0]
+    custody = world.custody()
+    assert custody.verification is Verification.READ_BACK_AND_SOURCE
+    assert custody.sha256 == hashlib.sha256(media).hexdigest() and "doc-1" in world.acs.deleted
+
+
+async def test_a_streamed_put_blob_that_differs_from_acs_is_never_proved_and_acs_keeps_its_copy(world: World) -> None:
+    media = world.add(size=2 * BLOCK + 3)
+    changed = bytearray(media)
+    changed[BLOCK] ^= 1  # a bit the service stored differently from what was streamed
+    await _left_streamed_put(world, bytes(changed), len(media))
+    with pytest.raises(ArchiveIntegrityError, match="differs from the file ACS serves"):
+        await archive_chunk(job(), world.worker)
+    assert custody_name(job().stem) not in world.archive.blobs
+    assert "doc-1" not in world.acs.deleted
 
 
 async def test_a_chunk_acs_no_longer_has_is_recorded_lost(world: World) -> None:
