@@ -9,30 +9,12 @@ import pytest
 from azure.storage.blob.aio import BlobServiceClient
 
 from devtools.simulator import to_cloudevent
-from recording_pipeline.app.webhook import WebhookRequest, handle_delivery
 from recording_pipeline.core.custody import ExternalRecord
 from recording_pipeline.runtime import Runtime
-from tests.support.stack import Stack, post_events
+from tests.support.stack import Stack, deliver, post_events
 
 CALL = "aaaaaaaa-0000-0000-0000-000000000001"
 TOPIC = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Communication/communicationServices/acs-sim"
-
-
-async def _deliver(
-    runtime: Runtime,
-    body: Any,
-    content_type: str = "application/json",
-    method: str = "POST",
-    headers: dict[str, str] | None = None,
-) -> tuple[int, Any, dict[str, str]]:
-    raw = body if isinstance(body, bytes) else json.dumps(body).encode()
-    response = await handle_delivery(
-        WebhookRequest(method, {"Content-Type": content_type, **(headers or {})}, raw),
-        runtime.webhook,
-        runtime.queue,
-        runtime.audit,
-    )
-    return response.status, response.body, response.headers
 
 
 def _event(stack: Stack, call: str = CALL, chunks: int = 1, **overrides: Any) -> dict[str, Any]:
@@ -44,7 +26,7 @@ def _event(stack: Stack, call: str = CALL, chunks: int = 1, **overrides: Any) ->
 
 
 async def test_subscription_validation_handshake(runtime: Runtime) -> None:
-    status, body, _ = await _deliver(
+    status, body, _ = await deliver(
         runtime,
         [
             {
@@ -74,31 +56,31 @@ async def test_a_validation_event_inside_a_batch_does_not_swallow_it(stack: Stac
         "dataVersion": "1",
         "data": {"validationCode": "abc"},
     }
-    status, body, _ = await _deliver(runtime, [_event(stack, chunks=2), validation])
+    status, body, _ = await deliver(runtime, [_event(stack, chunks=2), validation])
     assert status == 200 and body["enqueued"] == 2 and "delivered alone" in body["rejected"][0]
     assert "validationResponse" not in body
 
 
 async def test_cloudevents_abuse_protection(runtime: Runtime) -> None:
-    status, _, headers = await _deliver(
+    status, _, headers = await deliver(
         runtime, b"", method="OPTIONS", headers={"WebHook-Request-Origin": "eventgrid.azure.net"}
     )
     assert status == 200
     assert headers["WebHook-Allowed-Origin"] == "eventgrid.azure.net"
     assert headers["WebHook-Allowed-Rate"]
-    status, body, _ = await _deliver(runtime, b"", method="OPTIONS")
+    status, body, _ = await deliver(runtime, b"", method="OPTIONS")
     assert status == 400 and "WebHook-Request-Origin" in body["error"]
 
 
 async def test_one_job_per_chunk_in_both_schemas(stack: Stack, runtime: Runtime) -> None:
     grid = _event(stack, chunks=3)
-    status, body, _ = await _deliver(runtime, [grid])
+    status, body, _ = await deliver(runtime, [grid])
     assert (status, body["enqueued"]) == (200, 3)
     other = _event(stack, call="aaaaaaaa-0000-0000-0000-000000000002", chunks=2)
-    status, body, _ = await _deliver(runtime, to_cloudevent(other), "application/cloudevents+json")
+    status, body, _ = await deliver(runtime, to_cloudevent(other), "application/cloudevents+json")
     assert (status, body["enqueued"]) == (200, 2)
     third = _event(stack, call="aaaaaaaa-0000-0000-0000-000000000003", chunks=1)
-    status, body, _ = await _deliver(runtime, [to_cloudevent(third)], "application/cloudevents-batch+json")
+    status, body, _ = await deliver(runtime, [to_cloudevent(third)], "application/cloudevents-batch+json")
     assert (status, body["enqueued"]) == (200, 1)
     jobs = await stack.queued_jobs()
     assert sorted((j.call_id, j.chunk_index) for j in jobs) == sorted(
@@ -110,7 +92,7 @@ async def test_one_job_per_chunk_in_both_schemas(stack: Stack, runtime: Runtime)
 
 async def test_other_event_types_are_acknowledged_and_ignored(stack: Stack, runtime: Runtime) -> None:
     event = _event(stack, eventType="Microsoft.Communication.CallStarted")
-    status, body, _ = await _deliver(runtime, [event])
+    status, body, _ = await deliver(runtime, [event])
     assert (status, body["ignored"], body["enqueued"]) == (200, 1, 0)
     assert await stack.queued_jobs() == []
 
@@ -120,7 +102,7 @@ async def test_other_event_types_are_acknowledged_and_ignored(stack: Stack, runt
     [(b"not json", "not JSON"), (b"[]", "empty"), (b"[1, 2]", "event object"), (b'"text"', "event object")],
 )
 async def test_body_that_is_not_an_event_array_is_400(stack: Stack, runtime: Runtime, raw: bytes, needle: str) -> None:
-    status, body, _ = await _deliver(runtime, raw)
+    status, body, _ = await deliver(runtime, raw)
     assert status == 400 and needle in body["error"]
     assert await stack.queued_jobs() == []
 
@@ -133,7 +115,7 @@ async def test_batch_with_bad_events_keeps_them_and_processes_the_good(
     no_chunks["data"]["recordingStorageInfo"]["recordingChunks"] = []
     traversal = _event(stack, call="aaaaaaaa-0000-0000-0000-000000000008")
     traversal["subject"] = "/recording/call/../../etc/serverCallId/x"
-    status, body, _ = await _deliver(runtime, [good, no_chunks, traversal])
+    status, body, _ = await deliver(runtime, [good, no_chunks, traversal])
     assert status == 200
     assert body["enqueued"] == 2 and len(body["rejected"]) == 2
     container = blob_service.get_container_client(stack.container)
@@ -149,7 +131,7 @@ async def test_batch_where_every_event_is_bad_is_400_and_kept(
 ) -> None:
     bad = _event(stack)
     bad["data"] = {"recordingStorageInfo": {}}
-    status, body, _ = await _deliver(runtime, [bad])
+    status, body, _ = await deliver(runtime, [bad])
     assert status == 400 and "recordingChunks" in body["rejected"][0]
     container = blob_service.get_container_client(stack.container)
     assert len([n async for n in container.list_blob_names(name_starts_with="_rejected/")]) == 1
@@ -158,10 +140,10 @@ async def test_batch_where_every_event_is_bad_is_400_and_kept(
 async def test_events_from_another_acs_resource_are_rejected(stack: Stack) -> None:
     runtime = await stack.runtime(ACS_RESOURCE_ID=TOPIC.replace("acs-sim", "acs-mine"))
     try:
-        status, body, _ = await _deliver(runtime, [_event(stack)])
+        status, body, _ = await deliver(runtime, [_event(stack)])
         assert status == 400 and "another ACS resource" in body["rejected"][0]
         ours = _event(stack, call="aaaaaaaa-0000-0000-0000-000000000004", topic=TOPIC.replace("acs-sim", "ACS-MINE"))
-        status, body, _ = await _deliver(runtime, [ours])
+        status, body, _ = await deliver(runtime, [ours])
         assert (status, body["enqueued"]) == (200, 1)
     finally:
         await runtime.close()
@@ -170,9 +152,9 @@ async def test_events_from_another_acs_resource_are_rejected(stack: Stack) -> No
 async def test_limits_on_body_size_and_event_count(stack: Stack) -> None:
     runtime = await stack.runtime(WEBHOOK_MAX_EVENTS="2", WEBHOOK_MAX_BODY_BYTES="20000")
     try:
-        status, body, _ = await _deliver(runtime, [_event(stack)] * 3)
+        status, body, _ = await deliver(runtime, [_event(stack)] * 3)
         assert status == 413 and "more than 2 events" in body["error"]
-        status, body, _ = await _deliver(runtime, b"[" + b" " * 20001 + b"]")
+        status, body, _ = await deliver(runtime, b"[" + b" " * 20001 + b"]")
         assert status == 413
         assert await stack.queued_jobs() == []
     finally:
@@ -182,7 +164,7 @@ async def test_limits_on_body_size_and_event_count(stack: Stack) -> None:
 async def test_queue_failure_is_503_so_event_grid_retries(stack: Stack, runtime: Runtime) -> None:
     async with stack.raw_queue() as queue:
         await queue.delete_queue()
-    status, body, _ = await _deliver(runtime, [_event(stack)])
+    status, body, _ = await deliver(runtime, [_event(stack)])
     assert status == 503 and "retry" in body["error"]
 
 
@@ -191,7 +173,7 @@ async def test_bring_your_own_storage_is_recorded_not_copied(
 ) -> None:
     event = _event(stack)
     event["data"]["storageType"] = "blobstorage"
-    status, body, _ = await _deliver(runtime, [event])
+    status, body, _ = await deliver(runtime, [event])
     assert (status, body["enqueued"], body["external"]) == (200, 0, 1)
     container = blob_service.get_container_client(stack.container)
     names = [n async for n in container.list_blob_names()]

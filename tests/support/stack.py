@@ -23,6 +23,7 @@ from devtools.local_host import RECEIVE_VISIBILITY_SECONDS, LocalFunctionsHost
 from devtools.loopback import serve_app
 from devtools.simulator import RecordingSimulator
 from devtools.worker_channel import InProcessWorker, SubprocessWorker
+from recording_pipeline.app.webhook import WebhookRequest, handle_delivery
 from recording_pipeline.core.host_rules import read_host_rules
 from recording_pipeline.core.jobs import RecordingChunk, decode_job
 from recording_pipeline.core.naming import manifest_name
@@ -138,6 +139,24 @@ class LocalHost:
     async def stop(self) -> None:
         await self.runner.cleanup()
         await self.host.stop()
+
+
+async def deliver(
+    runtime: Runtime,
+    body: Any,
+    content_type: str = "application/json",
+    method: str = "POST",
+    headers: dict[str, str] | None = None,
+) -> tuple[int, Any, dict[str, str]]:
+    """A delivery handed to the webhook's handler in this process, as function_app.py hands it over."""
+    raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+    response = await handle_delivery(
+        WebhookRequest(method, {"Content-Type": content_type, **(headers or {})}, raw),
+        runtime.webhook,
+        runtime.queue,
+        runtime.audit,
+    )
+    return response.status, response.body, response.headers
 
 
 async def post_events(
