@@ -17,6 +17,7 @@ from recording_pipeline.app.transfer import (
     STREAM_HOLD,
     BufferBudget,
     CreateWhole,
+    TransferResult,
     WholePut,
     commit_blocks,
     copy_to_blocks,
@@ -268,6 +269,26 @@ def _whole(created: list[tuple[int, str | None]]) -> CreateWhole:
     return create_whole
 
 
+async def _fresh_copy(
+    source: _Source,
+    store: _Streaming,
+    budget: BufferBudget | None = None,
+    created: list[tuple[int, str | None]] | None = None,
+) -> TransferResult:
+    """A claimed chunk's first copy, as the worker starts it: nothing staged before, a single Put Blob allowed."""
+    return await copy_to_blocks(
+        source,  # type: ignore[arg-type]
+        store,  # type: ignore[arg-type]
+        "u",
+        "m.mp4",
+        BLOCK,
+        4,
+        budget or BufferBudget(MIB),
+        fresh=True,
+        create_whole=_whole([] if created is None else created),
+    )
+
+
 SINGLE_PUT_LIMIT = single_put_limit(BLOCK, 4)
 
 
@@ -289,17 +310,7 @@ async def test_a_file_over_one_block_and_within_the_single_put_limit_is_one_stre
     store = _Streaming(source=source)
     created: list[tuple[int, str | None]] = []
     budget = BufferBudget(32 * MIB)
-    result = await copy_to_blocks(
-        source,  # type: ignore[arg-type]
-        store,  # type: ignore[arg-type]
-        "u",
-        "m.mp4",
-        BLOCK,
-        4,
-        budget,
-        fresh=True,
-        create_whole=_whole(created),
-    )
+    result = await _fresh_copy(source, store, budget, created=created)
     assert result.size == len(data) and result.sha256 == hashlib.sha256(data).hexdigest()
     assert result.content_md5 == hashlib.md5(data, usedforsecurity=False).digest()
     if streamed:
@@ -320,17 +331,7 @@ async def test_staged_blocks_carry_an_md5_only_where_the_store_asks_and_the_comm
 ) -> None:
     data = _content(SINGLE_PUT_LIMIT + 3 * BLOCK + 5)
     store = _Streaming(block_md5=block_md5)
-    result = await copy_to_blocks(
-        _Source(data),  # type: ignore[arg-type]
-        store,  # type: ignore[arg-type]
-        "u",
-        "m.mp4",
-        BLOCK,
-        4,
-        BufferBudget(MIB),
-        fresh=True,
-        create_whole=_whole([]),
-    )
+    result = await _fresh_copy(_Source(data), store)
     if block_md5:
         # Blocks are uploaded several at a time: they may arrive in any order, each with its own digest.
         expected = {
@@ -361,17 +362,7 @@ async def test_a_streamed_put_blob_that_breaks_off_is_sent_again_from_byte_zero(
     source = _Source(data, break_at=BLOCK + PIECE)
     store = _Streaming(source=source)
     budget = BufferBudget(32 * MIB)
-    result = await copy_to_blocks(
-        source,  # type: ignore[arg-type]
-        store,  # type: ignore[arg-type]
-        "u",
-        "m.mp4",
-        BLOCK,
-        4,
-        budget,
-        fresh=True,
-        create_whole=_whole([]),
-    )
+    result = await _fresh_copy(source, store, budget)
     assert source.opened_at == [0, 0] and store.puts == 2 and store.blobs["m.mp4"] == data
     assert result.sha256 == hashlib.sha256(data).hexdigest() and budget.held == 0
 
@@ -387,17 +378,7 @@ async def test_a_storage_failure_of_the_streamed_put_is_retried_only_when_transi
     budget = BufferBudget(32 * MIB)
 
     async def copy() -> object:
-        return await copy_to_blocks(
-            source,  # type: ignore[arg-type]
-            store,  # type: ignore[arg-type]
-            "u",
-            "m.mp4",
-            BLOCK,
-            4,
-            budget,
-            fresh=True,
-            create_whole=_whole([]),
-        )
+        return await _fresh_copy(source, store, budget)
 
     if retried:
         await copy()
@@ -414,17 +395,7 @@ async def test_a_streamed_put_blob_whose_stored_md5_differs_from_ours_is_never_p
     store = _Streaming()
     store.corrupt = True
     with pytest.raises(ArchiveIntegrityError, match="MD5"):
-        await copy_to_blocks(
-            _Source(data),  # type: ignore[arg-type]
-            store,  # type: ignore[arg-type]
-            "u",
-            "m.mp4",
-            BLOCK,
-            4,
-            BufferBudget(MIB),
-            fresh=True,
-            create_whole=_whole([]),
-        )
+        await _fresh_copy(_Source(data), store)
 
 
 async def test_a_streamed_put_holds_little_of_the_process_budget_and_never_more_unhashed() -> None:
@@ -443,17 +414,7 @@ async def test_a_streamed_put_holds_little_of_the_process_budget_and_never_more_
 
     transfer_module._InOrderHashing.add = add  # type: ignore[method-assign]
     try:
-        await copy_to_blocks(
-            _Source(data),  # type: ignore[arg-type]
-            _Streaming(),  # type: ignore[arg-type]
-            "u",
-            "m.mp4",
-            BLOCK,
-            4,
-            budget,
-            fresh=True,
-            create_whole=_whole([]),
-        )
+        await _fresh_copy(_Source(data), _Streaming(), budget)
     finally:
         transfer_module._InOrderHashing.add = original  # type: ignore[method-assign]
     assert held and set(held) == {min(BLOCK, STREAM_HOLD)}
