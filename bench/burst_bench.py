@@ -2,9 +2,9 @@
 
     .venv/bin/python -m bench.burst_bench [--recordings 60] [--app-root PATH] [--label NAME]
 
-Everything runs against a real ``serve`` process (the local Functions host running ``function_app.py``, its queue
-polling and host.json rules included), the ACS simulator in a process of its own, and a fresh Azurite with its
-access log on, so every storage request is counted where it arrives:
+Everything runs against a real local host process (``python -m devtools.local_host``, running
+``function_app.py``, its queue polling and host.json rules included), the ACS simulator in a process of its own,
+and a fresh Azurite with its access log on, so every storage request is counted where it arrives:
 
 - **census**: one recording of one chunk that fits in one block, no faults: every storage request it caused, by
   kind (``devtools/request_census.py``), the Functions host's own queue traffic shown apart.

@@ -2,11 +2,11 @@
 local worker exported, the way each panel's query computes them in Application Insights.
 
 ``python -m devtools.dashboard`` starts Azurite, the ACS simulator and the local Functions host (its worker
-exporting telemetry as JSON lines, as ``serve`` does), plays a backlog of recordings through the webhook (fresh
-and old events, an attempt that fails once, a chunk ACS no longer has, a chunk that fails until it is
-quarantined, a recording still missing chunks), runs the poison-depth timer, and writes ``docs/dashboard.png``.
-tests/e2e/test_dashboard.py runs the same scenario and checks every name the workbook's queries use against the
-records it produced.
+exporting telemetry as JSON lines, as ``python -m devtools.local_host`` does), plays a backlog of recordings
+through the webhook (fresh and old events, an attempt that fails once, a chunk ACS no longer has, a chunk that
+fails until it is quarantined, a recording still missing chunks), runs the poison-depth timer, and writes
+``docs/dashboard.png``. tests/e2e/test_dashboard.py runs the same scenario and checks every name the workbook's
+queries use against the records it produced.
 """
 
 from __future__ import annotations
@@ -331,7 +331,8 @@ async def produce(workdir: Path) -> list[dict[str, Any]]:
 
 
 async def produce_on(azurite: Azurite, sim: RecordingSimulator, telemetry: Path) -> list[dict[str, Any]]:
-    """The scenario through the local host (its worker in a process of its own, as ``serve`` runs it)."""
+    """The scenario through the local host (its worker in a process of its own, as ``python -m devtools.local_host``
+    runs it)."""
     key = secrets.token_urlsafe(16)
     ingestion = await LoopbackIngestion(telemetry).start()
     env = {**environment(azurite, sim, telemetry, key), **ingestion.environment()}

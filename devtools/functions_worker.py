@@ -17,7 +17,7 @@ runtime's handler for its kind with ``properties = {"protos": worker_messages,
 
 Run as a process (``python -m devtools.functions_worker``), it answers the host on a
 loopback port, so the host can kill it the way the real host kills a timed-out
-worker. ``InProcessWorker`` in ``local_host`` runs the same proxy in the host's
+worker. ``InProcessWorker`` in ``worker_channel`` runs the same proxy in the host's
 process, for fast tests.
 """
 

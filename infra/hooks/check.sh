@@ -2,7 +2,10 @@
 # After a deploy: `recording-archive check` with the Function App's own settings, as the signed-in operator
 # (az login), so the deployment proves the assumptions the README's Guarantees rest on. Key Vault references are
 # resolved the way the platform resolves them; one that cannot be read is reported as unresolved.
-# Exit 1 only on a FAIL line. SKIP_DEPLOYMENT_CHECK=true skips it.
+# The operator is not the app: infra grants the app's identity its roles, not the operator, so on a fresh deploy the
+# lines that need a data-plane role (the archive, the state container, the queues, Key Vault) FAIL for the operator
+# although the app has them. A FAIL line is therefore reported, not fatal: the hook exits 0 unless
+# DEPLOYMENT_CHECK_STRICT=true (a pipeline whose identity holds the app's roles). SKIP_DEPLOYMENT_CHECK=true skips it.
 set -eu
 
 if [ "${SKIP_DEPLOYMENT_CHECK:-false}" = "true" ]; then
@@ -44,4 +47,15 @@ PY
 )
 eval "$exports"
 echo "postdeploy: recording-archive check (as the signed-in operator) ..."
-"$python" -m recording_pipeline check --app-root "$root"
+if "$python" -m recording_pipeline check --app-root "$root"; then
+  exit 0
+else
+  status=$?
+fi
+if [ "${DEPLOYMENT_CHECK_STRICT:-false}" = "true" ]; then
+  exit "$status"
+fi
+echo "postdeploy: recording-archive check reported FAIL lines. Those about access describe the signed-in operator's" >&2
+echo "  roles, not the app's (infra/modules/rbac.bicep grants the app's identity its own); see README, 'Proving a" >&2
+echo "  deployment'. DEPLOYMENT_CHECK_STRICT=true makes them fail the deploy." >&2
+exit 0

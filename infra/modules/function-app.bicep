@@ -229,7 +229,9 @@ var outboundEventsSettings = empty(outboundEventsTopicEndpoint) ? [] : [
   }
 ]
 
-resource site 'Microsoft.Web/sites@2024-04-01' = {
+// 2024-11-01: the first API version that takes functionAppConfig.siteUpdateStrategy (Microsoft's "Site update
+// strategies in Flex Consumption" page).
+resource site 'Microsoft.Web/sites@2024-11-01' = {
   name: name
   location: location
   tags: union(tags, { 'azd-service-name': serviceName })

@@ -1,7 +1,7 @@
 """handle_delivery: one Event Grid POST (or OPTIONS) in, one response out.
 
-No Functions or aiohttp types inside: ``function_app.py`` and ``serve`` adapt
-their requests to WebhookRequest and back.
+No Functions or aiohttp types inside: ``function_app.py`` (under the Functions host, or the
+local one) adapts its requests to WebhookRequest and back.
 
 Status policy, knowing Event Grid retries 408/429/5xx and dead-letters 400/413:
 - 200 once every job of every good event is durably on the queue and every bad

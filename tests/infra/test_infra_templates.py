@@ -10,6 +10,7 @@ the templates. Every value asserted is read from the templates.
 from __future__ import annotations
 
 import json
+import os
 import re
 from collections.abc import Iterator
 from functools import cache
@@ -510,6 +511,8 @@ def test_flex_site_updates_recreate_as_the_readme_says() -> None:
     _, site = the_resource(doc, "Microsoft.Web/sites")
     strategy = body(site)["properties"]["functionAppConfig"]["siteUpdateStrategy"]["type"]
     assert resolve(doc, strategy) == "Recreate"
+    # Microsoft's "Site update strategies in Flex Consumption": Bicep and ARM with API version 2024-11-01 or later.
+    assert str(site["api_version"]) >= "2024-11-01"
     assert "`Recreate`, which `infra/` sets explicitly" in (REPO / "README.md").read_text()
 
 
@@ -618,7 +621,12 @@ def test_postdeploy_hook_uses_only_values_main_bicep_outputs() -> None:
     main = bicep("main.bicep")
     outputs = set(main["outputs"])
     azd_builtins = {"AZURE_SUBSCRIPTION_ID"}
-    optional = {"SKIP_EVENTGRID_SUBSCRIPTION", "RECORDING_EVENTS_FUNCTION", "SKIP_DEPLOYMENT_CHECK"}
+    optional = {
+        "SKIP_EVENTGRID_SUBSCRIPTION",
+        "RECORDING_EVENTS_FUNCTION",
+        "SKIP_DEPLOYMENT_CHECK",
+        "DEPLOYMENT_CHECK_STRICT",
+    }
     # check.sh names one of the Function App's own settings (it leaves out the app's identity), not an azd value.
     app_setting = {"AZURE_CLIENT_ID"}
     for hook in ("postdeploy.sh", "postdeploy.ps1", "check.sh"):
@@ -647,6 +655,31 @@ def test_the_postdeploy_hook_ends_by_proving_the_deployment() -> None:
     for script in ("postdeploy.sh", "check.sh"):
         assert subprocess.run(["sh", "-n", str(hooks / script)], check=False).returncode == 0, script
     assert "check.sh" in (hooks / "postdeploy.ps1").read_text()
+
+
+@pytest.mark.parametrize(("strict", "status"), [("", 0), ("true", 1)])
+def test_a_failing_check_fails_the_deploy_only_when_strict(tmp_path: Path, strict: str, status: int) -> None:
+    """The operator has none of the app's data-plane roles: by default the hook reports FAIL lines and goes on."""
+    import subprocess
+
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "az").write_text("#!/bin/sh\necho '[]'\n")  # the Function App's settings: none, so check FAILs
+    (fake / "az").chmod(0o755)
+    env = {
+        "PATH": f"{fake}:{os.environ['PATH']}",
+        "AZURE_SUBSCRIPTION_ID": "s",
+        "AZURE_RESOURCE_GROUP": "g",
+        "AZURE_FUNCTION_APP_NAME": "f",
+        "DEPLOYMENT_CHECK_STRICT": strict,
+    }
+    done = subprocess.run(
+        ["sh", str(INFRA / "hooks" / "check.sh")], env=env, capture_output=True, text=True, timeout=120, check=False
+    )
+    assert "FAIL" in done.stdout, done.stdout + done.stderr
+    assert done.returncode == status, done.stdout + done.stderr
+    if not strict:
+        assert "describe the signed-in operator's" in done.stderr
 
 
 # --- outbound events topic ----------------------------------------------------
