@@ -4,8 +4,8 @@ One ChunkRun per attempt holds what the steps learn on the way (the metadata
 document, the media blob's name and properties, the transfer's result). The
 steps themselves are in ``copy_steps`` (up to the custody record),
 ``after_copy_steps`` (the index, the DELETE, the recording's state) and
-``gone_steps`` (ACS answered 404); ``app.worker`` maps each Step to the one that
-performs it. The order of steps is not decided here: the attempt asks
+``gone_steps`` (ACS answered 404); ``app.attempt.STEPS`` maps each Step to the one
+that performs it. The order of steps is not decided here: the attempt asks
 ``next_step``.
 
 Everything written to the archive is created once and never changed: the

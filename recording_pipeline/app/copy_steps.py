@@ -248,7 +248,7 @@ async def _compare_with_source(run: ChunkRun, sha256: str, size: int) -> Verific
         served = await acs.retry.call(f"download {run.media_blob} to compare", download)
     except RecordingGoneError:
         log.warning("%s: ACS no longer has the file to compare with; proved by reading it back", run.media_blob)
-        return Verification.READ_BACK
+        return Verification.READ_BACK_SOURCE_GONE
     if served != (sha256, size):
         raise ArchiveIntegrityError(f"{run.media_blob}: the archived blob differs from the file ACS serves")
     return Verification.READ_BACK_AND_SOURCE

@@ -482,8 +482,9 @@ async def _returned(tasks: list[asyncio.Task[None]]) -> None:
 
 
 def _as_bytes(block: bytearray) -> bytes:
-    """The block as the stores' ``data: bytes``: each only reads it as a buffer (the SDK hands it to aiohttp,
-    which sends a bytearray as it sends bytes), so it is passed as it is, never copied."""
+    """The block as the stores' ``data: bytes``: a staged block is only read as a buffer (the SDK hands it to
+    aiohttp, which sends a bytearray as it sends bytes), so it is passed as it is; ``BlobArchive.create_media``
+    alone copies it (``upload_blob`` reads a bytearray as an iterable of ints), a file of one block."""
     return cast(bytes, block)
 
 
@@ -512,7 +513,7 @@ async def _hash_after(
 class _InOrderHashing:
     """The MD5 and sha256 of a stream, updated on worker threads in the stream's order, one batch at a time;
     ``add`` waits while more than ``limit`` bytes handed to it are not hashed yet, so the pieces it keeps alive
-    stay within the one block of budget the transfer reserved."""
+    stay within the STREAM_HOLD of budget the transfer holds while it streams."""
 
     def __init__(self, limit: int) -> None:
         self._md5 = hashlib.md5(usedforsecurity=False)

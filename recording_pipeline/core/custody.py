@@ -39,6 +39,8 @@ class Verification(StrEnum):
     READ_BACK = "sha256-read-back"  # the archived blob read back and hashed (a resumed copy)
     # A streamed Put Blob found committed: read back, and the file ACS serves hashed alike.
     READ_BACK_AND_SOURCE = "sha256-read-back-and-source"
+    # The same, when ACS no longer had the file to compare with: the read-back alone, and said so.
+    READ_BACK_SOURCE_GONE = "sha256-read-back-source-gone"
 
 
 class ChunkIdentity(_Record):

@@ -151,7 +151,11 @@ def settings_lines(
                 "functionTimeout and scale-in",
                 f"functionTimeout {shown}: a scale-in ends the execution after {SCALE_IN_GRACE_SECONDS // 60} min "
                 "before the attempt can end itself and keep its progress",
-                "set functionTimeout to 00:55:00 or less",
+                f"set functionTimeout to {_hh_mm(SCALE_IN_GRACE_SECONDS)}:00 or less (host.json: 00:55:00)",
             )
         )
     return lines
+
+
+def _hh_mm(seconds: int) -> str:
+    return f"{seconds // 3600:02d}:{seconds // 60 % 60:02d}"

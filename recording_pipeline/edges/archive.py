@@ -36,7 +36,7 @@ from azure.storage.blob._shared.request_handlers import add_metadata_headers
 from azure.storage.blob._shared.response_handlers import return_response_headers
 from azure.storage.blob.aio import BlobLeaseClient, BlobServiceClient, ContainerClient
 
-from recording_pipeline.core.errors import BlobTooLargeError
+from recording_pipeline.core.errors import BlobTooLargeError, StorageError
 from recording_pipeline.core.ports import BlobInfo, StagedBlock, Versioned, read_modify_write
 from recording_pipeline.edges.storage_errors import create_if_missing, storage_errors, translated_iter
 
@@ -295,7 +295,9 @@ class BlobArchive:
                     return None
                 raise
         md5 = answer.get("content_md5")
-        return bytes(md5) if md5 else b""
+        if not md5:  # Put Blob answers with the MD5 it computed; without it nothing proves what was stored
+            raise StorageError(f"create {name}: the service answered without the Content-MD5 of what it stored")
+        return bytes(md5)
 
     async def commit_new(
         self,

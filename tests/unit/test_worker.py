@@ -142,6 +142,18 @@ async def test_a_streamed_put_blob_that_differs_from_acs_is_never_proved_and_acs
     assert "doc-1" not in world.acs.deleted
 
 
+async def test_a_streamed_put_blob_left_unproved_when_acs_no_longer_has_the_file_says_so_in_its_proof(
+    world: World,
+) -> None:
+    media = world.add(size=2 * BLOCK + 3)
+    await _left_streamed_put(world, media, len(media))
+    world.acs.recordings.pop("doc-1")  # expired at ACS; the archived metadata document is what the attempt reads
+    await archive_chunk(job(), world.worker)
+    custody = world.custody()
+    assert custody.verification is Verification.READ_BACK_SOURCE_GONE
+    assert custody.sha256 == hashlib.sha256(media).hexdigest()
+
+
 async def test_a_chunk_acs_no_longer_has_is_recorded_lost(world: World) -> None:
     assert await archive_chunk(job(), world.worker) is Outcome.LOST
     assert lost_name(job().stem) in world.archive.blobs
@@ -269,7 +281,7 @@ async def test_an_attempt_that_runs_out_of_time_after_progress_continues_at_once
 # --- what an attempt sends: nothing it already knows ---------------------------------------------------------
 
 
-async def test_the_first_delivery_of_a_one_block_chunk_asks_nothing_it_note_metadata(world: World) -> None:
+async def test_the_first_delivery_of_a_one_block_chunk_asks_nothing_it_knows(world: World) -> None:
     """It claims the chunk by creating its metadata document, so it knows there is no media, no staged block and
     no record yet: no look-up, no block list, no lease; the one block is the blob, created by one Put Blob; one
     manifest write."""
