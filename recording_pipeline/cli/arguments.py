@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import argparse
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from recording_pipeline.cli.status import STATE_FILTERS, as_utc
@@ -38,6 +38,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="only recordings started at or after DATE (ISO 8601, UTC if no offset)",
     )
     p_status.add_argument(
+        "--until",
+        type=until_date,
+        metavar="DATE",
+        help="only recordings started before DATE (a date alone: until the end of that day)",
+    )
+    p_status.add_argument(
         "--state",
         choices=STATE_FILTERS,
         help="only this recording state; 'failed': any chunk quarantined in the poison queue",
@@ -61,12 +67,35 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p_rebuild.add_argument("--dry-run", action="store_true", help="read and report, write nothing")
 
+    sub.add_parser(
+        "reindex",
+        help="create the index entries the archive's records imply and it lacks (after an upgrade)",
+        description=(
+            "Walk the archive once and create every missing index entry (start day, participant, legal-hold case, "
+            "access) from its write-once records, and the state container's quarantined jobs; never changes a "
+            "blob. Reads ARCHIVE_STORAGE_CONNECTION_STRING or ARCHIVE_STORAGE_ACCOUNT_URL, ARCHIVE_CONTAINER, "
+            "ARCHIVE_STATE_CONTAINER; writes the archive's _index/ (create only)."
+        ),
+    )
+
     p_hold = sub.add_parser("hold", help="legal holds: place or clear one, for a case, on calls or recordings")
     p_hold.add_argument("action", choices=("place", "clear", "list"))
-    p_hold.add_argument("case", nargs="?", default="", metavar="CASE", help="the case id (place, clear)")
+    p_hold.add_argument(
+        "case",
+        nargs="?",
+        default="",
+        metavar="CASE",
+        help="the case id (place, clear; list: its recordings, from the case index)",
+    )
     p_hold.add_argument("targets", nargs="*", metavar="RECORDING", help="callId or callId/recordingKey (place)")
     p_hold.add_argument("--json", action="store_true", help="print JSON (list)")
     return parser.parse_args(argv)
+
+
+def until_date(value: str) -> datetime:
+    """An upper bound: a time is exclusive; a date alone takes in the whole of that day (UTC)."""
+    parsed = _date(value)
+    return parsed + timedelta(days=1) if len(value.strip()) == len("YYYY-MM-DD") else parsed
 
 
 def _date(value: str) -> datetime:

@@ -20,13 +20,19 @@ import argparse
 import sys
 from collections.abc import Iterable
 from datetime import UTC, datetime
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 from pydantic.alias_generators import to_camel
 
-from recording_pipeline.cli.output import to_json
-from recording_pipeline.cli.storage import OperatorEdges
+from recording_pipeline import __version__
+from recording_pipeline.app.access import record_access
+from recording_pipeline.app.recording_index import file_case, recordings_of_case
+from recording_pipeline.cli.manifests import read_manifests
+from recording_pipeline.cli.output import render_table, to_json
+from recording_pipeline.cli.storage import OperatorEdges, operator_name
 from recording_pipeline.cli.targets import parse_target
+from recording_pipeline.core.access import access_record
 from recording_pipeline.core.errors import InvalidEventError, OperatorInputError
 from recording_pipeline.core.metadata import parse_metadata
 from recording_pipeline.core.naming import (
@@ -80,8 +86,11 @@ async def select_blobs(archive: ArchiveStore, targets: Iterable[str]) -> tuple[l
     return sorted(recordings), sorted(blobs)
 
 
-async def place_hold(archive: HoldableArchive, state: StateStore, case: str, targets: list[str], now: datetime) -> Hold:
-    """Hold every blob of the targets for ``case``; placing it again adds what was archived since."""
+async def place_hold(
+    archive: HoldableArchive, state: StateStore, case: str, targets: list[str], now: datetime, actor: str = "unknown"
+) -> Hold:
+    """Hold every blob of the targets for ``case``; placing it again adds what was archived since. Once storage
+    has taken every hold, the case is filed in the archive's index and the change leaves an access record."""
     _check_case(case)
     recordings, blobs = await select_blobs(archive, targets)
     if not blobs:
@@ -102,10 +111,17 @@ async def place_hold(archive: HoldableArchive, state: StateStore, case: str, tar
     hold = Hold.model_validate(written)
     for blob in hold.blobs:
         await archive.set_legal_hold(blob, True)
+    await file_case(archive, case, recordings)
+    await record_access(
+        archive,
+        access_record("hold-place", actor, now, recordings, __version__, case=case, query={"targets": targets}),
+    )
     return hold
 
 
-async def clear_hold(archive: HoldableArchive, state: StateStore, case: str, now: datetime) -> tuple[Hold, int]:
+async def clear_hold(
+    archive: HoldableArchive, state: StateStore, case: str, now: datetime, actor: str = "unknown"
+) -> tuple[Hold, int]:
     """Close ``case``: release its blobs that no other open case holds. Returns the hold and how many were kept."""
     _check_case(case)
     found = await state.read_json(hold_name(case))
@@ -118,6 +134,7 @@ async def clear_hold(archive: HoldableArchive, state: StateStore, case: str, now
             await archive.set_legal_hold(blob, False)
     cleared = hold.model_copy(update={"cleared_at": now})
     await state.update_json(hold_name(case), lambda _doc: cleared.model_dump(mode="json", by_alias=True))
+    await record_access(archive, access_record("hold-clear", actor, now, list(hold.recordings), __version__, case=case))
     return cleared, len(set(hold.blobs) & still_held)
 
 
@@ -138,6 +155,37 @@ async def held_recordings(state: StateStore) -> dict[tuple[str, str], tuple[str,
         for recording in hold.recordings:
             held.setdefault(recording, []).append(hold.case)
     return {key: tuple(sorted(cases)) for key, cases in held.items()}
+
+
+async def case_recordings(archive: ArchiveStore, state: StateStore, case: str) -> list[dict[str, Any]]:
+    """The recordings a case covered, from the archive's case index (one listing), with their manifests' state."""
+    _check_case(case)
+    refs, _odd = await recordings_of_case(archive, case)
+    docs, _unreadable = await read_manifests(state, [ref.manifest for ref in refs])
+    return [
+        {
+            "callId": ref.call_id,
+            "recordingKey": ref.recording_key,
+            "state": doc.state.value if doc else None,
+            "recordingStartTime": doc.recording_start_time.isoformat() if doc and doc.recording_start_time else None,
+        }
+        for ref, (_name, doc) in zip(refs, docs, strict=True)
+    ]
+
+
+async def case_listing(archive: ArchiveStore, state: StateStore, case: str, as_json: bool) -> str:
+    """``hold list CASE``: whether the case is open, and every recording it covered."""
+    found = await state.read_json(hold_name(case))
+    hold = _parse(found[0]) if found else None
+    covered = await case_recordings(archive, state, case)
+    status = "no hold registered" if hold is None else "open" if hold.active else "cleared"
+    if as_json:
+        return to_json({"case": case, "status": status, "recordings": covered})
+    rows = [
+        [r["callId"], r["recordingKey"], r["state"] or "no manifest", r["recordingStartTime"] or "-"] for r in covered
+    ]
+    table = render_table(("CALL ID", "RECORDING", "STATE", "STARTED"), rows) if rows else "no recordings indexed"
+    return f"case {case}: {status}\n{table}"
 
 
 def _check_case(case: str) -> None:
@@ -164,11 +212,13 @@ async def run(edges: OperatorEdges, args: argparse.Namespace) -> int:
             print("hold place: name at least one CALLID or CALLID/RECORDINGKEY", file=sys.stderr)
             return 2
         await edges.state.ensure()
-        hold = await place_hold(edges.archive, edges.state, args.case, args.targets, now)
+        hold = await place_hold(edges.archive, edges.state, args.case, args.targets, now, operator_name())
         print(f"case {hold.case}: {len(hold.blobs)} blob(s) of {len(hold.recordings)} recording(s) under legal hold")
     elif args.action == "clear":
-        hold, kept = await clear_hold(edges.archive, edges.state, args.case, now)
+        hold, kept = await clear_hold(edges.archive, edges.state, args.case, now, operator_name())
         print(f"case {hold.case}: hold cleared on {len(hold.blobs) - kept} blob(s); {kept} still held by other cases")
+    elif args.case:
+        print(await case_listing(edges.archive, edges.state, args.case, args.json))
     else:
         holds = await active_holds(edges.state)
         if args.json:

@@ -27,7 +27,7 @@ from recording_pipeline.cli import main
 from recording_pipeline.cli import output as cli_output
 from recording_pipeline.cli.status import STATE_FILTERS
 from recording_pipeline.core.jobs import RecordingChunk, encode_job
-from recording_pipeline.core.naming import HOLDS_PREFIX, participant_prefix
+from recording_pipeline.core.naming import DAYS_PREFIX, HOLDS_PREFIX, day_prefix, participant_prefix
 from recording_pipeline.edges.archive import BlobArchive
 from tests.support.stack import Stack
 
@@ -232,6 +232,55 @@ async def test_status_json_and_filters(seeded: Seeded, capsys: pytest.CaptureFix
     assert await run_cli("status", "--since", "2026-13-45") == 2  # argparse refuses it
     assert "not an ISO 8601 date" in capsys.readouterr().err
     assert set(STATE_FILTERS) == {"incomplete", "lost", "complete", "external", "failed"}
+
+    day_of_b = seeded.started[CALL_B].date().isoformat()
+    assert await calls("--since", day_of_b, "--until", day_of_b) == [CALL_B]  # a date alone: that whole day
+    until = seeded.started[CALL_C].isoformat()
+    assert await calls("--until", until) == [CALL_A, CALL_B]  # a time: exclusive
+    assert await calls("--since", seeded.started[CALL_B].isoformat(), "--until", until) == [CALL_B]
+
+
+async def test_status_lists_only_the_days_asked_for_and_reads_only_their_manifests(
+    seeded: Seeded, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    listed: list[tuple[str, str]] = []
+    read: list[str] = []
+    real_list, real_read = BlobArchive.list_names, BlobArchive.read_json
+
+    def list_names(self: BlobArchive, prefix: str) -> AsyncIterator[str]:
+        listed.append((self.container_name, prefix))
+        return real_list(self, prefix)
+
+    async def read_json(self: BlobArchive, name: str) -> tuple[Any, str] | None:
+        read.append(name)
+        return await real_read(self, name)
+
+    monkeypatch.setattr(BlobArchive, "list_names", list_names)
+    monkeypatch.setattr(BlobArchive, "read_json", read_json)
+    day = seeded.started[CALL_B].date()
+    assert await run_cli("status", "--since", day.isoformat(), "--until", day.isoformat(), "--json") == 0
+    assert [d["callId"] for d in json.loads(capsys.readouterr().out)] == [CALL_B]
+    assert listed == [(seeded.stack.container, day_prefix(day)), (seeded.stack.state_container, HOLDS_PREFIX)]
+    assert read == [f"{CALL_B}/r-recB/manifest.json"]
+
+
+async def test_reindex_makes_the_day_index_again_and_status_finds_every_recording(
+    seeded: Seeded, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """As after an upgrade from a version without the day index: status finds nothing until reindex has run."""
+    entries = [name async for name in seeded.container.list_blob_names(name_starts_with=DAYS_PREFIX)]
+    assert len(entries) == 5
+    for name in entries:
+        seeded.write_once.allow(seeded.stack.container, name)
+        await seeded.container.get_blob_client(name).delete_blob()
+    assert await run_cli("status", "--json") == 0
+    assert json.loads(capsys.readouterr().out) == []
+    assert await run_cli("reindex") == 0
+    out = capsys.readouterr().out
+    assert "read 4 recording(s) in the archive; created index entries: 5 day, 0 participant" in out  # D: quarantined
+    assert sorted([n async for n in seeded.container.list_blob_names(name_starts_with=DAYS_PREFIX)]) == sorted(entries)
+    assert await run_cli("status", "--json") == 0
+    assert [d["callId"] for d in json.loads(capsys.readouterr().out)] == [CALL_A, CALL_B, CALL_C, CALL_D, CALL_E]
 
 
 # --- verify ------------------------------------------------------------------

@@ -53,7 +53,7 @@ async def test_placing_a_hold_holds_each_blob_and_names_the_case(world: World) -
     assert held(world) == set(hold.blobs) and len(hold.blobs) == 11
     assert hold_name("CASE-42") in world.state.blobs
     assert await held_recordings(world.state) == {(CALL, "r-rec1"): ("CASE-42",)}
-    report = await recording_status(world.state, now=NOW)
+    report = await recording_status(world.archive, world.state, now=NOW)
     assert {r.call_id: r.holds for r in report.recordings} == {CALL: ("CASE-42",), OTHER: ()}
     assert world.archive.changed == []  # a hold is not a change of the blob
 
