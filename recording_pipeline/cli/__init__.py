@@ -57,6 +57,10 @@ async def _run(args: argparse.Namespace) -> int:
             from recording_pipeline.cli import rebuild
 
             return await operate(args.command, lambda edges: rebuild.run(edges, args))
+        case "export":
+            from recording_pipeline.cli import export
+
+            return await operate(args.command, lambda edges: export.run(edges, args))
         case "reindex":
             from recording_pipeline.cli import reindex
 

@@ -67,6 +67,39 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p_rebuild.add_argument("--dry-run", action="store_true", help="read and report, write nothing")
 
+    p_export = sub.add_parser(
+        "export",
+        help="hand recordings over as a BagIt bag (RFC 8493), every file checked against its chain of custody",
+        description=(
+            "Write the selected recordings as a BagIt bag: each chunk's media, metadata document, chain-of-custody "
+            "and source-deleted records under data/, an index (index.csv, index.json), bag-info.txt (the query, "
+            "who ran it, when, the app's version) and sha256 manifests. Every file is hashed as it is written and "
+            "compared with its chain-of-custody record; one that differs leaves the bag unfinished (exit 1) and is "
+            "named. Run the same command again to resume an interrupted export. Each finished export leaves an "
+            "access record in the archive. Selectors narrow each other. Reads ARCHIVE_STORAGE_CONNECTION_STRING or "
+            "ARCHIVE_STORAGE_ACCOUNT_URL and ARCHIVE_CONTAINER (and ARCHIVE_STATE_CONTAINER, only to keep the bag "
+            "out of it); creates the access record and its index entries in the archive."
+        ),
+    )
+    p_export.add_argument(
+        "--call", action="append", metavar="CALLID[/RECORDINGKEY]", help="a call or one of its recordings (repeatable)"
+    )
+    p_export.add_argument("--participant", metavar="PARTICIPANT_ID", help="the recordings a participant was in")
+    p_export.add_argument("--case", metavar="CASE", help="the recordings a legal-hold case covered")
+    p_export.add_argument("--since", type=_date, metavar="DATE", help="recordings started at or after DATE")
+    p_export.add_argument(
+        "--until", type=until_date, metavar="DATE", help="recordings started before DATE (a date alone: its end)"
+    )
+    where = p_export.add_mutually_exclusive_group(required=True)
+    where.add_argument("--to", type=Path, metavar="PATH", help="a new folder, or a file ending in .zip")
+    where.add_argument(
+        "--to-container",
+        metavar="CONTAINER/FOLDER",
+        help="a folder in another container of the archive's account: the storage service copies the files",
+    )
+    p_export.add_argument("--by", metavar="NAME", help="who the access record names (default: login@host)")
+    p_export.add_argument("--json", action="store_true", help="print the result as JSON; no progress bar")
+
     sub.add_parser(
         "reindex",
         help="create the index entries the archive's records imply and it lacks (after an upgrade)",

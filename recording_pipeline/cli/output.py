@@ -69,7 +69,7 @@ VERIFY_HEADERS = ("RESULT", "BLOB", "PROBLEM")
 
 
 class ProgressBar:
-    """``label [#####.....]  45%  1.2 GiB / 2.7 GiB`` on one line, redrawn in place; silent off a TTY."""
+    """``label [#####.....]  45%  1.2 GiB / 2.7 GiB  ETA 3m`` on one line, redrawn in place; silent off a TTY."""
 
     def __init__(self, label: str, stream: TextIO | None = None, width: int = 30, interval: float = 0.1) -> None:
         self.label = label
@@ -78,12 +78,15 @@ class ProgressBar:
         self.interval = interval
         self.enabled = bool(getattr(self.stream, "isatty", lambda: False)())
         self._drawn_at: float | None = None
+        self._started: tuple[float, int] | None = None  # (when, bytes done) at the first update: the rate's base
         self._last = ""
 
     def update(self, done: int, total: int) -> None:
         if not self.enabled:
             return
         now = time.monotonic()
+        if self._started is None:
+            self._started = (now, done)
         if done < total and self._drawn_at is not None and now - self._drawn_at < self.interval:
             return
         self._drawn_at = now
@@ -91,11 +94,20 @@ class ProgressBar:
         filled = int(self.width * fraction)
         line = (
             f"{self.label} [{'#' * filled}{'.' * (self.width - filled)}] {fraction * 100:3.0f}%  "
-            f"{format_bytes(done)} / {format_bytes(total)}"
+            f"{format_bytes(done)} / {format_bytes(total)}{self._eta(now, done, total)}"
         )
         self.stream.write("\r" + line.ljust(len(self._last)))
         self.stream.flush()
         self._last = line
+
+    def _eta(self, now: float, done: int, total: int) -> str:
+        """``  ETA 3m`` from the rate since the first update, once a second of it is known; nothing before."""
+        assert self._started is not None
+        since, at_start = self._started
+        elapsed, moved = now - since, done - at_start
+        if done >= total or elapsed < 1.0 or moved <= 0:
+            return ""
+        return f"  ETA {format_duration((total - done) * elapsed / moved)}"
 
     def close(self) -> None:
         if self.enabled and self._last:
