@@ -154,6 +154,25 @@ async def run_cli(*args: str) -> int:
     return await asyncio.to_thread(run)
 
 
+def spy_on_lookups(monkeypatch: pytest.MonkeyPatch) -> tuple[list[tuple[str, str]], list[str]]:
+    """Every listing the edges make, as (container, prefix), and every JSON document they read, in order."""
+    listed: list[tuple[str, str]] = []
+    read: list[str] = []
+    real_list, real_read = BlobArchive.list_names, BlobArchive.read_json
+
+    def list_names(self: BlobArchive, prefix: str) -> AsyncIterator[str]:
+        listed.append((self.container_name, prefix))
+        return real_list(self, prefix)
+
+    async def read_json(self: BlobArchive, name: str) -> tuple[Any, str] | None:
+        read.append(name)
+        return await real_read(self, name)
+
+    monkeypatch.setattr(BlobArchive, "list_names", list_names)
+    monkeypatch.setattr(BlobArchive, "read_json", read_json)
+    return listed, read
+
+
 def table(text: str) -> tuple[str, list[list[str]]]:
     """(header line, rows split into cells on runs of 2+ spaces)."""
     lines = text.rstrip("\n").splitlines()
@@ -243,20 +262,7 @@ async def test_status_json_and_filters(seeded: Seeded, capsys: pytest.CaptureFix
 async def test_status_lists_only_the_days_asked_for_and_reads_only_their_manifests(
     seeded: Seeded, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    listed: list[tuple[str, str]] = []
-    read: list[str] = []
-    real_list, real_read = BlobArchive.list_names, BlobArchive.read_json
-
-    def list_names(self: BlobArchive, prefix: str) -> AsyncIterator[str]:
-        listed.append((self.container_name, prefix))
-        return real_list(self, prefix)
-
-    async def read_json(self: BlobArchive, name: str) -> tuple[Any, str] | None:
-        read.append(name)
-        return await real_read(self, name)
-
-    monkeypatch.setattr(BlobArchive, "list_names", list_names)
-    monkeypatch.setattr(BlobArchive, "read_json", read_json)
+    listed, read = spy_on_lookups(monkeypatch)
     day = seeded.started[CALL_B].date()
     assert await run_cli("status", "--since", day.isoformat(), "--until", day.isoformat(), "--json") == 0
     assert [d["callId"] for d in json.loads(capsys.readouterr().out)] == [CALL_B]
@@ -424,20 +430,7 @@ def test_progress_bar_is_silent_off_a_tty_and_throttled_on_one() -> None:
 async def test_participant_lists_exactly_their_recordings_from_the_index(
     seeded: Seeded, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    listed: list[str] = []
-    read: list[str] = []
-    real_list, real_read = BlobArchive.list_names, BlobArchive.read_json
-
-    def list_names(self: BlobArchive, prefix: str) -> AsyncIterator[str]:
-        listed.append(prefix)
-        return real_list(self, prefix)
-
-    async def read_json(self: BlobArchive, name: str) -> tuple[Any, str] | None:
-        read.append(name)
-        return await real_read(self, name)
-
-    monkeypatch.setattr(BlobArchive, "list_names", list_names)
-    monkeypatch.setattr(BlobArchive, "read_json", read_json)
+    listed, read = spy_on_lookups(monkeypatch)
 
     async def recordings(participant: str) -> list[tuple[str, str]]:
         listed.clear()
@@ -446,7 +439,7 @@ async def test_participant_lists_exactly_their_recordings_from_the_index(
         doc = json.loads(capsys.readouterr().out)
         assert doc["participantId"] == participant
         # One listing of the participant's index prefix, one of the legal-hold registry; never the whole archive.
-        assert listed == [participant_prefix(participant), HOLDS_PREFIX]
+        assert [prefix for _container, prefix in listed] == [participant_prefix(participant), HOLDS_PREFIX]
         assert sorted(read) == sorted(r["manifest"] for r in doc["recordings"])  # and only their manifests
         return [(r["callId"], r["state"]) for r in doc["recordings"]]
 
