@@ -31,6 +31,7 @@ from tests.e2e.test_operations_cli import (
     CALL_A,
     CALL_B,
     CALL_C,
+    CALL_E,
     Seeded,
     _restore_logging,  # noqa: F401 - autouse: main() swaps the log handlers
     run_cli,
@@ -120,6 +121,13 @@ async def test_a_time_range_exports_the_recordings_started_in_it(
     assert [r["callId"] for r in index["recordings"]] == [CALL_B]
     assert index["recordings"][0]["complete"] is False  # chunk 1 was never delivered
     validate(tmp_path / "b")
+    # A bring-your-own-storage recording: ACS wrote it elsewhere; its bag holds the record that says so.
+    assert await run_cli("export", "--call", CALL_E, "--to", str(tmp_path / "e"), "--json") == 0
+    assert (json.loads(capsys.readouterr().out)["files"], payload(tmp_path / "e")) == (
+        1,
+        [f"data/{CALL_E}/r-recE/external.json"],
+    )
+    validate(tmp_path / "e")
     assert await run_cli("export", "--case", "CASE-NONE", "--to", str(tmp_path / "none")) == 2
     assert "nothing archived matches" in capsys.readouterr().err
     assert await run_cli("export", "--to", str(tmp_path / "all")) == 2
