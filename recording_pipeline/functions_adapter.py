@@ -12,6 +12,9 @@
 - The Runtime is built on first use, inside the worker's event loop, and then
   reused by every invocation: one aiohttp session and one set of storage clients
   per process (the Python worker gives no start-up hook).
+- Every handler here runs inside ``app.boundary.contained``: nothing but an
+  Exception, the process's own shutdown or the worker cancelling the invocation
+  leaves it, so the runtime always answers the host.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from recording_pipeline.app.boundary import contained
 from recording_pipeline.app.webhook import WebhookRequest, WebhookResponse, handle_delivery
 from recording_pipeline.app.worker import Outcome, handle_chunk_message
 from recording_pipeline.core.errors import ConfigurationError
@@ -78,24 +82,31 @@ async def deliver(app: RuntimeHolder | ConfigurationError, request: WebhookReque
         return WebhookResponse(
             503, {"error": f"configuration error: {app}"}, {"Retry-After": CONFIGURATION_RETRY_AFTER}
         )
-    runtime = await app.get()
-    try:
-        await runtime.ready()
-    except Exception as exc:
-        log.error("the queue or the archive is unavailable; Event Grid will retry: %s: %s", type(exc).__name__, exc)
-        return WebhookResponse(503, {"error": "the chunk queue or the archive is unavailable; retry later"})
-    return await handle_delivery(request, runtime.webhook, runtime.queue, runtime.audit)
+    with contained("the webhook"):
+        runtime = await app.get()
+        try:
+            await runtime.ready()
+        except Exception as exc:
+            log.error("the queue or the archive is unavailable; Event Grid will retry: %s: %s", type(exc).__name__, exc)
+            return WebhookResponse(503, {"error": "the chunk queue or the archive is unavailable; retry later"})
+        return await handle_delivery(request, runtime.webhook, runtime.queue, runtime.audit)
 
 
 async def archive_message(
     app: RuntimeHolder, text: str, dequeue_count: int, message_id: str | None = None
 ) -> Outcome | None:
-    runtime = await app.get()
-    return await handle_chunk_message(text, dequeue_count, runtime.worker, message_id)
+    with contained("the chunk message"):
+        runtime = await app.get()
+        return await handle_chunk_message(text, dequeue_count, runtime.worker, message_id)
 
 
 async def report_poison_depth(app: RuntimeHolder) -> int:
     """The poison queue's length as a gauge (and a log line), for the dashboard and the poison alert."""
+    with contained("the poison queue's depth"):
+        return await _report_poison_depth(app)
+
+
+async def _report_poison_depth(app: RuntimeHolder) -> int:
     runtime = await app.get()
     depth = await runtime.queue.poison_count()
     POISON_DEPTH.set(depth, {"queue": runtime.queue.poison_name})
@@ -110,6 +121,7 @@ async def report_poison_depth(app: RuntimeHolder) -> int:
 
 async def redeliver_outbound_events(app: RuntimeHolder) -> int:
     """Publish again what the topic did not take when it happened (app.outbound)."""
-    runtime = await app.get()
-    events = runtime.worker.events
-    return await events.redeliver() if events is not None else 0
+    with contained("the outbound redelivery"):
+        runtime = await app.get()
+        events = runtime.worker.events
+        return await events.redeliver() if events is not None else 0

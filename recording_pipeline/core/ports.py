@@ -199,7 +199,11 @@ class MediaStream(Protocol):
 
 class Retrier(Protocol):
     async def call(
-        self, what: str, operation: Callable[[], Awaitable[T]], progress: Callable[[], int] | None = None
+        self,
+        what: str,
+        operation: Callable[[], Awaitable[T]],
+        progress: Callable[[], int] | None = None,
+        received: Callable[[], int] | None = None,
     ) -> T: ...
 
 

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 
@@ -14,42 +12,16 @@ from recording_pipeline.core.host_rules import load_host_rules
 from recording_pipeline.core.settings import DEFAULT_QUEUE_NAME
 from recording_pipeline.functions_adapter import RuntimeHolder
 from tests.support.stack import REPO
+from tests.unit.conftest import Loader
 
 ROOT = REPO
 HOST = json.loads((ROOT / "host.json").read_text())
-
-
-Loader = Callable[..., Awaitable[InProcessWorker]]
-
-
-@pytest.fixture
-async def load() -> AsyncIterator[Loader]:
-    """function_app.py indexed afresh by azure_functions_runtime, as a new worker process indexes it."""
-    started: list[InProcessWorker] = []
-
-    async def start(**env: str) -> InProcessWorker:
-        worker = InProcessWorker(ROOT, {**os.environ, **GOOD_SETTINGS, **env})
-        await worker.start()
-        assert worker.index_error is None, worker.index_error
-        started.append(worker)
-        return worker
-
-    yield start
-    for worker in started:
-        await worker.kill()
 
 
 def _holder() -> RuntimeHolder:
     holder = sys.modules["function_app"].runtime
     assert isinstance(holder, RuntimeHolder)
     return holder
-
-
-GOOD_SETTINGS = {
-    "ACS_CONNECTION_STRING": "endpoint=https://acs.communication.azure.com/;accesskey=YWJjZA==",
-    "ARCHIVE_STORAGE_CONNECTION_STRING": "UseDevelopmentStorage=true",
-    "AzureWebJobsStorage": "UseDevelopmentStorage=true",
-}
 
 
 def _functions(worker: InProcessWorker) -> dict[str, FunctionInfo]:
