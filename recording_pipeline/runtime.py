@@ -27,6 +27,7 @@ from recording_pipeline.core.settings import ArchiveSettings, QueueSettings, Set
 from recording_pipeline.edges.acs import AcsRecordingClient, EntraTokenProvider
 from recording_pipeline.edges.archive import BlobArchive
 from recording_pipeline.edges.chunk_queue import StorageChunkQueue
+from recording_pipeline.edges.client_limits import ARCHIVE, QUEUE
 from recording_pipeline.edges.delivery_auth import EntraDeliveryValidator
 from recording_pipeline.edges.event_publisher import EventGridPublisher
 from recording_pipeline.edges.retry import RetryPolicy
@@ -174,17 +175,20 @@ def open_worm_probe(settings: ArchiveSettings, credential: Any = None) -> Contai
 
 
 def _blob_service(target: StorageTarget, credential: Any) -> BlobServiceClient:
+    """With the time limits and retries of edges.client_limits, not the SDK's."""
+    options = ARCHIVE.options()
     if target.connection_string:
-        return BlobServiceClient.from_connection_string(target.connection_string, use_env_settings=False)
-    return BlobServiceClient(str(target.account_url), credential=credential, use_env_settings=False)
+        return BlobServiceClient.from_connection_string(target.connection_string, use_env_settings=False, **options)
+    return BlobServiceClient(str(target.account_url), credential=credential, use_env_settings=False, **options)
 
 
 def open_queue(settings: QueueSettings, credential: Any = None) -> StorageChunkQueue:
     target = settings.target
+    options = QUEUE.options()
     if target.connection_string:
-        service = QueueServiceClient.from_connection_string(target.connection_string, use_env_settings=False)
+        service = QueueServiceClient.from_connection_string(target.connection_string, use_env_settings=False, **options)
     else:
-        service = QueueServiceClient(str(target.account_url), credential=credential, use_env_settings=False)
+        service = QueueServiceClient(str(target.account_url), credential=credential, use_env_settings=False, **options)
     return StorageChunkQueue(service, settings.name)
 
 

@@ -55,9 +55,10 @@ class StorageFault:
 class ProxiedRequest:
     operation: str
     path: str
-    status: int | None  # None: no answer (reset)
+    status: int | None  # what the service (or the fault) answered; None: never forwarded, nothing answered
     fault: str | None
-    at: float
+    at: float  # wall-clock time the answer was known
+    answered: bool = True  # False: the client never got that answer (a reset, a lost answer)
 
 
 def operation_of(method: str, path: str, query: dict[str, str], headers: dict[str, str]) -> str:
@@ -152,7 +153,7 @@ class StorageFaultProxy:
             return _error(status, code, message)
         if fault is not None and fault.kind == "reset":
             await _read_at_most(request, fault.body_bytes)
-            self._log(operation, request, None, kind)
+            self._log(operation, request, None, kind, answered=False)
             return _reset(request)
         assert self._session is not None
         forwarded = {k: v for k, v in headers.items() if k.lower() not in _HOP_BY_HOP}
@@ -165,12 +166,13 @@ class StorageFaultProxy:
             skip_auto_headers=("Content-Type", "Accept-Encoding", "Accept"),
             allow_redirects=False,
         ) as upstream:
-            if fault is not None and fault.kind == "lost-answer":
-                await upstream.read()  # carried out: the write has landed
-                self._log(operation, request, None, kind)
+            lost = fault is not None and fault.kind == "lost-answer"
+            self._log(operation, request, upstream.status, kind, answered=not lost)  # carried out: it has landed
+            if lost:
+                await upstream.read()
                 return _reset(request)
             if fault is not None and fault.kind == "stall":
-                await asyncio.sleep(fault.stall_seconds)
+                await asyncio.sleep(fault.stall_seconds)  # the client may give up meanwhile
             response = web.StreamResponse(status=upstream.status, reason=upstream.reason)
             for name, value in upstream.headers.items():
                 if name.lower() not in _HOP_BY_HOP:
@@ -179,11 +181,12 @@ class StorageFaultProxy:
             async for piece in upstream.content.iter_chunked(256 * 1024):
                 await response.write(piece)
             await response.write_eof()
-            self._log(operation, request, upstream.status, kind)
             return response
 
-    def _log(self, operation: str, request: web.Request, status: int | None, fault: str | None) -> None:
-        self.requests.append(ProxiedRequest(operation, unquote(request.path), status, fault, time.time()))
+    def _log(
+        self, operation: str, request: web.Request, status: int | None, fault: str | None, answered: bool = True
+    ) -> None:
+        self.requests.append(ProxiedRequest(operation, unquote(request.path), status, fault, time.time(), answered))
 
 
 async def _body(request: web.Request) -> AsyncIterator[bytes]:
