@@ -448,7 +448,10 @@ class _Transfer:
             self.whole_sha256, self.whole_md5 = sha256, md5
             self._progress.staged_bytes += len(block)
         except BaseException as exc:
-            raise self._failed(exc, f"the Put Blob of {blob}") from exc
+            failure = self._failed(exc, f"the Put Blob of {blob}")
+            if failure is exc:
+                raise
+            raise failure from exc
 
     async def _stage(self, bid: str, block: bytearray, hashed: asyncio.Task[None] | None) -> None:
         try:
@@ -458,17 +461,20 @@ class _Transfer:
             if hashed is not None:
                 await asyncio.shield(hashed)  # the buffer is free once it is both uploaded and hashed
         except BaseException as exc:
-            raise self._failed(exc, f"stage block {bid} of {self.blob}") from exc
+            failure = self._failed(exc, f"stage block {bid} of {self.blob}")
+            if failure is exc:
+                raise
+            raise failure from exc
 
     def _failed(self, exc: BaseException, what: str) -> BaseException:
         """An upload task's failure, kept for ``finish``: a finished task leaves self._uploads at once, so its
         exception would go unseen and the commit would name a block that was never staged. A cancellation by
         ``abandon`` is returned as it is; one the task was not asked for becomes the upload's ordinary failure."""
-        failure: BaseException | None = exc if isinstance(exc, Exception) else interrupted(exc, what)
+        failure: Exception | None = exc if isinstance(exc, Exception) else interrupted(exc, what)
         if failure is None:
             return exc
         if self._failure is None:
-            self._failure = failure  # type: ignore[assignment]
+            self._failure = failure
         return failure
 
     async def _raise_upload_failure(self) -> None:
