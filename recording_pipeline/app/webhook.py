@@ -108,14 +108,14 @@ async def handle_delivery(
             log.warning("refused an unauthenticated delivery: %s", exc)
             return WebhookResponse(401, {"error": f"unauthorized: {exc}"}, {"WWW-Authenticate": "Bearer"})
     if len(request.body) > config.max_body_bytes:
-        return WebhookResponse(413, {"error": f"body larger than {config.max_body_bytes} bytes"})
+        return _too_large(f"body larger than {config.max_body_bytes} bytes")
     try:
         raw_events, schema = split_body(request.body, request.header("content-type"))
     except InvalidEventError as exc:
         log.warning("rejected delivery: %s", exc)
         return WebhookResponse(400, {"error": str(exc)})
     if len(raw_events) > config.max_events:
-        return WebhookResponse(413, {"error": f"more than {config.max_events} events in one delivery"})
+        return _too_large(f"more than {config.max_events} events in one delivery")
 
     received = datetime.now(UTC)
     planned: list[RecordingChunk] = []
@@ -147,7 +147,13 @@ async def handle_delivery(
 
     try:
         for raw, reason in rejected:
-            log.warning("rejected event %s: %s", _event_id(raw), reason)
+            # "rejected event" and "rejected delivery" lines raise the refused-event alert (infra/modules/alerts.bicep).
+            log.warning(
+                "rejected event %s: %s",
+                _event_id(raw),
+                reason,
+                extra={"rejected_event_id": _event_id(raw), "rejected_reason": reason[:500]},
+            )
             await audit.keep_rejected(raw, reason, received)
         for evidence in external:
             await audit.record_external(evidence)
@@ -164,6 +170,12 @@ async def handle_delivery(
     return WebhookResponse(
         200, {"enqueued": enqueued, "external": len(external), "ignored": ignored, "rejected": reasons}
     )
+
+
+def _too_large(reason: str) -> WebhookResponse:
+    """413: Event Grid dead-letters the delivery, and the dead-letter redrive takes it without the limits."""
+    log.warning("rejected delivery: %s", reason)
+    return WebhookResponse(413, {"error": reason})
 
 
 def _abuse_protection(request: WebhookRequest) -> WebhookResponse:

@@ -75,7 +75,7 @@ async def test_replay_needs_files_or_poison(
     for key, value in stack.env.items():
         monkeypatch.setenv(key, value)
     assert await _run(["replay"]) == 2
-    assert "name files, or --poison" in capsys.readouterr().err
+    assert "name files, or --poison, or --deadletter" in capsys.readouterr().err
     assert await _run(["replay", "--poison"]) == 0
     assert "re-driven 0 job(s)" in capsys.readouterr().out
 
@@ -103,3 +103,34 @@ async def test_replay_is_not_refused_by_delivery_auth(
     saved.write_text(json.dumps(sim.event(CALL, "recAuth", [sim.add("doc-auth", 1024)])))
     assert await _run(["replay", str(saved)]) == 0
     assert "enqueued: 1" in capsys.readouterr().out
+
+
+async def test_replay_deadletter_redrives_what_waits_in_the_container_once(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """What the schedule gave up on (its failed tries recorded beside the blob) is redriven by the operator."""
+    from azure.storage.blob.aio import BlobServiceClient
+
+    from recording_pipeline.app.deadletter import REDRIVEN_SUFFIX, SCHEDULED_TRIES
+
+    for key, value in stack.env.items():
+        monkeypatch.setenv(key, value)
+    sim = stack.simulator
+    event = sim.event(CALL, "recDead", [sim.add("doc-dead", 1024)], event_id="evt-dead")
+    name = "EVGT/SUB/2026/12/06/10/5e1d.json"
+    async with BlobServiceClient.from_connection_string(stack.azurite.connection_string) as service:
+        container = service.get_container_client(stack.env["DEADLETTER_CONTAINER"])
+        await container.create_container()
+        await container.upload_blob(name, json.dumps([{**event, "deadLetterReason": "TimeToLiveExceeded"}]))
+        await container.upload_blob(f"{name}.failed-{SCHEDULED_TRIES:02d}.json", b"{}")
+        assert await _run(["replay", "--deadletter"]) == 0
+        out = capsys.readouterr().out
+        assert "redriven: 1  enqueued: 1  refused again: 0  failed: 0  waiting: 0" in out
+        assert [j.document_id for j in await stack.queued_jobs()] == ["doc-dead"]
+        record = json.loads(
+            await (await container.get_blob_client(f"{name}{REDRIVEN_SUFFIX}").download_blob()).readall()
+        )
+        assert (record["by"], record["try"], record["enqueued"]) == ("replay", SCHEDULED_TRIES + 1, 1)
+        assert await _run(["replay", "--deadletter"]) == 0
+        assert "redriven: 0  enqueued: 0" in capsys.readouterr().out
+    assert len(await stack.queued_jobs()) == 1
