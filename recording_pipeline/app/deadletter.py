@@ -74,6 +74,11 @@ class DeadLetterReport:
     waiting: int = 0  # blobs not done after this run: failed, out of scheduled tries, beyond this run, or not tried
 
 
+def is_redrive_record(name: str) -> bool:
+    """One of the records this module writes beside a blob (not something Event Grid wrote)."""
+    return name.endswith(REDRIVEN_SUFFIX) or _FAILED.match(name) is not None
+
+
 def as_delivery(text: str) -> tuple[bytes, str]:
     """A stored payload as one delivery body and its content type: a dead-letter blob (an array of events), a saved
     delivery in either schema (an array or one event), or JSON lines. Raises ValueError if it is none of these."""
@@ -106,7 +111,7 @@ async def dead_letters(store: DeadLetterStore) -> list[DeadLetter]:
     records: list[str] = []
     try:
         async for name in store.list_names(""):
-            if name.endswith(REDRIVEN_SUFFIX) or _FAILED.match(name):
+            if is_redrive_record(name):
                 records.append(name)
             else:
                 found[name] = DeadLetter(name)

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from recording_pipeline.app.deadletter import as_delivery, redrive_dead_letters, webhook_path
+from recording_pipeline.app.deadletter import as_delivery, is_redrive_record, redrive_dead_letters, webhook_path
 from recording_pipeline.app.webhook import WebhookRequest
 from recording_pipeline.cli.storage import operator_edges
 from recording_pipeline.core.errors import ContainerNotFoundError
@@ -38,6 +38,7 @@ class ReplaySummary:
     external: int = 0
     rejected: list[str] = field(default_factory=list)
     failed_files: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)  # the dead-letter redrive's own records, downloaded with the blobs
 
     @property
     def ok(self) -> bool:
@@ -55,6 +56,9 @@ async def replay_files(
     summary = ReplaySummary()
     deliver = webhook_path(runtime.webhook, runtime.queue, runtime.audit)
     for number, path in enumerate(paths, 1):
+        if is_redrive_record(path.name):
+            summary.skipped.append(str(path))
+            continue
         summary.files += 1
         try:
             body, content_type = load_payload(path)
@@ -141,6 +145,11 @@ async def run(args: argparse.Namespace) -> int:
         )
         for line in summary.rejected + summary.failed_files:
             print(f"  {line}")
+        if summary.skipped:
+            print(
+                f"  skipped {len(summary.skipped)} record(s) of the dead-letter redrive "
+                "(*.redriven.json, *.failed-NN.json)"
+            )
         return 0 if summary.ok else 1
     finally:
         await runtime.close()

@@ -106,7 +106,7 @@ async def test_replay_is_not_refused_by_delivery_auth(
 
 
 async def test_replay_deadletter_redrives_what_waits_in_the_container_once(
-    stack: Stack, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    stack: Stack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """What the schedule gave up on (its failed tries recorded beside the blob) is redriven by the operator."""
     from azure.storage.blob.aio import BlobServiceClient
@@ -133,4 +133,15 @@ async def test_replay_deadletter_redrives_what_waits_in_the_container_once(
         assert (record["by"], record["try"], record["enqueued"]) == ("replay", SCHEDULED_TRIES + 1, 1)
         assert await _run(["replay", "--deadletter"]) == 0
         assert "redriven: 0  enqueued: 0" in capsys.readouterr().out
-    assert len(await stack.queued_jobs()) == 1
+        assert len(await stack.queued_jobs()) == 1
+        # The container downloaded as files (DEPLOY.md): the blob replays, the records beside it are skipped.
+        files = []
+        async for blob in container.list_blobs():
+            path = tmp_path / blob.name.replace("/", "_")
+            path.write_bytes(await (await container.download_blob(blob.name)).readall())
+            files.append(str(path))
+    assert len(files) == 3
+    assert await _run(["replay", *files]) == 0
+    out = capsys.readouterr().out
+    assert "files: 1  enqueued: 1  ignored: 0  external: 0  rejected: 0  failed: 0" in out
+    assert "skipped 2 record(s) of the dead-letter redrive" in out
