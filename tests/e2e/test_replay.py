@@ -8,8 +8,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from azure.storage.blob.aio import BlobServiceClient
 
 from devtools.simulator import to_cloudevent
+from recording_pipeline.app.deadletter import REDRIVEN_SUFFIX, SCHEDULED_TRIES
 from recording_pipeline.cli import main
 from tests.support.stack import Stack
 
@@ -109,10 +111,6 @@ async def test_replay_deadletter_redrives_what_waits_in_the_container_once(
     stack: Stack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """What the schedule gave up on (its failed tries recorded beside the blob) is redriven by the operator."""
-    from azure.storage.blob.aio import BlobServiceClient
-
-    from recording_pipeline.app.deadletter import REDRIVEN_SUFFIX, SCHEDULED_TRIES
-
     for key, value in stack.env.items():
         monkeypatch.setenv(key, value)
     sim = stack.simulator
