@@ -26,12 +26,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from recording_pipeline.app.boundary import contained
+from recording_pipeline.app.deadletter import DeadLetterReport, redrive_dead_letters, webhook_path
 from recording_pipeline.app.webhook import WebhookRequest, WebhookResponse, handle_delivery
 from recording_pipeline.app.worker import Outcome, handle_chunk_message
 from recording_pipeline.core.errors import ConfigurationError
 from recording_pipeline.core.host_rules import HostRules, read_host_rules
 from recording_pipeline.core.settings import Settings
-from recording_pipeline.edges.telemetry import POISON_DEPTH
+from recording_pipeline.edges.telemetry import DEADLETTER_WAITING, POISON_DEPTH
 from recording_pipeline.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -41,6 +42,8 @@ CONFIGURATION_RETRY_AFTER = "300"
 # listing of the outbox when publishing is on; about 8,600 requests a month each.
 POISON_DEPTH_SCHEDULE = "0 */5 * * * *"
 REDELIVERY_SCHEDULE = "30 */5 * * * *"
+# One listing of the dead-letter container; a blob found costs its read, the webhook path's writes and one record.
+DEADLETTER_SCHEDULE = "15 */5 * * * *"
 
 
 @dataclass(frozen=True)
@@ -125,3 +128,34 @@ async def redeliver_outbound_events(app: RuntimeHolder) -> int:
         runtime = await app.get()
         events = runtime.worker.events
         return await events.redeliver() if events is not None else 0
+
+
+async def redrive_dead_letters_on_schedule(app: RuntimeHolder) -> DeadLetterReport:
+    """Redrive what Event Grid dead-lettered through the webhook's path (app.deadletter), or with
+    DEADLETTER_REDRIVE_ON_SCHEDULE off only count it; what still waits is a gauge and a log line (the alert's)."""
+    with contained("the dead-letter redrive"):
+        return await _redrive_dead_letters(app)
+
+
+async def _redrive_dead_letters(app: RuntimeHolder) -> DeadLetterReport:
+    runtime = await app.get()
+    settings = runtime.settings.deadletter
+    assert runtime.deadletter is not None
+    if settings.redrive_on_schedule:
+        await runtime.ready()  # the webhook path writes the queue and the archive
+    deliver = webhook_path(runtime.webhook, runtime.queue, runtime.audit)
+    report = await redrive_dead_letters(runtime.deadletter, deliver, "schedule", settings.redrive_on_schedule)
+    DEADLETTER_WAITING.set(report.waiting, {"container": settings.container})
+    off = "" if settings.redrive_on_schedule else "; redrive on schedule is off: recording-archive replay --deadletter"
+    log.log(
+        logging.WARNING if report.waiting else logging.INFO,
+        "dead-letter container %s: %d blob(s) waiting, %d redriven, %d refused again, %d failed%s",
+        settings.container,
+        report.waiting,
+        len(report.redriven),
+        len(report.refused),
+        len(report.failed),
+        off,
+        extra={"deadletter_waiting": report.waiting, "deadletter_container": settings.container},
+    )
+    return report

@@ -50,6 +50,7 @@ class Runtime:
     publisher: EventGridPublisher | None = None
     _credential: Any = None
     _ready: asyncio.Task[None] | None = None
+    deadletter: BlobArchive | None = None  # Event Grid's dead-letter container (app.deadletter)
 
     @classmethod
     async def start(
@@ -106,6 +107,8 @@ class Runtime:
             opened.append(queue)
             publisher = EventGridPublisher.open(events, credential) if events.enabled else None
             opened.append(publisher)
+            deadletter = open_deadletter(settings, credential)
+            opened.append(deadletter)
             worker = ChunkWorker(
                 acs=acs,
                 archive=archive,
@@ -133,6 +136,7 @@ class Runtime:
             )
             audit = ArchiveAudit(archive, state)
             runtime = cls(settings, session, archive, state, queue, acs, worker, audit, webhook, publisher, credential)
+            runtime.deadletter = deadletter
         except BaseException:
             await _close_all(reversed(opened))
             raise
@@ -155,7 +159,9 @@ class Runtime:
         return self._credential
 
     async def close(self) -> None:
-        await _close_all([self.archive, self.state, self.queue, self.publisher, self.session, self._credential])
+        await _close_all(
+            [self.archive, self.state, self.queue, self.publisher, self.deadletter, self.session, self._credential]
+        )
 
 
 def open_archive(settings: ArchiveSettings, credential: Any = None) -> BlobArchive:
@@ -166,6 +172,11 @@ def open_archive(settings: ArchiveSettings, credential: Any = None) -> BlobArchi
 def open_state(settings: ArchiveSettings, credential: Any = None) -> BlobArchive:
     """The state container beside the archive: manifests, quarantine, locks, holds."""
     return BlobArchive(_blob_service(settings.target, credential), settings.state_container)
+
+
+def open_deadletter(settings: Settings, credential: Any = None) -> BlobArchive:
+    """Event Grid's dead-letter container, in the archive account: read, and records created beside its blobs."""
+    return BlobArchive(_blob_service(settings.archive.target, credential), settings.deadletter.container)
 
 
 def open_worm_probe(settings: ArchiveSettings, credential: Any = None) -> ContainerWormProbe:

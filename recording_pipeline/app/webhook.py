@@ -93,7 +93,7 @@ class WebhookConfig:
     max_body_bytes: int = 4 * 1024 * 1024
     max_events: int = 1000
     delivery_auth: DeliveryAuthenticator | None = None
-    write_seconds: float = WRITE_SECONDS
+    write_seconds: float | None = WRITE_SECONDS  # None: no bound (a stored payload redriven, no one waiting)
 
 
 async def handle_delivery(
@@ -116,14 +116,14 @@ async def handle_delivery(
             log.warning("refused an unauthenticated delivery: %s", exc)
             return WebhookResponse(401, {"error": f"unauthorized: {exc}"}, {"WWW-Authenticate": "Bearer"})
     if len(request.body) > config.max_body_bytes:
-        return WebhookResponse(413, {"error": f"body larger than {config.max_body_bytes} bytes"})
+        return _too_large(f"body larger than {config.max_body_bytes} bytes")
     try:
         raw_events, schema = split_body(request.body, request.header("content-type"))
     except InvalidEventError as exc:
         log.warning("rejected delivery: %s", exc)
         return WebhookResponse(400, {"error": str(exc)})
     if len(raw_events) > config.max_events:
-        return WebhookResponse(413, {"error": f"more than {config.max_events} events in one delivery"})
+        return _too_large(f"more than {config.max_events} events in one delivery")
 
     received = datetime.now(UTC)
     planned: list[RecordingChunk] = []
@@ -156,13 +156,19 @@ async def handle_delivery(
     try:
         async with asyncio.timeout(config.write_seconds):
             for raw, reason in rejected:
-                log.warning("rejected event %s: %s", _event_id(raw), reason)
+                # "rejected event" / "rejected delivery" lines raise the refused-event alert (infra/.../alerts.bicep)
+                log.warning(
+                    "rejected event %s: %s",
+                    _event_id(raw),
+                    reason,
+                    extra={"rejected_event_id": _event_id(raw), "rejected_reason": reason[:500]},
+                )
                 await audit.keep_rejected(raw, reason, received)
             for evidence in external:
                 await audit.record_external(evidence)
             enqueued = await jobs.enqueue(planned) if planned else 0
     except Exception as exc:
-        problem = f"no answer within {config.write_seconds:.0f} s" if isinstance(exc, TimeoutError) else exc
+        problem = f"no answer within {config.write_seconds} s" if isinstance(exc, TimeoutError) else exc
         log.error("could not record the delivery durably; Event Grid will retry: %s: %s", type(exc).__name__, problem)
         return WebhookResponse(503, {"error": "the chunk queue or the archive is unavailable; retry later"})
 
@@ -174,6 +180,12 @@ async def handle_delivery(
     return WebhookResponse(
         200, {"enqueued": enqueued, "external": len(external), "ignored": ignored, "rejected": reasons}
     )
+
+
+def _too_large(reason: str) -> WebhookResponse:
+    """413: Event Grid dead-letters the delivery, and the dead-letter redrive takes it without the limits."""
+    log.warning("rejected delivery: %s", reason)
+    return WebhookResponse(413, {"error": reason})
 
 
 def _abuse_protection(request: WebhookRequest) -> WebhookResponse:

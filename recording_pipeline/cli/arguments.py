@@ -29,6 +29,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p_replay = sub.add_parser("replay", help="feed saved or dead-lettered events through the webhook path")
     p_replay.add_argument("files", nargs="*", type=Path, help="Event Grid dead-letter blobs or saved deliveries")
     p_replay.add_argument("--poison", action="store_true", help="re-drive the jobs in <queue>-poison instead")
+    p_replay.add_argument("--deadletter", action="store_true", help="redrive what waits in DEADLETTER_CONTAINER")
 
     p_status = sub.add_parser("status", help="recordings in the archive and their state, from their manifests")
     p_status.add_argument(

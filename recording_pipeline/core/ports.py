@@ -175,6 +175,11 @@ class StateStore(_Readable, Protocol):
         another holder kept it throughout ``wait`` seconds."""
 
 
+class DeadLetterStore(_Readable, Protocol):
+    """Event Grid's dead-letter container: its blobs listed and read, records created beside them; nothing Event Grid
+    wrote is changed or deleted."""
+
+
 class HoldableArchive(ArchiveStore, Protocol):
     """What the legal-hold command needs besides reading: a hold on one blob, placed or cleared."""
 

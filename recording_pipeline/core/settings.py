@@ -54,6 +54,7 @@ NAMES = {
     "ARCHIVE_CONTAINER": "recordings",
     "ARCHIVE_STATE_CONTAINER": "recordings-state",
     "CHUNK_QUEUE_NAME": "recording-chunks",
+    "DEADLETTER_CONTAINER": "eventgrid-deadletter",
 }
 DEFAULT_CONTAINER = NAMES["ARCHIVE_CONTAINER"]
 DEFAULT_QUEUE_NAME = NAMES["CHUNK_QUEUE_NAME"]
@@ -74,6 +75,7 @@ SETTING_NAMES = (
     "APPLICATIONINSIGHTS_CONNECTION_STRING",
     "OUTBOUND_EVENTS_TOPIC_ENDPOINT",
     "OUTBOUND_EVENTS_TOPIC_KEY",
+    "DEADLETTER_REDRIVE_ON_SCHEDULE",
     *SPECS,
 )
 
@@ -270,6 +272,26 @@ class OutboundEventsSettings:
 
 
 @dataclass(frozen=True)
+class DeadLetterSettings:
+    """Event Grid's dead-letter container, in the archive account beside the archive (infra creates it and points
+    the subscription's dead-lettering at it), and whether the app's timer redrives what it finds there or only
+    reports it (``recording-archive replay --deadletter`` then redrives)."""
+
+    container: str = NAMES["DEADLETTER_CONTAINER"]
+    redrive_on_schedule: bool = True
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> DeadLetterSettings:
+        container = _name(env, "DEADLETTER_CONTAINER")
+        if container in (_name(env, "ARCHIVE_CONTAINER"), _name(env, "ARCHIVE_STATE_CONTAINER")):
+            raise ConfigurationError(
+                "DEADLETTER_CONTAINER must differ from ARCHIVE_CONTAINER and ARCHIVE_STATE_CONTAINER: "
+                "it holds what Event Grid wrote"
+            )
+        return cls(container, _bool(env, "DEADLETTER_REDRIVE_ON_SCHEDULE", True))
+
+
+@dataclass(frozen=True)
 class Settings:
     """Everything function_app.py needs."""
 
@@ -280,6 +302,7 @@ class Settings:
     webhook: WebhookSettings
     transfer: TransferSettings
     events: OutboundEventsSettings = OutboundEventsSettings(None)
+    deadletter: DeadLetterSettings = DeadLetterSettings()
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -294,6 +317,7 @@ class Settings:
             webhook=WebhookSettings.from_env(env),
             transfer=TransferSettings.from_env(env),
             events=OutboundEventsSettings.from_env(env),
+            deadletter=DeadLetterSettings.from_env(env),
         )
 
     @property

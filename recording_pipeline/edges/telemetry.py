@@ -144,6 +144,10 @@ FAILURES = _meter.create_counter("recording.chunk.failures", description="failed
 POISON_DEPTH = _meter.create_gauge(
     "recording.poison_queue.depth", description="messages waiting in the poison queue, read every 5 minutes"
 )
+DEADLETTER_WAITING = _meter.create_gauge(
+    "recording.deadletter.waiting",
+    description="Event Grid dead-letter blobs not redriven yet, read every 5 minutes",
+)
 EVENTS_PUBLISHED = _meter.create_counter(
     "recording.events.published", description="outbound events by type and result (delivered, kept, redelivered)"
 )

@@ -33,6 +33,7 @@ from recording_pipeline.runtime import Runtime
 
 REPO = Path(__file__).resolve().parents[2]
 ARCHIVE_PREFIX = "rec-"  # the archive containers of the tests: the write-once guard watches them
+DEADLETTER_PREFIX = "dl-"  # the dead-letter containers: what Event Grid wrote is never changed either (guarded too)
 FIXTURES = REPO / "tests" / "fixtures"
 
 

@@ -105,3 +105,20 @@ def test_the_readme_states_host_json_as_it_is() -> None:
         assert stated in section
     rules = load_host_rules(HOST, {})
     assert f"{rules.attempts_per_message} working attempts" in section.replace("four", "4")
+
+
+@pytest.mark.parametrize("redrive", ["true", "false"])
+async def test_the_dead_letter_timer_runs_every_five_minutes_whether_it_redrives_or_not(
+    redrive: str, load: Loader
+) -> None:
+    """Off, it still counts what waits in the dead-letter container, for the alert (functions_adapter)."""
+    from datetime import UTC, datetime
+
+    from devtools.ncrontab import Schedule
+    from recording_pipeline.functions_adapter import DEADLETTER_SCHEDULE
+
+    timer = _functions(await load(DEADLETTER_REDRIVE_ON_SCHEDULE=redrive))["deadletter_redrive"]
+    assert (timer.trigger, timer.schedule) == ("timerTrigger", DEADLETTER_SCHEDULE)
+    schedule, moment = Schedule.parse(DEADLETTER_SCHEDULE), datetime(2026, 12, 6, 10, 0, tzinfo=UTC)
+    first = schedule.next_after(moment)
+    assert (first - moment).total_seconds() == 15 and (schedule.next_after(first) - first).total_seconds() == 300

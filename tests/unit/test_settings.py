@@ -18,6 +18,7 @@ from recording_pipeline.core.settings import (
     SETTING_NAMES,
     SPECS,
     AcsCredentials,
+    DeadLetterSettings,
     RetrySettings,
     Settings,
     Spec,
@@ -426,3 +427,18 @@ def test_outbound_events_go_to_an_https_topic_with_the_identity_or_a_key_never_s
 def test_a_topic_the_app_cannot_publish_to_safely_is_refused(env: dict[str, str], message: str) -> None:
     with pytest.raises(ConfigurationError, match=message):
         load(**env)
+
+
+def test_the_dead_letter_container_is_event_grid_s_and_redriven_on_schedule_by_default() -> None:
+    settings = load()
+    assert settings.deadletter == DeadLetterSettings("eventgrid-deadletter", redrive_on_schedule=True)
+    chosen = load(DEADLETTER_CONTAINER="dl-01", DEADLETTER_REDRIVE_ON_SCHEDULE="false").deadletter
+    assert (chosen.container, chosen.redrive_on_schedule) == ("dl-01", False)
+
+
+@pytest.mark.parametrize("other", ["ARCHIVE_CONTAINER", "ARCHIVE_STATE_CONTAINER"])
+def test_the_dead_letter_container_is_neither_the_archive_nor_the_state(other: str) -> None:
+    with pytest.raises(ConfigurationError, match=r"^DEADLETTER_CONTAINER must differ"):
+        load(**{other: "shared-name", "DEADLETTER_CONTAINER": "shared-name"})
+    with pytest.raises(ConfigurationError, match=r"^DEADLETTER_CONTAINER: 'Dead_Letters' is not a valid"):
+        load(DEADLETTER_CONTAINER="Dead_Letters")
