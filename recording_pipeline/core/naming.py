@@ -38,7 +38,8 @@ HOLDS_PREFIX = "_holds/"
 LOST_PREFIX = "_lost/"
 OUTBOX_PREFIX = "_outbox/"  # state container: outbound events not delivered yet
 _EVENT_ID = re.compile(r"^[0-9a-f]{32}$")
-_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_=.:-]*$")
+_ID_CHARACTER = re.compile(r"[A-Za-z0-9_=.:-]")
+_ID_START = re.compile(r"[A-Za-z0-9]")
 
 _FORMATS = {
     "mp4": ("mp4", "video/mp4"),
@@ -48,13 +49,19 @@ _FORMATS = {
 
 
 def check_id(value: str | None, what: str) -> str:
-    """An id safe to use as one path segment of a blob name."""
+    """An id safe to use as one path segment of a blob name; the error names the one rule it breaks."""
     if not value:
         raise InvalidEventError(f"{what} is missing")
     if len(value) > MAX_ID_LENGTH:
         raise InvalidEventError(f"{what} is longer than {MAX_ID_LENGTH} characters")
-    if not _ID.fullmatch(value) or ".." in value:
-        raise InvalidEventError(f"{what} has characters outside [A-Za-z0-9_=.:-]")
+    if ".." in value:
+        raise InvalidEventError(f"{what} contains '..', which could climb out of its folder")
+    outside = sorted({c for c in value if not _ID_CHARACTER.fullmatch(c)})
+    if outside:
+        shown = " ".join(ascii(c) for c in outside[:5]) + (" …" if len(outside) > 5 else "")
+        raise InvalidEventError(f"{what} has characters outside [A-Za-z0-9_=.:-]: {shown}")
+    if not _ID_START.fullmatch(value[0]):
+        raise InvalidEventError(f"{what} must start with a letter or a digit, not {value[0]!r}")
     return value
 
 
