@@ -12,10 +12,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from azure.core.exceptions import HttpResponseError
+from azure.core.exceptions import ClientAuthenticationError, HttpResponseError
 from azure.storage.blob.aio import BlobServiceClient, ContainerClient
 
 from recording_pipeline.core.deployment_check import Answer, Versions
+from recording_pipeline.edges.storage_errors import storage_errors
 
 
 def _refused(exc: HttpResponseError) -> Answer:
@@ -29,10 +30,16 @@ class ContainerWormProbe:
         self._service = service
 
     async def create(self, name: str, data: bytes) -> Answer:
-        try:
-            await self._container.get_blob_client(name).upload_blob(data, overwrite=False)
-        except HttpResponseError as exc:  # ResourceExistsError among them: the canary's name was taken
-            return _refused(exc)
+        """Refused: the service's answer. No answer at all (unreachable, no token): a StorageError."""
+        with storage_errors(f"create {name}"):
+            try:
+                await self._container.get_blob_client(name).upload_blob(data, overwrite=False)
+            except ClientAuthenticationError as exc:
+                if exc.response is None:  # no token: nothing reached the service
+                    raise
+                return _refused(exc)
+            except HttpResponseError as exc:  # ResourceExistsError among them: the canary's name was taken
+                return _refused(exc)
         return Answer(True, 201)
 
     async def overwrite(self, name: str, data: bytes) -> Answer:
