@@ -18,10 +18,12 @@ import azure.functions as func
 from recording_pipeline.app.webhook import WebhookRequest
 from recording_pipeline.edges.telemetry import configure_app_telemetry, install_context_filter
 from recording_pipeline.functions_adapter import (
+    FIXITY_SCHEDULE,
     POISON_DEPTH_SCHEDULE,
     REDELIVERY_SCHEDULE,
     RuntimeHolder,
     archive_message,
+    audit_fixity,
     deliver,
     load_app_config,
     redeliver_outbound_events,
@@ -58,6 +60,10 @@ if isinstance(runtime, RuntimeHolder):
     @app.timer_trigger(arg_name="timer", schedule=POISON_DEPTH_SCHEDULE)
     async def poison_depth(timer: func.TimerRequest) -> None:
         await report_poison_depth(holder)
+
+    @app.timer_trigger(arg_name="timer", schedule=FIXITY_SCHEDULE)
+    async def fixity_audit(timer: func.TimerRequest) -> None:
+        await audit_fixity(holder)
 
     if holder.config.settings.events.enabled:
 

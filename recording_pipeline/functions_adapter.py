@@ -22,6 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from recording_pipeline.app import fixity
 from recording_pipeline.app.webhook import WebhookRequest, WebhookResponse, handle_delivery
 from recording_pipeline.app.worker import Outcome, handle_chunk_message
 from recording_pipeline.core.errors import ConfigurationError
@@ -37,6 +38,8 @@ CONFIGURATION_RETRY_AFTER = "300"
 # listing of the outbox when publishing is on; about 8,600 requests a month each.
 POISON_DEPTH_SCHEDULE = "0 */5 * * * *"
 REDELIVERY_SCHEDULE = "30 */5 * * * *"
+# Every hour, at 20 past: the fixity audit's slice, FIXITY_BYTES_PER_DAY / 24 (app/fixity, docs/FIXITY.md).
+FIXITY_SCHEDULE = fixity.SCHEDULE
 
 
 @dataclass(frozen=True)
@@ -106,6 +109,13 @@ async def report_poison_depth(app: RuntimeHolder) -> int:
         extra={"poison_depth": depth, "poison_queue": runtime.queue.poison_name},
     )
     return depth
+
+
+async def audit_fixity(app: RuntimeHolder) -> fixity.FixityRun:
+    """A slice of the archive proved again, from where the last run stopped (app/fixity)."""
+    runtime = await app.get()
+    budget = fixity.Budget(app.config.settings.fixity.bytes_per_day, fixity.RUN_INTERVAL_SECONDS)
+    return await fixity.run_fixity_audit(runtime.archive, runtime.state, budget)
 
 
 async def redeliver_outbound_events(app: RuntimeHolder) -> int:

@@ -62,19 +62,27 @@ class ChunkCheck:
         }
 
 
+MANIFEST = "manifest"
+CUSTODY = "custody record"
+
+
 async def verify_chunk(
     archive: ArchiveStore,
     check: ChunkCheck,
     stem: str,
     advance: Callable[[int], None],
     custody: CustodyRecord | None = None,
+    against: str = MANIFEST,
 ) -> None:
     """The media, re-hashed, against its chain-of-custody record (read from ``stem``'s, unless given) and what
-    ``check`` expects; ``advance`` is told the bytes as they are read (all of ``expected_size`` in the end)."""
+    ``check`` expects, which came from ``against`` (the manifest, or the custody record itself: then it is not
+    compared with itself); ``advance`` is told the bytes as they are read (all of ``expected_size`` in the end)."""
     assert check.media_blob is not None and check.expected_size is not None
     expected = check.expected_size
     if custody is None:
         custody = await read_custody(archive, stem, check)
+    # Expected from the custody record itself: nothing to compare it with.
+    custody_apart = None if against == CUSTODY else custody
     info = await archive.info(check.media_blob)
     if info is None:
         check.fail(CheckResult.MISSING, "media blob is missing")
@@ -82,9 +90,9 @@ async def verify_chunk(
         return
     check.actual_size = info.size
     if info.size != expected:
-        check.fail(CheckResult.MISMATCH, f"blob is {info.size} bytes, manifest says {expected}")
+        check.fail(CheckResult.MISMATCH, f"blob is {info.size} bytes, {against} says {expected}")
     if custody is not None:
-        if (custody.size, custody.sha256) != (expected, check.expected_sha256):
+        if custody_apart is not None and (custody.size, custody.sha256) != (expected, check.expected_sha256):
             check.fail(CheckResult.MISMATCH, "the custody record and the manifest disagree on size or sha256")
         committed = [(b.block_id, b.size) for b in await archive.committed_blocks(check.media_blob)]
         if committed != [(b.id, b.size) for b in custody.blocks]:
@@ -120,17 +128,22 @@ async def verify_chunk(
         check.fail(CheckResult.MISMATCH, f"read {read} bytes of a {info.size}-byte blob")
     if check.actual_sha256 != check.expected_sha256:
         check.fail(
-            CheckResult.MISMATCH, f"content sha256 is {check.actual_sha256}, manifest says {check.expected_sha256}"
+            CheckResult.MISMATCH, f"content sha256 is {check.actual_sha256}, {against} says {check.expected_sha256}"
         )
-    if custody is not None and check.actual_sha256 != custody.sha256:
-        check.fail(CheckResult.MISMATCH, f"content sha256 is {check.actual_sha256}, custody says {custody.sha256}")
+    if custody_apart is not None and check.actual_sha256 != custody_apart.sha256:
+        check.fail(
+            CheckResult.MISMATCH, f"content sha256 is {check.actual_sha256}, custody says {custody_apart.sha256}"
+        )
 
 
-async def read_custody(archive: ArchiveStore, stem: str, check: ChunkCheck) -> CustodyRecord | None:
-    """The chunk's chain-of-custody record; None (and ``check`` failed) if it is absent or is not one."""
+async def read_custody(
+    archive: ArchiveStore, stem: str, check: ChunkCheck, absent: CheckResult = CheckResult.MISMATCH
+) -> CustodyRecord | None:
+    """The chunk's chain-of-custody record; None (and ``check`` failed, ``absent`` if there is none) if it is absent
+    or is not one."""
     found = await archive.read_bytes(custody_name(stem))
     if found is None:
-        check.fail(CheckResult.MISMATCH, "no chain-of-custody record")
+        check.fail(absent, "no chain-of-custody record")
         return None
     try:
         return CustodyRecord.model_validate_json(found[0])

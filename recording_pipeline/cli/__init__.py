@@ -1,7 +1,7 @@
 """Command line ``recording-archive`` (or ``python -m recording_pipeline``).
 
 Each subcommand is its own module — ``status``, ``verify``, ``participant``,
-``holds`` (hold), ``rebuild`` (rebuild-state), ``replay``, ``check`` — and its
+``holds`` (hold), ``rebuild`` (rebuild-state), ``replay``, ``check``, ``fixity`` — and its
 arguments are in ``arguments``. The local Functions host is not a command of the package:
 it is ``python -m devtools.local_host``, from a checkout.
 """
@@ -70,6 +70,10 @@ async def _run(args: argparse.Namespace) -> int:
             from recording_pipeline.cli import holds
 
             return await operate(args.command, lambda edges: holds.run(edges, args))
+        case "fixity":
+            from recording_pipeline.cli import fixity
+
+            return await operate(args.command, lambda edges: fixity.run(edges, args))
     return 1
 
 

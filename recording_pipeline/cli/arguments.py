@@ -135,7 +135,60 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
     hold = command("hold", "legal holds: place, clear or list the cases", _HOLD, ARCHIVE, None, options=False)
     _hold_commands(hold, common)
+    fixity = command(
+        "fixity",
+        "the fixity audit: prove the next slice of the archive now, or say where it stands",
+        _FIXITY,
+        f"{ARCHIVE}, FIXITY_BYTES_PER_DAY",
+        None,
+        options=False,
+    )
+    _fixity_commands(fixity, common)
     return parser.parse_args(argv)
+
+
+_FIXITY = (
+    "The fixity audit walks the whole archive, a slice a run (FIXITY_BYTES_PER_DAY / 24 every hour, on the\n"
+    "timer), proving each chunk again as verify does. 'run' proves the next slice now, from the same cursor, without\n"
+    "charging the timer's budget; 'status' says where the walk is and how long a pass takes."
+)
+
+
+def _fixity_commands(p_fixity: argparse.ArgumentParser, common: argparse.ArgumentParser) -> None:
+    actions = p_fixity.add_subparsers(dest="action", required=True, metavar="ACTION")
+    reads = f"{ARCHIVE}, FIXITY_BYTES_PER_DAY"
+    run = actions.add_parser(
+        "run",
+        help="prove the next slice of the archive now (exit 1 if a chunk fails)",
+        description="Prove the next slice of the archive now, from the audit's cursor, and advance it: one timer\n"
+        "run's worth (FIXITY_BYTES_PER_DAY / 24), or --bytes. A progress bar on a terminal. Writes the cursor and\n"
+        "each chunk's last check in the state container.",
+        epilog=_epilog(f"{reads} (writes the state container)", "a chunk does not match or a blob is missing"),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        parents=[common],
+    )
+    run.add_argument("--bytes", type=_size, metavar="SIZE", help="read up to SIZE (e.g. 500MiB, 20GiB)")
+    run.add_argument("--json", action="store_true", help="print JSON (no progress)")
+    status = actions.add_parser(
+        "status",
+        help="where the walk is, how long a pass takes, each chunk's last check",
+        description="Where the audit's walk is (the pass, its chunks and bytes so far), how long the last pass took\n"
+        "and how long a pass takes at FIXITY_BYTES_PER_DAY; with calls or recordings named, each of their chunks'\n"
+        "last check (when, what was found, in which pass). Only reads.",
+        epilog=_epilog(reads, None),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        parents=[common],
+    )
+    status.add_argument("recordings", nargs="*", metavar="RECORDING", help="callId or callId/recordingKey")
+    status.add_argument("--json", action="store_true", help="print JSON")
+    run.set_defaults(recordings=[])
+    status.set_defaults(bytes=None)
+
+
+def _size(text: str) -> int:
+    from recording_pipeline.cli.fixity import parse_size
+
+    return parse_size(text)
 
 
 _HOLD = (

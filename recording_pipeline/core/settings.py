@@ -54,6 +54,7 @@ SPECS: dict[str, Spec] = {
     "ACS_RETRY_BUDGET_SECONDS": Spec(600, 1, 86400),
     "WEBHOOK_MAX_BODY_BYTES": Spec(4 * MIB, 1024, 100 * MIB, whole=True),  # the HTTP trigger takes 100 MB at most
     "WEBHOOK_MAX_EVENTS": Spec(1000, 1, 5000, whole=True),
+    "FIXITY_BYTES_PER_DAY": Spec(10 * 1024**3, 1, 64 * 1024**4, whole=True),  # 10 GiB a day; at most 64 TiB
 }
 NAMES = {
     "ARCHIVE_CONTAINER": "recordings",
@@ -241,6 +242,17 @@ class TransferSettings:
 
 
 @dataclass(frozen=True)
+class FixitySettings:
+    """The fixity audit: how many bytes of archived media it may re-hash a day (app/fixity)."""
+
+    bytes_per_day: int = int(SPECS["FIXITY_BYTES_PER_DAY"].default)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> FixitySettings:
+        return cls(int(_number(env, "FIXITY_BYTES_PER_DAY")))
+
+
+@dataclass(frozen=True)
 class OutboundEventsSettings:
     """The Event Grid topic that hears what became of each chunk and recording; publishing is off without one.
 
@@ -287,6 +299,7 @@ class Settings:
     webhook: WebhookSettings
     transfer: TransferSettings
     events: OutboundEventsSettings = OutboundEventsSettings(None)
+    fixity: FixitySettings = FixitySettings()
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -301,6 +314,7 @@ class Settings:
             webhook=WebhookSettings.from_env(env),
             transfer=TransferSettings.from_env(env),
             events=OutboundEventsSettings.from_env(env),
+            fixity=FixitySettings.from_env(env),
         )
 
     @property

@@ -11,7 +11,15 @@ import pytest
 
 from tests.support.stack import REPO
 
-DOCS = ["README.md", "SECURITY.md", "docs/PERFORMANCE.md", "docs/RUNBOOK.md", "docs/DEPLOY.md", "docs/ARCHITECTURE.md"]
+DOCS = [
+    "README.md",
+    "SECURITY.md",
+    "docs/PERFORMANCE.md",
+    "docs/RUNBOOK.md",
+    "docs/DEPLOY.md",
+    "docs/ARCHITECTURE.md",
+    "docs/FIXITY.md",
+]
 ALL_TESTS = "\n".join(p.read_text() for p in (REPO / "tests").rglob("test_*.py"))
 
 
@@ -145,7 +153,7 @@ def test_deploy_names_every_function_the_app_declares() -> None:
     [row] = [line for line in DEPLOY.splitlines() if line.startswith("| Flex Consumption plan")]
     named = set(re.findall(r"`(\w+)`", row))
     assert _functions_declared() <= named, f"DEPLOY's function list lacks {_functions_declared() - named}"
-    assert {"recording_events", "archive_recording_chunk", "poison_depth"} <= _functions_declared()
+    assert {"recording_events", "archive_recording_chunk", "poison_depth", "fixity_audit"} <= _functions_declared()
 
 
 def test_deploy_counts_the_alerts_infra_deploys() -> None:
@@ -164,7 +172,7 @@ def test_deploy_counts_the_alerts_infra_deploys() -> None:
 def test_no_document_puts_a_state_container_prefix_in_the_archive_or_the_reverse() -> None:
     from recording_pipeline.core import naming
 
-    state = [naming.QUARANTINE_PREFIX, naming.HOLDS_PREFIX, naming.OUTBOX_PREFIX, "_locks/"]
+    state = [naming.QUARANTINE_PREFIX, naming.HOLDS_PREFIX, naming.OUTBOX_PREFIX, naming.FIXITY_PREFIX, "_locks/"]
     archive = [naming.LOST_PREFIX, "_rejected/", "_index/", "_check/"]
     for doc in [d for d in DOCS if (REPO / d).exists()]:
         text = " ".join((REPO / doc).read_text().split())
