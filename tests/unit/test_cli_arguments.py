@@ -24,6 +24,9 @@ COMMANDS = {
     ("hold", "place"): "ARCHIVE_STORAGE_ACCOUNT_URL",
     ("hold", "clear"): "ARCHIVE_STORAGE_ACCOUNT_URL",
     ("hold", "list"): "ARCHIVE_STORAGE_ACCOUNT_URL",
+    ("fixity",): "FIXITY_BYTES_PER_DAY",
+    ("fixity", "run"): "FIXITY_BYTES_PER_DAY (writes the state container)",
+    ("fixity", "status"): "FIXITY_BYTES_PER_DAY",
 }
 
 
@@ -55,7 +58,7 @@ def test_the_hold_actions_each_have_their_own_help(capsys: pytest.CaptureFixture
 
 
 def test_verbose_is_taken_by_every_command() -> None:
-    for command in (["status"], ["verify"], ["hold", "list"], ["check"], ["rebuild-state"], ["replay", "--poison"]):
+    for command in (["status"], ["verify"], ["hold", "list"], ["check"], ["rebuild-state"], ["fixity", "status"]):
         assert parse_args([*command, "--verbose"]).verbose is True
         assert parse_args(command).verbose is False
 
@@ -99,3 +102,17 @@ def test_a_url_in_a_network_error_loses_its_query_a_sas_token_perhaps() -> None:
             "Connection timeout to host https://a.blob.core.windows.net/c/a?sv=1&sig=SECRET"
         )
     assert "SECRET" not in str(raised.value) and "https://a.blob.core.windows.net/c/a" in str(raised.value)
+
+
+@pytest.mark.parametrize(("text", "size"), [("1", 1), ("500MiB", 500 * 2**20), ("1.5 GiB", 3 * 2**29), ("2tib", 2**41)])
+def test_a_size_is_bytes_or_a_binary_unit(text: str, size: int) -> None:
+    from recording_pipeline.cli.fixity import parse_size
+
+    assert parse_size(text) == size
+
+
+@pytest.mark.parametrize("text", ["", "0", "-1", "5GB", "lots", "1e9"])
+def test_a_size_that_is_not_one_is_refused_by_the_command_line(text: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as done:
+        parse_args(["fixity", "run", "--bytes", text])
+    assert done.value.code == 2 and "not a size" in capsys.readouterr().err
