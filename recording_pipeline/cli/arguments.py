@@ -26,6 +26,26 @@ def _epilog(reads: str, failed: str | None) -> str:
     return "\n".join(textwrap.fill(text, 100, subsequent_indent="  ") for text in (f"reads: {reads}", status))
 
 
+def _add(
+    parsers: argparse._SubParsersAction[argparse.ArgumentParser],
+    name: str,
+    summary: str,
+    description: str,
+    reads: str,
+    failed: str | None,
+    parents: list[argparse.ArgumentParser],
+) -> argparse.ArgumentParser:
+    """A (sub)command: its one-line summary, its description, and what it reads and how it exits as its epilog."""
+    return parsers.add_parser(
+        name,
+        help=summary,
+        description=description,
+        epilog=_epilog(reads, failed),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        parents=parents,
+    )
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="recording-archive",
@@ -39,14 +59,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     def command(
         name: str, summary: str, description: str, reads: str, failed: str | None, options: bool = True
     ) -> argparse.ArgumentParser:
-        return sub.add_parser(
-            name,
-            help=summary,
-            description=description,
-            epilog=_epilog(reads, failed),
-            formatter_class=argparse.RawDescriptionHelpFormatter,
-            parents=[common] if options else [],
-        )
+        return _add(sub, name, summary, description, reads, failed, [common] if options else [])
 
     p_check = command(
         "check",
@@ -157,27 +170,29 @@ _FIXITY = (
 def _fixity_commands(p_fixity: argparse.ArgumentParser, common: argparse.ArgumentParser) -> None:
     actions = p_fixity.add_subparsers(dest="action", required=True, metavar="ACTION")
     reads = f"{ARCHIVE}, FIXITY_BYTES_PER_DAY"
-    run = actions.add_parser(
+    run = _add(
+        actions,
         "run",
-        help="prove the next slice of the archive now (exit 1 if a chunk fails)",
-        description="Prove the next slice of the archive now, from the audit's cursor, and advance it: one timer\n"
+        "prove the next slice of the archive now (exit 1 if a chunk fails)",
+        "Prove the next slice of the archive now, from the audit's cursor, and advance it: one timer\n"
         "run's worth (FIXITY_BYTES_PER_DAY / 24), or --bytes. A progress bar on a terminal. Writes the cursor and\n"
         "each chunk's last check in the state container.",
-        epilog=_epilog(f"{reads} (writes the state container)", "a chunk does not match or a blob is missing"),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        parents=[common],
+        f"{reads} (writes the state container)",
+        "a chunk does not match or a blob is missing",
+        [common],
     )
     run.add_argument("--bytes", type=_size, metavar="SIZE", help="read up to SIZE (e.g. 500MiB, 20GiB)")
     run.add_argument("--json", action="store_true", help="print JSON (no progress)")
-    status = actions.add_parser(
+    status = _add(
+        actions,
         "status",
-        help="where the walk is, how long a pass takes, each chunk's last check",
-        description="Where the audit's walk is (the pass, its chunks and bytes so far), how long the last pass took\n"
+        "where the walk is, how long a pass takes, each chunk's last check",
+        "Where the audit's walk is (the pass, its chunks and bytes so far), how long the last pass took\n"
         "and how long a pass takes at FIXITY_BYTES_PER_DAY; with calls or recordings named, each of their chunks'\n"
         "last check (when, what was found, in which pass). Only reads.",
-        epilog=_epilog(reads, None),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        parents=[common],
+        reads,
+        None,
+        [common],
     )
     status.add_argument("recordings", nargs="*", metavar="RECORDING", help="callId or callId/recordingKey")
     status.add_argument("--json", action="store_true", help="print JSON")
@@ -203,14 +218,7 @@ def _hold_commands(p_hold: argparse.ArgumentParser, common: argparse.ArgumentPar
     actions = p_hold.add_subparsers(dest="action", required=True, metavar="ACTION")
 
     def action(name: str, summary: str, description: str) -> argparse.ArgumentParser:
-        return actions.add_parser(
-            name,
-            help=summary,
-            description=description,
-            epilog=_epilog(ARCHIVE, None),
-            formatter_class=argparse.RawDescriptionHelpFormatter,
-            parents=[common],
-        )
+        return _add(actions, name, summary, description, ARCHIVE, None, [common])
 
     place = action(
         "place",
