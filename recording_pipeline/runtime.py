@@ -55,10 +55,15 @@ class Runtime:
 
     @classmethod
     async def start(
-        cls, settings: Settings, host: HostRules | None = None, retry: RetryPolicy | None = None, ensure: bool = True
+        cls,
+        settings: Settings,
+        host: HostRules | None = None,
+        retry: RetryPolicy | None = None,
+        ensure: bool = True,
+        storage_options: Mapping[str, Any] | None = None,
     ) -> Runtime:
         """build(), then (``ensure``) make sure the container and queues exist; closed again if that fails."""
-        runtime = await cls.build(settings, host, retry, ensure)
+        runtime = await cls.build(settings, host, retry, ensure, storage_options)
         if ensure:
             try:
                 await runtime.ready()

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from recording_pipeline.app.webhook import WebhookRequest, handle_delivery
-from recording_pipeline.cli.storage import operator_edges
+from recording_pipeline.cli.storage import OPERATOR_LIMITS, operator_edges
 from recording_pipeline.core.errors import ContainerNotFoundError
 from recording_pipeline.core.jobs import decode_job
 from recording_pipeline.core.naming import QUARANTINE_PREFIX
@@ -139,7 +139,7 @@ async def run(args: argparse.Namespace) -> int:
                 f"{kept} unreadable left in place"
             )
             return 0 if not kept else 1
-    runtime = await Runtime.start(Settings.from_env())
+    runtime = await Runtime.start(Settings.from_env(), storage_options=OPERATOR_LIMITS)
     try:
 
         def progress(done: int, total: int, name: str) -> None:

@@ -54,13 +54,14 @@ async def translated_iter[T](what: str, source: AsyncIterator[T]) -> AsyncIterat
 
 
 async def create_if_missing(create: Awaitable[Any], what: str) -> None:
-    """Create a container or queue unless it exists. 403 means least-privilege roles: the infra made it."""
-    try:
-        await create
-    except ResourceExistsError:
-        pass
-    except HttpResponseError as exc:
-        if exc.status_code != 403:
-            with storage_errors(f"create {what}"):
+    """Create a container or queue unless it exists. 403 means least-privilege roles: the infra made it. Any
+    other failure, an answer or none (the account unreachable), is a StorageError."""
+    with storage_errors(f"create {what}"):
+        try:
+            await create
+        except ResourceExistsError:
+            pass
+        except HttpResponseError as exc:
+            if exc.status_code != 403:
                 raise
-        log.info("no right to create %s; expecting the deployment to have created it", what)
+            log.info("no right to create %s; expecting the deployment to have created it", what)

@@ -132,6 +132,22 @@ async def test_a_refused_connection_is_named_at_once_and_its_retry_is_in_the_log
     assert logged["account"] == f"http://127.0.0.1:{port}/devstoreaccount1" and "Cannot connect" in logged["message"]
 
 
+async def test_replaying_files_into_an_account_that_takes_no_connection_is_one_line_within_seconds(
+    stack: Stack, tmp_path: Path
+) -> None:
+    saved = tmp_path / "deadletter.json"
+    saved.write_text("[]")
+    with blackhole() as port:
+        env = {
+            **stack.env,
+            "ARCHIVE_STORAGE_CONNECTION_STRING": azurite_at(port),
+            "AzureWebJobsStorage": azurite_at(port),
+        }
+        status, _, err, seconds = await run("replay", str(saved), env=env)
+    assert status == 2 and "replay: the storage could not be used: " in one_line(err), err
+    assert f"http://127.0.0.1:{port}" in err and seconds < 20, seconds
+
+
 async def test_an_account_that_refuses_the_key_says_which_role_or_key(stack: Stack) -> None:
     key = stack.azurite.connection_string.split("AccountKey=", 1)[1].split(";", 1)[0]
     wrong = stack.azurite.connection_string.replace(key, base64.b64encode(b"not the account's key").decode())
