@@ -25,6 +25,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from recording_pipeline.app import fixity
 from recording_pipeline.app.boundary import contained
 from recording_pipeline.app.deadletter import DeadLetterReport, redrive_dead_letters, webhook_path
 from recording_pipeline.app.webhook import WebhookRequest, WebhookResponse, handle_delivery
@@ -44,6 +45,8 @@ POISON_DEPTH_SCHEDULE = "0 */5 * * * *"
 REDELIVERY_SCHEDULE = "30 */5 * * * *"
 # One listing of the dead-letter container; a blob found costs its read, the webhook path's writes and one record.
 DEADLETTER_SCHEDULE = "15 */5 * * * *"
+# Every hour, at 20 past: the fixity audit's slice, FIXITY_BYTES_PER_DAY / 24 (app/fixity, docs/FIXITY.md).
+FIXITY_SCHEDULE = fixity.SCHEDULE
 
 
 @dataclass(frozen=True)
@@ -120,6 +123,14 @@ async def _report_poison_depth(app: RuntimeHolder) -> int:
         extra={"poison_depth": depth, "poison_queue": runtime.queue.poison_name},
     )
     return depth
+
+
+async def audit_fixity(app: RuntimeHolder) -> fixity.FixityRun:
+    """A slice of the archive proved again, from where the last run stopped (app/fixity)."""
+    with contained("the fixity audit"):
+        runtime = await app.get()
+        budget = fixity.Budget(app.config.settings.fixity.bytes_per_day, fixity.RUN_INTERVAL_SECONDS)
+        return await fixity.run_fixity_audit(runtime.archive, runtime.state, budget)
 
 
 async def redeliver_outbound_events(app: RuntimeHolder) -> int:

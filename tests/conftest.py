@@ -4,6 +4,7 @@ recording simulator per test, unique queue/container names per test, and a
 
 from __future__ import annotations
 
+import os
 import secrets
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -19,6 +20,19 @@ from devtools.write_once import Guard, check_log
 from recording_pipeline.runtime import Runtime
 from tests.support.stack import ARCHIVE_PREFIX, DEADLETTER_PREFIX, Stack
 from tests.support.telemetry import Captured, install_capture
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _cli_log(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The operator commands' log file (cli/logs.py) goes to the session's temporary folder, not the home's."""
+    state = tmp_path_factory.mktemp("state")
+    before = os.environ.get("XDG_STATE_HOME")
+    os.environ["XDG_STATE_HOME"] = str(state)
+    yield state
+    if before is None:
+        del os.environ["XDG_STATE_HOME"]
+    else:
+        os.environ["XDG_STATE_HOME"] = before
 
 
 @pytest.fixture(scope="session")

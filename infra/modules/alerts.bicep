@@ -244,6 +244,46 @@ resource deadLetterAlert 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = {
   }
 }
 
+// The fixity audit (function_app.fixity_audit, hourly: app/fixity) re-hashes a slice of the archive each run: a
+// chunk whose media no longer hashes to its chain-of-custody record, or a blob that is gone, is evidence changed or
+// lost under WORM. Its error line and its recording.fixity.chunks points by result say so.
+resource fixityAlert 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = {
+  name: '${namePrefix}-fixity-failure'
+  location: location
+  tags: tags
+  properties: {
+    displayName: 'Archived recording failed its fixity check'
+    description: 'The fixity audit found archived media that no longer matches its chain-of-custody record, or a blob that is missing. Do not delete anything; see the runbook.'
+    severity: 1
+    enabled: true
+    scopes: [
+      applicationInsightsId
+    ]
+    evaluationFrequency: 'PT5M'
+    windowSize: 'PT5M'
+    criteria: {
+      allOf: [
+        {
+          query: 'union (traces | where message has "fixity check failed"), (customMetrics | where name == "recording.fixity.chunks" and tostring(customDimensions.result) in ("mismatch", "missing"))'
+          timeAggregation: 'Count'
+          operator: 'GreaterThan'
+          threshold: 0
+          failingPeriods: {
+            numberOfEvaluationPeriods: 1
+            minFailingPeriodsToAlert: 1
+          }
+        }
+      ]
+    }
+    autoMitigate: false
+    actions: {
+      actionGroups: [
+        actionGroup.id
+      ]
+    }
+  }
+}
+
 resource failureAlert 'Microsoft.Insights/metricAlerts@2018-03-01' = {
   name: '${namePrefix}-function-failures'
   location: 'global'

@@ -71,28 +71,49 @@ VERIFY_HEADERS = ("RESULT", "BLOB", "PROBLEM")
 class ProgressBar:
     """``label [#####.....]  45%  1.2 GiB / 2.7 GiB`` on one line, redrawn in place; silent off a TTY."""
 
-    def __init__(self, label: str, stream: TextIO | None = None, width: int = 30, interval: float = 0.1) -> None:
+    def __init__(
+        self,
+        label: str,
+        stream: TextIO | None = None,
+        width: int = 30,
+        interval: float = 0.1,
+        enabled: bool = True,
+    ) -> None:
+        """``enabled`` False (``--json``): never drawn, terminal or not."""
         self.label = label
         self.stream = stream if stream is not None else sys.stderr
         self.width = width
         self.interval = interval
-        self.enabled = bool(getattr(self.stream, "isatty", lambda: False)())
+        self.enabled = enabled and bool(getattr(self.stream, "isatty", lambda: False)())
         self._drawn_at: float | None = None
         self._last = ""
 
     def update(self, done: int, total: int) -> None:
-        if not self.enabled:
+        if not self._due(done >= total):
             return
-        now = time.monotonic()
-        if done < total and self._drawn_at is not None and now - self._drawn_at < self.interval:
-            return
-        self._drawn_at = now
         fraction = 1.0 if total <= 0 else min(1.0, done / total)
         filled = int(self.width * fraction)
-        line = (
+        self._draw(
             f"{self.label} [{'#' * filled}{'.' * (self.width - filled)}] {fraction * 100:3.0f}%  "
             f"{format_bytes(done)} / {format_bytes(total)}"
         )
+
+    def note(self, progress: str) -> None:
+        """Progress without a known end, in words: ``label: 12345 blobs listed``."""
+        if self._due(False):
+            self._draw(f"{self.label}: {progress}")
+
+    def _due(self, final: bool) -> bool:
+        """Drawn at most every ``interval`` seconds, and always at the end."""
+        if not self.enabled:
+            return False
+        now = time.monotonic()
+        if not final and self._drawn_at is not None and now - self._drawn_at < self.interval:
+            return False
+        self._drawn_at = now
+        return True
+
+    def _draw(self, line: str) -> None:
         self.stream.write("\r" + line.ljust(len(self._last)))
         self.stream.flush()
         self._last = line

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from recording_pipeline.app.deadletter import as_delivery, is_redrive_record, redrive_dead_letters, webhook_path
 from recording_pipeline.app.webhook import WebhookRequest
-from recording_pipeline.cli.storage import operator_edges
+from recording_pipeline.cli.storage import OPERATOR_LIMITS, operator_edges
 from recording_pipeline.core.errors import ContainerNotFoundError
 from recording_pipeline.core.jobs import decode_job
 from recording_pipeline.core.naming import QUARANTINE_PREFIX
@@ -128,7 +128,7 @@ async def run(args: argparse.Namespace) -> int:
                 f"{kept} unreadable left in place"
             )
             return 0 if not kept else 1
-    runtime = await Runtime.start(Settings.from_env())
+    runtime = await Runtime.start(Settings.from_env(), storage_options=OPERATOR_LIMITS)
     try:
         if args.deadletter:
             return await replay_dead_letters(runtime)

@@ -76,6 +76,9 @@ class RecordingGoneError(AcsError):
 # --- the archive and the queue -----------------------------------------------------------------
 
 
+NO_CREDENTIAL = "NoCredential"  # StorageError.code when no identity could get a token: nothing reached the service
+
+
 class StorageError(PipelineError):
     """A request to Azure Storage (the archive or the queue) failed; another attempt may succeed."""
 
@@ -100,6 +103,11 @@ class BlobArchivedError(StorageError):
 
 class BlobTooLargeError(StorageError):
     """A blob read whole (a manifest, a metadata document) is larger than such a document can be."""
+
+
+class HoldRefusedError(StorageError):
+    """The storage refused a legal hold (Azurite implements none; the identity lacks Storage Blob Data Owner; the
+    container has no version-level immutability): nothing was recorded for it."""
 
 
 class ConcurrentUpdateError(StorageError):

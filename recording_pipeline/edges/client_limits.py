@@ -15,6 +15,9 @@ streamed body is never cut short by it. Ours:
 - chunk queue: connect 5 s, read 5 s, 2 retries after about 2.5 and 4.5 s.
   Put Message answers in milliseconds, and the webhook must answer Event Grid
   within 30 s (it gives its writes 25 s, see app.webhook); ~23 s at worst.
+- the operator commands (cli.storage): connect 4 s, read 15 s, 1 retry after
+  about 3 s. Someone is waiting at a terminal: an account that does not answer is
+  named within about ten seconds, not after minutes.
 
 A request given up on is an ordinary failure: the attempt ends and the host delivers the message again (the
 transfer resumes from its staged blocks); the webhook answers 503 and Event Grid retries. ACS's limits are the
@@ -69,5 +72,8 @@ ARCHIVE = StorageClientLimits(
 )
 QUEUE = StorageClientLimits(
     connect_seconds=5, read_seconds=5, retries=2, first_backoff_seconds=0.5, backoff_base=2, jitter_seconds=0.5
+)
+OPERATOR = StorageClientLimits(
+    connect_seconds=4, read_seconds=15, retries=1, first_backoff_seconds=1, backoff_base=2, jitter_seconds=1
 )
 ACS_CONNECT_SECONDS = 10.0

@@ -327,12 +327,30 @@ async def test_verify_named_recordings_and_exit_codes(seeded: Seeded, capsys: py
     assert [d["callId"] for d in json.loads(capsys.readouterr().out)] == [CALL_A]
     assert await run_cli("verify", f"{CALL_A}/r-recA", CALL_C, CALL_D) == 1
     assert "in 3 recording(s): 1 ok, 2 mismatch, 0 missing, 2 not archived" in capsys.readouterr().out
-    assert await run_cli("verify", "ffffffff-0000-0000-0000-00000000000f") == 1
-    assert "no recording under this call" in capsys.readouterr().out
+    unknown = "ffffffff-0000-0000-0000-00000000000f"
+    assert await run_cli("verify", unknown) == 1
+    _, rows = table(capsys.readouterr().out)
+    # One answer: the row says "not found", and so does the summary (it once said "missing", then "0 missing").
+    assert rows == [
+        ["not found", f"{unknown}/", "no recording under this call"],
+        [
+            "verified 0 chunk(s), 0 B, in 0 recording(s): 0 ok, 0 mismatch, 0 missing, 0 not archived (not "
+            "checked); 1 recording(s) not found"
+        ],
+    ]
+    assert await run_cli("verify", unknown, "--json") == 1
+    [doc] = json.loads(capsys.readouterr().out)
+    assert (doc["found"], doc["ok"], doc["problems"]) == ("not found", False, ["no recording under this call"])
     assert await run_cli("verify", f"{CALL_A}/r-nope") == 1
-    assert "no manifest" in capsys.readouterr().out
+    _, rows = table(capsys.readouterr().out)
+    assert rows[0] == ["not found", f"{CALL_A}/r-nope/manifest.json", "no manifest"]
+    assert rows[1][0].endswith("; 1 recording(s) not found")
     assert await run_cli("verify", "../etc") == 2
-    assert "callId" in capsys.readouterr().err
+    assert "callId contains '..'" in capsys.readouterr().err
+    assert await run_cli("verify", "..abc") == 2  # the '..' rule is the one it breaks, not the first character's
+    assert capsys.readouterr().err == "verify: '..abc': callId contains '..', which could climb out of its folder\n"
+    assert await run_cli("verify", "abc/r-x y") == 2
+    assert "recordingKey has characters outside [A-Za-z0-9_=.:-]: ' '" in capsys.readouterr().err
 
 
 class _Tty(io.StringIO):
@@ -340,7 +358,7 @@ class _Tty(io.StringIO):
         return True
 
 
-async def test_verify_draws_progress_only_on_a_tty(
+async def test_verify_draws_progress_only_on_a_tty_and_never_with_json(
     seeded: Seeded, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     assert await run_cli("verify") == 0
@@ -352,6 +370,10 @@ async def test_verify_draws_progress_only_on_a_tty(
     assert drawn.startswith("\rverifying [") and "\n" in drawn
     last = drawn.split("\r")[-1]
     assert "100%" in last and "5.5 MiB / 5.5 MiB" in last and "#" * 30 in last
+    quiet = _Tty()
+    monkeypatch.setattr("sys.stderr", quiet)
+    assert await run_cli("verify", "--json") == 0
+    assert quiet.getvalue() == ""  # --json is for scripts: no progress, terminal or not
 
 
 def test_progress_bar_is_silent_off_a_tty_and_throttled_on_one() -> None:
@@ -494,7 +516,14 @@ async def test_rebuild_state_makes_every_manifest_again_from_the_write_once_reco
             before[name] = json.loads(await (await seeded.state.get_blob_client(name).download_blob()).readall())
             await seeded.state.get_blob_client(name).delete_blob()  # the state is lost
     assert await run_cli("rebuild-state", "--dry-run") == 0
-    assert "would write 4 manifest(s)" in capsys.readouterr().out
+    captured = capsys.readouterr()
+    assert "would write 4 manifest(s)" in captured.out and "listed" not in captured.err  # not a terminal
+    tty = _Tty()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("sys.stderr", tty)
+        assert await run_cli("rebuild-state", "--dry-run") == 0
+    drawn = tty.getvalue()
+    assert drawn.startswith("\rrebuild-state: 1 blob(s) listed") and drawn.endswith("\n")
     assert [n async for n in seeded.state.list_blob_names() if n.endswith("/manifest.json")] == []
     assert await run_cli("rebuild-state") == 0
     assert "wrote 4 manifest(s)" in capsys.readouterr().out
@@ -514,16 +543,23 @@ async def test_rebuild_state_makes_every_manifest_again_from_the_write_once_reco
 # --- legal hold ----------------------------------------------------------------
 
 
-async def test_hold_on_azurite_names_what_it_would_hold_and_says_it_cannot(
+async def test_hold_on_azurite_says_it_cannot_and_records_nothing(
     seeded: Seeded, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """Azurite does not implement Set Blob Legal Hold: the command selects the blobs, registers the case, and
-    reports the service's refusal as an error (tests/unit/test_holds.py covers the rest on in-memory edges)."""
+    """Azurite does not implement Set Blob Legal Hold: the command says so in one line and records no case, so no
+    command shows a hold the storage never took (tests/unit/test_holds.py covers the rest on in-memory edges)."""
     assert await run_cli("hold", "place", "CASE-7") == 2
-    assert "name at least one" in capsys.readouterr().err
+    assert "the following arguments are required: RECORDING" in capsys.readouterr().err
     assert await run_cli("hold", "place", "../x", CALL_A) == 2
-    assert "case id" in capsys.readouterr().err
-    assert await run_cli("hold", "place", "CASE-7", CALL_A) == 1
-    assert "the storage account refused: legal hold on" in capsys.readouterr().err
-    registry = json.loads(await (await seeded.state.get_blob_client("_holds/CASE-7.json").download_blob()).readall())
-    assert registry["recordings"] == [[CALL_A, "r-recA"]] and len(registry["blobs"]) == 2 * 4 + 2  # + 2 participants
+    assert "case id contains '..'" in capsys.readouterr().err
+    assert await run_cli("hold", "place", "CASE-7", CALL_A) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("hold place: this storage does not implement legal holds (legal hold on ")
+    assert "501" in err and err.rstrip().endswith("nothing was held or recorded") and err.count("\n") == 1
+    assert [n async for n in seeded.state.list_blob_names(name_starts_with=HOLDS_PREFIX)] == []
+    assert await run_cli("hold", "list", "--json") == 0
+    assert json.loads(capsys.readouterr().out) == []
+    assert await run_cli("status", "--json") == 0
+    assert all(r["holds"] == [] for r in json.loads(capsys.readouterr().out))
+    assert await run_cli("hold", "clear", "CASE-7") == 2
+    assert "no open legal hold for case 'CASE-7'" in capsys.readouterr().err

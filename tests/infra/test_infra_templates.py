@@ -640,6 +640,21 @@ def test_the_dead_letter_settings_infra_deploys_are_the_app_s() -> None:
     assert params["deadLetterRedriveOnSchedule"]["value"] == "${DEADLETTER_REDRIVE_ON_SCHEDULE=true}"
 
 
+def test_a_failed_fixity_check_raises_an_alert_on_what_the_audit_emits() -> None:
+    from recording_pipeline.app.fixity import FAILED, FAILED_LINE
+
+    rules = resources(bicep("alerts.bicep"), "Microsoft.Insights/scheduledQueryRules")
+    [rule] = [body(r)["properties"] for r in rules.values() if "fixity" in body(r)["properties"]["displayName"]]
+    [criterion] = rule["criteria"]["allOf"]
+    query = criterion["query"]
+    assert f'traces | where message has "{FAILED_LINE}"' in query
+    # The metric's name as the audit's points arrive (tests/e2e/test_fixity.py reads them by this name).
+    assert 'customMetrics | where name == "recording.fixity.chunks"' in query
+    assert 'in ("mismatch", "missing")' in query and {r.value for r in FAILED} == {"mismatch", "missing"}
+    assert (criterion["operator"], criterion["threshold"], rule["severity"]) == ("GreaterThan", 0, 1)
+    assert rule["actions"]["actionGroups"] and rule["enabled"] is True
+
+
 # --- main.bicep, parameters, hook ---------------------------------------------
 
 

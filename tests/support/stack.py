@@ -92,6 +92,7 @@ class Stack:
             function_key=self.env["WEBHOOK_KEY"],
             lease_seconds=lease_seconds,
             sampled=sampled or (lambda name: True),
+            scheduled=False,  # the tests run timers themselves (run_timer), never on the clock
         )
         await host.start()
         runner, port = await serve_app(host.web_app())

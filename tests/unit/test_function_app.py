@@ -46,6 +46,22 @@ async def test_queue_trigger_on_the_chunk_queue_setting(load: Loader) -> None:
     assert sample["Values"]["CHUNK_QUEUE_NAME"] == DEFAULT_QUEUE_NAME
 
 
+async def test_the_fixity_audit_is_an_hourly_timer_whose_slice_is_a_day_s_budget_over_its_runs(load: Loader) -> None:
+    import itertools
+    from datetime import UTC, datetime
+
+    from devtools.ncrontab import Schedule
+    from recording_pipeline.app.fixity import RUN_INTERVAL_SECONDS
+
+    trigger = _functions(await load())["fixity_audit"]
+    assert (trigger.trigger, trigger.run_on_startup) == ("timerTrigger", False)
+    schedule = Schedule.parse(trigger.schedule or "")
+    runs = [schedule.next_after(datetime(2026, 12, 1, tzinfo=UTC))]
+    for _ in range(48):  # two days of runs
+        runs.append(schedule.next_after(runs[-1]))
+    assert {(b - a).total_seconds() for a, b in itertools.pairwise(runs)} == {RUN_INTERVAL_SECONDS}
+
+
 async def test_a_configuration_error_declares_no_queue_trigger_and_the_webhook_answers_503(
     caplog: pytest.LogCaptureFixture, load: Loader
 ) -> None:
