@@ -26,8 +26,9 @@ $(NODE_STAMP): package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
+# make demo KEEP=1 (or KEEP=1 in the environment): the stack stays up until Ctrl-C, see README.
 demo: setup
-	$(PY) -m devtools.demo
+	$(PY) -m devtools.demo $(if $(filter 1 true yes,$(KEEP)),--keep)
 
 lint: setup
 	$(VENV)/bin/ruff check .
@@ -53,5 +54,9 @@ bench: setup
 dashboard: setup
 	$(PY) -m devtools.dashboard
 
+# Everything the targets above create (tests/unit/test_makefile.py holds it to .gitignore); never the user's own
+# local.settings.json or .azure/ (azd's environments).
 clean:
-	rm -rf $(VENV) node_modules .demo .bench .dashboard .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .venv-infra node_modules .demo .bench .dashboard .pytest_cache .mypy_cache .ruff_cache .hypothesis \
+		samples/subscriber/.mypy_cache build dist *.egg-info
+	find . -path ./.git -prune -o -type d -name __pycache__ -prune -exec rm -rf {} +

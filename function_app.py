@@ -18,13 +18,17 @@ import azure.functions as func
 from recording_pipeline.app.webhook import WebhookRequest
 from recording_pipeline.edges.telemetry import configure_app_telemetry, install_context_filter
 from recording_pipeline.functions_adapter import (
+    DEADLETTER_SCHEDULE,
+    FIXITY_SCHEDULE,
     POISON_DEPTH_SCHEDULE,
     REDELIVERY_SCHEDULE,
     RuntimeHolder,
     archive_message,
+    audit_fixity,
     deliver,
     load_app_config,
     redeliver_outbound_events,
+    redrive_dead_letters_on_schedule,
     report_poison_depth,
 )
 
@@ -58,6 +62,14 @@ if isinstance(runtime, RuntimeHolder):
     @app.timer_trigger(arg_name="timer", schedule=POISON_DEPTH_SCHEDULE)
     async def poison_depth(timer: func.TimerRequest) -> None:
         await report_poison_depth(holder)
+
+    @app.timer_trigger(arg_name="timer", schedule=DEADLETTER_SCHEDULE)
+    async def deadletter_redrive(timer: func.TimerRequest) -> None:
+        await redrive_dead_letters_on_schedule(holder)
+
+    @app.timer_trigger(arg_name="timer", schedule=FIXITY_SCHEDULE)
+    async def fixity_audit(timer: func.TimerRequest) -> None:
+        await audit_fixity(holder)
 
     if holder.config.settings.events.enabled:
 

@@ -7,6 +7,11 @@ served and to its chain-of-custody record, the manifest says ``complete``, each
 chunk was deleted from the simulator after it was archived, ``verify`` finds
 nothing wrong, ``check`` finds no FAIL, and the write-once guard finds no
 request that changed or deleted a blob of the archive container.
+
+With ``--keep`` (``make demo KEEP=1``) the stack keeps running until Ctrl-C: the
+settings the CLI needs are written to ``.demo/env.sh`` (``source`` it), and the
+blob URLs printed carry a read-only SAS, so a browser can open them meanwhile.
+Each run starts from an empty ``.demo/azurite``: earlier runs' data does not pile up.
 """
 
 from __future__ import annotations
@@ -14,10 +19,16 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
+import shlex
+import shutil
+import signal
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from urllib.parse import quote
 
 import aiohttp
+from azure.storage.blob import BlobSasPermissions, generate_blob_sas
 from azure.storage.blob.aio import BlobServiceClient
 
 from devtools.devstack import REPO, Azurite, ServeProcess
@@ -30,12 +41,54 @@ from recording_pipeline.core.naming import chunk_stem, custody_name, manifest_na
 from recording_pipeline.core.state import Manifest, RecordingState
 from recording_pipeline.edges.archive import BlobArchive
 
+CLI_SETTINGS = (
+    "ACS_CONNECTION_STRING",
+    "ARCHIVE_STORAGE_CONNECTION_STRING",
+    "AzureWebJobsStorage",
+    "ARCHIVE_CONTAINER",
+    "ARCHIVE_STATE_CONTAINER",
+    "CHUNK_QUEUE_NAME",
+    "RECORDING_ALLOWED_HOSTS",
+    "RECORDING_ALLOW_HTTP",
+)
 
-async def run_demo(size_mib: int = 24, timeout: float = 300.0) -> int:
-    workdir = REPO / ".demo"
-    workdir.mkdir(exist_ok=True)
+
+def fresh_run_dir(workdir: Path) -> Path:
+    """An empty ``workdir/azurite`` for this run's data; what earlier runs left there (and the ``azurite-<time>``
+    folders older demos made, ~28 MB each) is removed."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    for old in [workdir / "azurite", *workdir.glob("azurite-*")]:
+        shutil.rmtree(old, ignore_errors=True)
+    return workdir / "azurite"
+
+
+def read_url(azurite: Azurite, container: str, blob: str, hours: int = 24) -> str:
+    """The blob's URL with a read-only SAS, signed with Azurite's well-known account key: a browser opens it."""
+    parts = dict(p.split("=", 1) for p in azurite.connection_string.split(";") if "=" in p)
+    sas = generate_blob_sas(
+        parts["AccountName"],
+        container,
+        blob,
+        account_key=parts["AccountKey"],
+        permission=BlobSasPermissions(read=True),
+        expiry=datetime.now(UTC) + timedelta(hours=hours),
+    )
+    return f"{parts['BlobEndpoint'].rstrip('/')}/{container}/{quote(blob)}?{sas}"
+
+
+def write_env(path: Path, env: dict[str, str]) -> Path:
+    """The settings the operator commands need, as ``export`` lines to ``source``."""
+    lines = [f"export {name}={shlex.quote(env[name])}" for name in CLI_SETTINGS]
+    path.write_text(
+        "# the demo's local stack, while it runs: source this, then run recording-archive\n" + "\n".join(lines) + "\n"
+    )
+    return path
+
+
+async def run_demo(size_mib: int = 24, timeout: float = 300.0, keep: bool = False, workdir: Path | None = None) -> int:
+    workdir = workdir or REPO / ".demo"
+    location = fresh_run_dir(workdir)
     # Both starts wait for a port: keep that off the event loop.
-    location = Path(workdir / f"azurite-{int(time.time())}")
     azurite = await asyncio.to_thread(Azurite(location=location, access_log=True).start)  # the guard reads its log
     simulator = RecordingSimulator()
     await simulator.start()
@@ -91,7 +144,7 @@ async def run_demo(size_mib: int = 24, timeout: float = 300.0) -> int:
         try:
             manifest = await _wait_for_complete(state, manifest_name(call_id, rec_key), timeout)
             if manifest is None:
-                print("demo: FAILED: the recording did not complete in time; see .demo/serve.log")
+                print(f"demo: FAILED: the recording did not complete in time; see {workdir / 'serve.log'}")
                 return 1
             ok = True
             for chunk in chunks:
@@ -106,11 +159,12 @@ async def run_demo(size_mib: int = 24, timeout: float = 300.0) -> int:
                 good = proof is not None and media == chunk.sha256 == entry.sha256 == proof.sha256 and deleted
                 ok &= good
                 print(
-                    f"demo: {'ok ' if good else 'BAD'} {archive.url}/{entry.media_blob} "
+                    f"demo: {'ok ' if good else 'BAD'} {read_url(azurite, 'recordings', entry.media_blob)} "
                     f"({entry.size} bytes, sha256 {media[:16]}…, chain of custody: {'yes' if proof else 'NO'}, "
                     f"deleted from ACS: {deleted})"
                 )
-            print(f"demo: manifest {state.url}/{manifest_name(call_id, rec_key)} state={manifest.state.value}")
+            manifest_url = read_url(azurite, "recordings-state", manifest_name(call_id, rec_key))
+            print(f"demo: manifest {manifest_url} state={manifest.state.value}")
             checks = await verify_recordings(archive, state)
             verified = all(c.ok for c in checks)
             print(
@@ -124,6 +178,8 @@ async def run_demo(size_mib: int = 24, timeout: float = 300.0) -> int:
         finally:
             await archive.close()
             await state.close()
+        if keep:
+            await _keep_running(write_env(workdir / "env.sh", env), server.url, key)
     finally:
         server.stop()
         await simulator.stop()
@@ -134,6 +190,27 @@ async def run_demo(size_mib: int = 24, timeout: float = 300.0) -> int:
     ok &= not guard.violations and guard.checked > 0
     print("demo: archive verified" if ok else "demo: FAILED verification")
     return 0 if ok else 1
+
+
+async def _keep_running(env_file: Path, webhook: str, key: str) -> None:
+    """Until Ctrl-C (SIGINT) or SIGTERM: the stack stays up, and what to point at it is said."""
+    print(
+        "demo: the stack keeps running until Ctrl-C; the URLs above open in a browser meanwhile. In another shell:\n"
+        f"demo:   source {env_file}\n"
+        "demo:   .venv/bin/recording-archive status      # or verify, participant, fixity run, check, hold list\n"
+        f"demo:   webhook {webhook} (header x-functions-key: {key})",
+        flush=True,
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)
+    print("demo: stopping the stack", flush=True)
 
 
 async def _wait_for_complete(state: BlobArchive, name: str, timeout: float) -> Manifest | None:
@@ -156,7 +233,10 @@ def main() -> int:
         description="Azurite + simulator + local host + a 3-chunk event, verified, then check",
     )
     parser.add_argument("--size-mib", type=int, default=24, help="size of the largest chunk")
-    return asyncio.run(run_demo(parser.parse_args().size_mib))
+    parser.add_argument("--keep", action="store_true", help="keep the stack running until Ctrl-C (make demo KEEP=1)")
+    parser.add_argument("--workdir", type=Path, default=REPO / ".demo", help="where its data and logs go")
+    args = parser.parse_args()
+    return asyncio.run(run_demo(args.size_mib, keep=args.keep, workdir=args.workdir))
 
 
 if __name__ == "__main__":

@@ -41,6 +41,8 @@ from devtools import worker_messages
 from devtools.loopback import serve_app
 from devtools.worker_messages import StreamingMessage
 
+log = logging.getLogger(__name__)
+
 # The request each handler of the runtime takes, and the field of the StreamingMessage its response goes in.
 HANDLERS: dict[str, tuple[Callable[[Any], Awaitable[Any]], str]] = {
     "worker_init_request": (runtime.worker_init_request, "worker_init_response"),
@@ -72,7 +74,22 @@ class RuntimeWorker:
         if kind == "worker_init_request":
             self._before_init(request.worker_init_request.function_app_directory)
         handler, answer = HANDLERS[kind]
-        response = await handler(_Envelope(request, {"protos": worker_messages, "host": self.host}))
+        try:
+            response = await handler(_Envelope(request, {"protos": worker_messages, "host": self.host}))
+        except Exception:
+            raise
+        except BaseException as exc:
+            task = asyncio.current_task()
+            if isinstance(exc, asyncio.CancelledError) and task is not None and task.cancelling():
+                raise  # this worker is being stopped
+            # The runtime wraps an invocation in ``except Exception`` (azure_functions_runtime/handle_event.py); the
+            # proxy runs each request as a task of its own and queues its response when the handler returns
+            # (azure-functions-python-worker, proxy_worker/dispatcher.py ``_dispatch_grpc_request``). A function
+            # that lets a CancelledError out ends that task: no InvocationResponse is ever sent, and the host waits
+            # for one until functionTimeout, then restarts the worker. So does this worker.
+            log.error("%s ended with %s: no response is sent", kind, type(exc).__name__)
+            await asyncio.Event().wait()
+            raise AssertionError("unreachable") from None
         return StreamingMessage(request_id=request.request_id, **{answer: response}).to_json()
 
     @staticmethod

@@ -127,7 +127,11 @@ class LocalFunctionsHost:
         function_key: str | None = None,
         lease_seconds: float = RECEIVE_VISIBILITY_SECONDS,
         sampled: Callable[[str], bool] = lambda name: True,
+        scheduled: bool = True,
     ) -> None:
+        """``scheduled`` False: timer functions run only when ``run_timer`` calls them (the tests drive them so,
+        and a scheduled run cannot land in a test that counts requests)."""
+        self.scheduled = scheduled
         self.app_root = app_root.resolve()
         self.env = dict(env)
         self.rules: HostRules = read_host_rules(self.app_root, self.env)
@@ -159,7 +163,7 @@ class LocalFunctionsHost:
                 log.error("The '%s' function is in error: %s", info.name, problem)
                 continue
             self._listeners.append(asyncio.create_task(self._listen(info), name=f"listen-{info.name}"))
-        for info in self.functions(kind="timerTrigger"):
+        for info in self.functions(kind="timerTrigger") if self.scheduled else []:
             schedule = Schedule.parse(info.schedule or "")
             self._listeners.append(asyncio.create_task(self._tick(info, schedule), name=f"timer-{info.name}"))
 

@@ -90,6 +90,9 @@ param archiveStateContainer string = 'recordings-state'
 @description('Event Grid dead-letter container name.')
 param deadLetterContainerName string = 'eventgrid-deadletter'
 
+@description('Redrive what Event Grid dead-letters every 5 minutes, through the webhook path (DEADLETTER_REDRIVE_ON_SCHEDULE). Off: it is only counted and alerted on, and redriven by recording-archive replay --deadletter.')
+param deadLetterRedriveOnSchedule bool = true
+
 @description('Work queue name (CHUNK_QUEUE_NAME); the poison queue is <name>-poison.')
 param chunkQueueName string = 'recording-chunks'
 
@@ -320,6 +323,8 @@ module functionApp 'modules/function-app.bicep' = {
     acsSecretUri: (acsAuthMode == 'hmac') ? acsSecret.outputs.secretUri : ''
     recordingRetentionHours: recordingRetentionHours
     outboundEventsTopicEndpoint: outboundEventsTopic ? outboundTopic.outputs.endpoint : ''
+    deadLetterContainerName: archiveStorage.outputs.deadLetterContainerName
+    deadLetterRedriveOnSchedule: deadLetterRedriveOnSchedule
   }
   dependsOn: [
     rbac
@@ -336,6 +341,7 @@ module alerts 'modules/alerts.bicep' = {
     applicationInsightsId: monitoring.outputs.applicationInsightsId
     alertEmail: alertEmail
     poisonQueueName: functionStorage.outputs.poisonQueueName
+    deadLetterContainerName: archiveStorage.outputs.deadLetterContainerName
   }
 }
 

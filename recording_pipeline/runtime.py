@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -22,11 +24,13 @@ from recording_pipeline.app.outbound import OutboundEvents
 from recording_pipeline.app.webhook import WebhookConfig
 from recording_pipeline.app.worker import ChunkWorker
 from recording_pipeline.core.attempts import AttemptPolicy
+from recording_pipeline.core.errors import ConfigurationError
 from recording_pipeline.core.host_rules import HostRules, QueueRules
 from recording_pipeline.core.settings import ArchiveSettings, QueueSettings, Settings, StorageTarget
 from recording_pipeline.edges.acs import AcsRecordingClient, EntraTokenProvider
 from recording_pipeline.edges.archive import BlobArchive
 from recording_pipeline.edges.chunk_queue import StorageChunkQueue
+from recording_pipeline.edges.client_limits import ARCHIVE, QUEUE
 from recording_pipeline.edges.delivery_auth import EntraDeliveryValidator
 from recording_pipeline.edges.event_publisher import EventGridPublisher
 from recording_pipeline.edges.retry import RetryPolicy
@@ -49,13 +53,19 @@ class Runtime:
     publisher: EventGridPublisher | None = None
     _credential: Any = None
     _ready: asyncio.Task[None] | None = None
+    deadletter: BlobArchive | None = None  # Event Grid's dead-letter container (app.deadletter)
 
     @classmethod
     async def start(
-        cls, settings: Settings, host: HostRules | None = None, retry: RetryPolicy | None = None, ensure: bool = True
+        cls,
+        settings: Settings,
+        host: HostRules | None = None,
+        retry: RetryPolicy | None = None,
+        ensure: bool = True,
+        storage_options: Mapping[str, Any] | None = None,
     ) -> Runtime:
         """build(), then (``ensure``) make sure the container and queues exist; closed again if that fails."""
-        runtime = await cls.build(settings, host, retry, ensure)
+        runtime = await cls.build(settings, host, retry, ensure, storage_options)
         if ensure:
             try:
                 await runtime.ready()
@@ -66,14 +76,21 @@ class Runtime:
 
     @classmethod
     async def build(
-        cls, settings: Settings, host: HostRules | None = None, retry: RetryPolicy | None = None, ensure: bool = True
+        cls,
+        settings: Settings,
+        host: HostRules | None = None,
+        retry: RetryPolicy | None = None,
+        ensure: bool = True,
+        storage_options: Mapping[str, Any] | None = None,
     ) -> Runtime:
         """Every client, with no network I/O (in the event loop that will use them).
 
         Whatever was built is closed again if anything fails, so a start that keeps failing leaks no
         session or credential. ``host``: the Functions host's rules (default: host.json's defaults).
         ``ensure``: attempts first make sure the container and queues exist (once per process).
+        ``storage_options``: keyword arguments for the storage clients (see ``open_archive``).
         """
+        options = dict(storage_options or {})
         host = host or HostRules(function_timeout=None, queues=QueueRules())
         retry = retry or RetryPolicy(**asdict(settings.acs.retry))
         credentials = settings.acs.credentials
@@ -97,14 +114,16 @@ class Runtime:
             acs = AcsRecordingClient(
                 session, credentials, policy, tokens, retry, read_timeout=settings.acs.read_timeout_seconds
             )
-            archive = open_archive(settings.archive, credential)
+            archive = open_archive(settings.archive, credential, **options)
             opened.append(archive)
-            state = open_state(settings.archive, credential)
+            state = open_state(settings.archive, credential, **options)
             opened.append(state)
-            queue = open_queue(settings.queue, credential)
+            queue = open_queue(settings.queue, credential, **options)
             opened.append(queue)
             publisher = EventGridPublisher.open(events, credential) if events.enabled else None
             opened.append(publisher)
+            deadletter = open_deadletter(settings, credential)
+            opened.append(deadletter)
             worker = ChunkWorker(
                 acs=acs,
                 archive=archive,
@@ -132,6 +151,7 @@ class Runtime:
             )
             audit = ArchiveAudit(archive, state)
             runtime = cls(settings, session, archive, state, queue, acs, worker, audit, webhook, publisher, credential)
+            runtime.deadletter = deadletter
         except BaseException:
             await _close_all(reversed(opened))
             raise
@@ -154,38 +174,73 @@ class Runtime:
         return self._credential
 
     async def close(self) -> None:
-        await _close_all([self.archive, self.state, self.queue, self.publisher, self.session, self._credential])
+        await _close_all(
+            [self.archive, self.state, self.queue, self.publisher, self.deadletter, self.session, self._credential]
+        )
 
 
-def open_archive(settings: ArchiveSettings, credential: Any = None) -> BlobArchive:
-    """The write-once archive container alone (the operator commands); an account URL needs ``credential``."""
-    return BlobArchive(_blob_service(settings.target, credential), settings.container)
+def open_archive(settings: ArchiveSettings, credential: Any = None, **options: Any) -> BlobArchive:
+    """The write-once archive container alone (the operator commands); an account URL needs ``credential``.
+
+    ``options`` go to the SDK's client as they are: the operator commands bound their waits with
+    ``connection_timeout`` and ``read_timeout`` (azure-core's ``AioHttpTransport``: aiohttp's ``sock_connect`` and
+    ``sock_read``; the SDK's defaults are 20 s and 60 s, azure/storage/blob/_shared/constants.py) and
+    ``retry_total``, ``initial_backoff``, ``increment_base``, ``random_jitter_range`` (the SDK's
+    ``ExponentialRetry``, azure/storage/blob/_shared/policies_async.py: 3 retries, 15 s + 3^n apart, by default).
+    """
+    return BlobArchive(_blob_service(settings.target, credential, options), settings.container)
 
 
-def open_state(settings: ArchiveSettings, credential: Any = None) -> BlobArchive:
+def open_state(settings: ArchiveSettings, credential: Any = None, **options: Any) -> BlobArchive:
     """The state container beside the archive: manifests, quarantine, locks, holds."""
-    return BlobArchive(_blob_service(settings.target, credential), settings.state_container)
+    return BlobArchive(_blob_service(settings.target, credential, options), settings.state_container)
 
 
-def open_worm_probe(settings: ArchiveSettings, credential: Any = None) -> ContainerWormProbe:
+def open_deadletter(settings: Settings, credential: Any = None) -> BlobArchive:
+    """Event Grid's dead-letter container, in the archive account: read, and records created beside its blobs."""
+    return BlobArchive(_blob_service(settings.archive.target, credential, {}), settings.deadletter.container)
+
+
+def open_worm_probe(settings: ArchiveSettings, credential: Any = None, **options: Any) -> ContainerWormProbe:
     """The archive container for ``recording-archive check``, which changes its canary blob on purpose."""
-    service = _blob_service(settings.target, credential)
+    service = _blob_service(settings.target, credential, options)
     return ContainerWormProbe(service.get_container_client(settings.container), service)
 
 
-def _blob_service(target: StorageTarget, credential: Any) -> BlobServiceClient:
-    if target.connection_string:
-        return BlobServiceClient.from_connection_string(target.connection_string, use_env_settings=False)
-    return BlobServiceClient(str(target.account_url), credential=credential, use_env_settings=False)
+def _blob_service(target: StorageTarget, credential: Any, options: Mapping[str, Any]) -> BlobServiceClient:
+    """With the time limits and retries of edges.client_limits (the worker's, unless ``options`` say otherwise),
+    not the SDK's."""
+    options = {**ARCHIVE.options(), **options}
+    with _refused_as_configuration(target):
+        if target.connection_string:
+            return BlobServiceClient.from_connection_string(target.connection_string, use_env_settings=False, **options)
+        return BlobServiceClient(str(target.account_url), credential=credential, use_env_settings=False, **options)
 
 
-def open_queue(settings: QueueSettings, credential: Any = None) -> StorageChunkQueue:
+def open_queue(settings: QueueSettings, credential: Any = None, **options: Any) -> StorageChunkQueue:
+    """The chunk queue and its poison queue; ``options`` as for ``open_archive``."""
     target = settings.target
-    if target.connection_string:
-        service = QueueServiceClient.from_connection_string(target.connection_string, use_env_settings=False)
-    else:
-        service = QueueServiceClient(str(target.account_url), credential=credential, use_env_settings=False)
+    options = {**QUEUE.options(), **options}
+    with _refused_as_configuration(target):
+        if target.connection_string:
+            service = QueueServiceClient.from_connection_string(
+                target.connection_string, use_env_settings=False, **options
+            )
+        else:
+            service = QueueServiceClient(
+                str(target.account_url), credential=credential, use_env_settings=False, **options
+            )
     return StorageChunkQueue(service, settings.name)
+
+
+@contextmanager
+def _refused_as_configuration(target: StorageTarget) -> Iterator[None]:
+    """What the SDK refuses to build a client from (a ValueError, core.settings checks the same first) is the
+    setting's fault: said so, without the value (a connection string holds a key)."""
+    try:
+        yield
+    except ValueError as exc:
+        raise ConfigurationError(f"{target.setting or 'the storage setting'}: {exc}") from None
 
 
 def needs_identity(*targets: StorageTarget) -> bool:

@@ -4,6 +4,7 @@ recording simulator per test, unique queue/container names per test, and a
 
 from __future__ import annotations
 
+import os
 import secrets
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -17,14 +18,28 @@ from devtools.devstack import Azurite, ServeProcess
 from devtools.simulator import RecordingSimulator
 from devtools.write_once import Guard, check_log
 from recording_pipeline.runtime import Runtime
-from tests.support.stack import ARCHIVE_PREFIX, Stack
+from tests.support.stack import ARCHIVE_PREFIX, DEADLETTER_PREFIX, Stack
 from tests.support.telemetry import Captured, install_capture
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _cli_log(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The operator commands' log file (cli/logs.py) goes to the session's temporary folder, not the home's."""
+    state = tmp_path_factory.mktemp("state")
+    before = os.environ.get("XDG_STATE_HOME")
+    os.environ["XDG_STATE_HOME"] = str(state)
+    yield state
+    if before is None:
+        del os.environ["XDG_STATE_HOME"]
+    else:
+        os.environ["XDG_STATE_HOME"] = before
 
 
 @pytest.fixture(scope="session")
 def write_once() -> Guard:
-    """The archive containers' rule, checked over every request Azurite answered in the session (see azurite)."""
-    return Guard(is_archive=lambda container: container.startswith(ARCHIVE_PREFIX))
+    """The archive containers' rule, checked over every request Azurite answered in the session (see azurite); the
+    dead-letter containers keep it too: the app only creates its records beside what Event Grid wrote."""
+    return Guard(is_archive=lambda container: container.startswith((ARCHIVE_PREFIX, DEADLETTER_PREFIX)))
 
 
 @pytest.fixture(scope="session")
@@ -73,6 +88,7 @@ def stack(azurite: Azurite, simulator: RecordingSimulator) -> Stack:
         "AzureWebJobsStorage": azurite.connection_string,
         "ARCHIVE_CONTAINER": container,
         "ARCHIVE_STATE_CONTAINER": f"state-{suffix}",
+        "DEADLETTER_CONTAINER": f"{DEADLETTER_PREFIX}{suffix}",
         "CHUNK_QUEUE_NAME": queue,
         "RECORDING_ALLOWED_HOSTS": "127.0.0.1",
         "RECORDING_ALLOW_HTTP": "true",

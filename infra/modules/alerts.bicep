@@ -18,6 +18,9 @@ param alertEmail string = ''
 @description('Name of the poison queue the Functions host moves failed chunk jobs to.')
 param poisonQueueName string
 
+@description('Container Event Grid dead-letters into (DEADLETTER_CONTAINER).')
+param deadLetterContainerName string
+
 @description('Failed function executions in 15 minutes that raise the failure alert.')
 @minValue(1)
 param failureThreshold int = 5
@@ -141,6 +144,127 @@ resource configurationAlert 'Microsoft.Insights/scheduledQueryRules@2023-12-01' 
       allOf: [
         {
           query: 'traces | where message has "configuration error"'
+          timeAggregation: 'Count'
+          operator: 'GreaterThan'
+          threshold: 0
+          failingPeriods: {
+            numberOfEvaluationPeriods: 1
+            minFailingPeriodsToAlert: 1
+          }
+        }
+      ]
+    }
+    autoMitigate: false
+    actions: {
+      actionGroups: [
+        actionGroup.id
+      ]
+    }
+  }
+}
+
+// A recording event the webhook refused (kept whole in the archive's _rejected/ with its reason), or a delivery it
+// refused whole (not events, over the limits): Event Grid dead-letters a 400 or 413 at once, so the event is lost
+// within ACS's 24 hours unless someone acts. app/webhook.py logs one line per refusal.
+resource refusedEventAlert 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = {
+  name: '${namePrefix}-refused-event'
+  location: location
+  tags: tags
+  properties: {
+    displayName: 'Recording event refused'
+    description: 'The webhook refused a recording event (kept with its reason in _rejected/ in the archive) or a whole delivery (then dead-lettered). Read the reason: an event refused for what it says is refused again when redriven; a new event shape needs a new app version.'
+    severity: 1
+    enabled: true
+    scopes: [
+      applicationInsightsId
+    ]
+    evaluationFrequency: 'PT5M'
+    windowSize: 'PT5M'
+    criteria: {
+      allOf: [
+        {
+          query: 'traces | where message startswith "rejected event" or message startswith "rejected delivery"'
+          timeAggregation: 'Count'
+          operator: 'GreaterThan'
+          threshold: 0
+          failingPeriods: {
+            numberOfEvaluationPeriods: 1
+            minFailingPeriodsToAlert: 1
+          }
+        }
+      ]
+    }
+    autoMitigate: false
+    actions: {
+      actionGroups: [
+        actionGroup.id
+      ]
+    }
+  }
+}
+
+// An event Event Grid gave up on (30 attempts in 24 hours, or at once on 400, 401, 403, 413) is in the dead-letter
+// container. The deadletter_redrive timer (every 5 minutes, app/deadletter.py) logs each blob it finds and reports
+// how many still wait as a gauge: the alert fires on the first, and again every 5 minutes while any waits (scheduled
+// redrive off, or failing).
+resource deadLetterAlert 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = {
+  name: '${namePrefix}-dead-lettered-event'
+  location: location
+  tags: tags
+  properties: {
+    displayName: 'Recording event dead-lettered by Event Grid'
+    description: 'Event Grid gave up delivering a recording event and wrote it to ${deadLetterContainerName}. The app redrives it through the webhook path and records the outcome beside it; while one waits, replay --deadletter.'
+    severity: 1
+    enabled: true
+    scopes: [
+      applicationInsightsId
+    ]
+    evaluationFrequency: 'PT5M'
+    windowSize: 'PT5M'
+    criteria: {
+      allOf: [
+        {
+          query: 'union (traces | where message startswith "dead-lettered event found"), (customMetrics | where name == "recording.deadletter.waiting" and value > 0)'
+          timeAggregation: 'Count'
+          operator: 'GreaterThan'
+          threshold: 0
+          failingPeriods: {
+            numberOfEvaluationPeriods: 1
+            minFailingPeriodsToAlert: 1
+          }
+        }
+      ]
+    }
+    autoMitigate: false
+    actions: {
+      actionGroups: [
+        actionGroup.id
+      ]
+    }
+  }
+}
+
+// The fixity audit (function_app.fixity_audit, hourly: app/fixity) re-hashes a slice of the archive each run: a
+// chunk whose media no longer hashes to its chain-of-custody record, or a blob that is gone, is evidence changed or
+// lost under WORM. Its error line and its recording.fixity.chunks points by result say so.
+resource fixityAlert 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = {
+  name: '${namePrefix}-fixity-failure'
+  location: location
+  tags: tags
+  properties: {
+    displayName: 'Archived recording failed its fixity check'
+    description: 'The fixity audit found archived media that no longer matches its chain-of-custody record, or a blob that is missing. Do not delete anything; see the runbook.'
+    severity: 1
+    enabled: true
+    scopes: [
+      applicationInsightsId
+    ]
+    evaluationFrequency: 'PT5M'
+    windowSize: 'PT5M'
+    criteria: {
+      allOf: [
+        {
+          query: 'union (traces | where message has "fixity check failed"), (customMetrics | where name == "recording.fixity.chunks" and tostring(customDimensions.result) in ("mismatch", "missing"))'
           timeAggregation: 'Count'
           operator: 'GreaterThan'
           threshold: 0

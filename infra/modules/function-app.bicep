@@ -98,6 +98,12 @@ param recordingRetentionHours int = 24
 @description('Event Grid topic endpoint for outbound events (OUTBOUND_EVENTS_TOPIC_ENDPOINT); empty = not published.')
 param outboundEventsTopicEndpoint string = ''
 
+@description('Event Grid dead-letter container in the archive account (DEADLETTER_CONTAINER).')
+param deadLetterContainerName string
+
+@description('Redrive dead-lettered events every 5 minutes (DEADLETTER_REDRIVE_ON_SCHEDULE); off: only counted and alerted on, redriven by replay --deadletter.')
+param deadLetterRedriveOnSchedule bool = true
+
 resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
   name: planName
   location: location
@@ -202,6 +208,14 @@ var baseSettings = [
   {
     name: 'RECORDING_RETENTION_HOURS'
     value: string(recordingRetentionHours)
+  }
+  {
+    name: 'DEADLETTER_CONTAINER'
+    value: deadLetterContainerName
+  }
+  {
+    name: 'DEADLETTER_REDRIVE_ON_SCHEDULE'
+    value: deadLetterRedriveOnSchedule ? 'true' : 'false'
   }
 ]
 

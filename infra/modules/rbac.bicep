@@ -1,6 +1,7 @@
 // Least-privilege role assignments in the application resource group.
 //   app identity -> archive CONTAINER          : Recording archive writer (custom role below)
 //   app identity -> state CONTAINER            : Storage Blob Data Contributor
+//   app identity -> dead-letter CONTAINER      : Recording archive writer (reads, creates its records; no delete)
 //   app identity -> function storage account   : Storage Blob Data Owner, Storage Queue Data Contributor
 //   app identity -> Application Insights       : Monitoring Metrics Publisher
 //   app identity -> Key Vault                  : Key Vault Secrets User
@@ -119,6 +120,19 @@ resource archiveWriter 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
     principalId: appPrincipalId
     principalType: 'ServicePrincipal'
     description: 'Function app creates and reads recordings in the write-once archive container only.'
+  }
+}
+
+// The dead-letter redrive (app/deadletter.py) lists and reads what Event Grid wrote and creates its records beside
+// it; the same create-and-read role, so it can delete nothing there either.
+resource deadLetterRedriver 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(deadLetterContainer.id, appPrincipalId, archiveWriterRole.name)
+  scope: deadLetterContainer
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', archiveWriterRole.name)
+    principalId: appPrincipalId
+    principalType: 'ServicePrincipal'
+    description: 'Function app reads dead-lettered events and records their redrive beside them; no delete.'
   }
 }
 

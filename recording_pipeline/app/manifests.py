@@ -22,6 +22,7 @@ import asyncio
 from collections import OrderedDict
 from datetime import datetime
 
+from recording_pipeline.app.boundary import interrupted
 from recording_pipeline.app.recording_index import DayIndex
 from recording_pipeline.core.jobs import RecordingChunk
 from recording_pipeline.core.naming import manifest_name
@@ -45,7 +46,15 @@ class ManifestWriter:
         chunk of a recording); the first write then only creates, without a read."""
         if self._index is None:
             return await self._record(job, update, now, new_recording)
-        written, _ = await asyncio.gather(self._record(job, update, now, new_recording), self._index.file(job))
+        # Both run to their end; a stray cancellation in either (a reset connection) is an ordinary failure here,
+        # which the worker's decision can catch like any other (app.boundary).
+        written, filed = await asyncio.gather(
+            self._record(job, update, now, new_recording), self._index.file(job), return_exceptions=True
+        )
+        for result in (written, filed):
+            if isinstance(result, BaseException):
+                raise interrupted(result, "writing the manifest and the day entry") or result
+        assert isinstance(written, Manifest)
         return written
 
     async def _record(self, job: RecordingChunk, update: ChunkUpdate, now: datetime, new_recording: bool) -> Manifest:

@@ -62,8 +62,12 @@ class _Folder:
     lost: list[str] = field(default_factory=list)
 
 
-async def reindex(archive: ArchiveStore, state: StateStore) -> ReindexReport:
+async def reindex(
+    archive: ArchiveStore, state: StateStore, progress: Callable[[int], None] | None = None
+) -> ReindexReport:
+    """``progress`` is told how many recordings the walk has reached so far."""
     report = ReindexReport()
+    reached = 0
     lost: dict[tuple[str, str], list[str]] = {}
     async for name in archive.list_names(LOST_PREFIX):  # few: chunks ACS no longer had
         parts = name.removeprefix(LOST_PREFIX).split("/")
@@ -75,7 +79,11 @@ async def reindex(archive: ArchiveStore, state: StateStore) -> ReindexReport:
 
     async def read(folder: _Folder) -> None:
         """Read it beside the walk, at most IN_FLIGHT at once: memory stays flat however large the archive."""
+        nonlocal reached
         folder.lost = lost.pop((folder.call_id, folder.rec_key), [])
+        reached += 1
+        if progress is not None:
+            progress(reached)
         await gate.acquire()
         task = asyncio.create_task(_recording(archive, folder, report))
         pending.add(task)

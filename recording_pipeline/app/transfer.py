@@ -43,8 +43,15 @@ from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import cast
 
+from recording_pipeline.app.boundary import contained, interrupted
 from recording_pipeline.core.attempts import AttemptProgress
-from recording_pipeline.core.errors import AcsTransientError, ArchiveIntegrityError, StorageError
+from recording_pipeline.core.errors import (
+    AcsTransientError,
+    ArchiveIntegrityError,
+    InterruptedOperationError,
+    StorageError,
+    StorageTransientError,
+)
 from recording_pipeline.core.ports import ArchiveStore, MediaStream, RecordingSource, StagedBlock
 
 log = logging.getLogger(__name__)
@@ -205,6 +212,7 @@ class _Transfer:
         self.block_ids = [block_id(i, block_size) for i in range(resume_blocks)]
         self.offset = resume_blocks * block_size
         self.resumed_from = self.offset
+        self.received = 0  # bytes that arrived from ACS in this transfer, kept or not: the retries' sign of life
         self.total: int | None = None
         self.declared: dict[str, str] = {}
         self.hasher = hashlib.sha256() if resume_blocks == 0 else None
@@ -253,6 +261,7 @@ class _Transfer:
                 block: bytearray | None = None  # the block being filled, its size allocated once
                 filled = 0
                 async for piece in stream.pieces():
+                    self.received += len(piece)
                     view = memoryview(piece)
                     if skip:
                         drop = min(skip, len(view))
@@ -309,7 +318,7 @@ class _Transfer:
         hashing = _InOrderHashing(hold // 2)
         batch_size = max(1, min(HASH_BATCH, hold // 8))
         sent = 0
-        source_failure: list[BaseException] = []
+        source_failure: list[Exception] = []
 
         async def body() -> AsyncGenerator[bytes]:
             nonlocal sent
@@ -317,6 +326,7 @@ class _Transfer:
             batched = 0
             try:
                 async for piece in stream.pieces():
+                    self.received += len(piece)
                     if sent + len(piece) > total:
                         raise AcsTransientError(f"body ran past the {total} bytes ACS declared")
                     sent += len(piece)
@@ -330,21 +340,29 @@ class _Transfer:
                     await hashing.add(batch, batched)
                 if sent != total:
                     raise AcsTransientError(f"body ended at byte {sent} of {total}")
-            except BaseException as exc:
+            except Exception as exc:  # the download's own failure; a CancelledError here is the sink's doing
                 source_failure.append(exc)
                 raise
 
         async def put(content_type: str, metadata: dict[str, str], tags: dict[str, str]) -> bool:
             pieces = body()
             try:
-                stored_md5 = await store.put_media_stream(self.blob, pieces, total, content_type, metadata, tags)
+                # When the connection resets, aiohttp cancels the task sending the body: that CancelledError is
+                # the Put Blob's failure, not this invocation's end.
+                with contained(f"the Put Blob of {self.blob}"):
+                    stored_md5 = await store.put_media_stream(self.blob, pieces, total, content_type, metadata, tags)
             except Exception as exc:
                 if source_failure:  # the download broke off: the Put Blob failed because its body did
                     raise source_failure[0] from None
-                if isinstance(exc, StorageError) and exc.status in _TRANSIENT_STORAGE:
+                if isinstance(exc, InterruptedOperationError) or (
+                    isinstance(exc, StorageError) and exc.status in _TRANSIENT_STORAGE
+                ):
                     # The SDK cannot replay a streamed body: the file is downloaded and sent again, retried as a
                     # download that broke off is.
-                    raise AcsTransientError(f"the Put Blob of {self.blob} broke off, sending it again: {exc}") from exc
+                    status = exc.status if isinstance(exc, StorageError) else None
+                    raise StorageTransientError(
+                        f"the Put Blob of {self.blob} broke off, sending the file again: {exc}", status
+                    ) from exc
                 raise
             finally:
                 with contextlib.suppress(RuntimeError):  # still being sent: it ends with its request
@@ -429,10 +447,11 @@ class _Transfer:
             self.created_whole = await self._create_whole(len(block), sha256, put)
             self.whole_sha256, self.whole_md5 = sha256, md5
             self._progress.staged_bytes += len(block)
-        except Exception as exc:
-            if self._failure is None:
-                self._failure = exc
-            raise
+        except BaseException as exc:
+            failure = self._failed(exc, f"the Put Blob of {blob}")
+            if failure is exc:
+                raise
+            raise failure from exc
 
     async def _stage(self, bid: str, block: bytearray, hashed: asyncio.Task[None] | None) -> None:
         try:
@@ -441,12 +460,22 @@ class _Transfer:
             self._progress.staged_bytes += len(block)
             if hashed is not None:
                 await asyncio.shield(hashed)  # the buffer is free once it is both uploaded and hashed
-        except Exception as exc:
-            # Kept here: a finished task leaves self._uploads at once, so its exception would go unseen
-            # and the commit would name a block that was never staged.
-            if self._failure is None:
-                self._failure = exc
-            raise
+        except BaseException as exc:
+            failure = self._failed(exc, f"stage block {bid} of {self.blob}")
+            if failure is exc:
+                raise
+            raise failure from exc
+
+    def _failed(self, exc: BaseException, what: str) -> BaseException:
+        """An upload task's failure, kept for ``finish``: a finished task leaves self._uploads at once, so its
+        exception would go unseen and the commit would name a block that was never staged. A cancellation by
+        ``abandon`` is returned as it is; one the task was not asked for becomes the upload's ordinary failure."""
+        failure: Exception | None = exc if isinstance(exc, Exception) else interrupted(exc, what)
+        if failure is None:
+            return exc
+        if self._failure is None:
+            self._failure = failure
+        return failure
 
     async def _raise_upload_failure(self) -> None:
         if self._failure is not None:
@@ -583,9 +612,16 @@ async def copy_to_blocks(
         create_whole if fresh else None,
     )
     try:
-        # A try that staged whole blocks starts a new streak of the retry budget: long transfers resume in place.
-        await acs.retry.call(f"download {blob}", transfer.attempt, progress=lambda: transfer.offset)
-        await transfer.finish()
+        # A try that staged whole blocks starts a new streak of the retry budget: long transfers resume in place;
+        # one that received anything is retried without a longer wait.
+        with contained(f"the transfer of {blob}"):
+            await acs.retry.call(
+                f"download {blob}",
+                transfer.attempt,
+                progress=lambda: transfer.offset,
+                received=lambda: transfer.received,
+            )
+            await transfer.finish()
     except BaseException:
         await transfer.abandon()
         raise

@@ -9,12 +9,15 @@ Status policy, knowing Event Grid retries 408/429/5xx and dead-letters 400/413:
 - 400 when the body is not an event array, or when *every* event in it was
   rejected (there is nothing to retry; the events are kept for audit);
 - 413 over the size or event-count limits;
-- 503 when the queue or the archive could not be written: Event Grid retries,
-  and since jobs are idempotent a partial first attempt does no harm.
+- 503 when the queue or the archive could not be written, or not within
+  WRITE_SECONDS: Event Grid retries, and since jobs are idempotent a partial
+  first attempt does no harm. Event Grid waits 30 s for an answer and treats
+  silence as a failure; answering 503 before then says so at once.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import Mapping
@@ -38,6 +41,10 @@ from recording_pipeline.core.planning import plan_event
 from recording_pipeline.core.urls import UrlPolicy
 
 log = logging.getLogger(__name__)
+
+# What the webhook gives the queue and the archive to keep a delivery, within Event Grid's 30 s wait (the queue's
+# own limits stay inside it: edges.client_limits).
+WRITE_SECONDS = 25.0
 
 
 @dataclass(frozen=True)
@@ -86,6 +93,7 @@ class WebhookConfig:
     max_body_bytes: int = 4 * 1024 * 1024
     max_events: int = 1000
     delivery_auth: DeliveryAuthenticator | None = None
+    write_seconds: float | None = WRITE_SECONDS  # None: no bound (a stored payload redriven, no one waiting)
 
 
 async def handle_delivery(
@@ -108,14 +116,14 @@ async def handle_delivery(
             log.warning("refused an unauthenticated delivery: %s", exc)
             return WebhookResponse(401, {"error": f"unauthorized: {exc}"}, {"WWW-Authenticate": "Bearer"})
     if len(request.body) > config.max_body_bytes:
-        return WebhookResponse(413, {"error": f"body larger than {config.max_body_bytes} bytes"})
+        return _too_large(f"body larger than {config.max_body_bytes} bytes")
     try:
         raw_events, schema = split_body(request.body, request.header("content-type"))
     except InvalidEventError as exc:
         log.warning("rejected delivery: %s", exc)
         return WebhookResponse(400, {"error": str(exc)})
     if len(raw_events) > config.max_events:
-        return WebhookResponse(413, {"error": f"more than {config.max_events} events in one delivery"})
+        return _too_large(f"more than {config.max_events} events in one delivery")
 
     received = datetime.now(UTC)
     planned: list[RecordingChunk] = []
@@ -146,14 +154,22 @@ async def handle_delivery(
             rejected.append((raw, str(exc)))
 
     try:
-        for raw, reason in rejected:
-            log.warning("rejected event %s: %s", _event_id(raw), reason)
-            await audit.keep_rejected(raw, reason, received)
-        for evidence in external:
-            await audit.record_external(evidence)
-        enqueued = await jobs.enqueue(planned) if planned else 0
+        async with asyncio.timeout(config.write_seconds):
+            for raw, reason in rejected:
+                # "rejected event" / "rejected delivery" lines raise the refused-event alert (infra/.../alerts.bicep)
+                log.warning(
+                    "rejected event %s: %s",
+                    _event_id(raw),
+                    reason,
+                    extra={"rejected_event_id": _event_id(raw), "rejected_reason": reason[:500]},
+                )
+                await audit.keep_rejected(raw, reason, received)
+            for evidence in external:
+                await audit.record_external(evidence)
+            enqueued = await jobs.enqueue(planned) if planned else 0
     except Exception as exc:
-        log.error("could not record the delivery durably; Event Grid will retry: %s: %s", type(exc).__name__, exc)
+        problem = f"no answer within {config.write_seconds} s" if isinstance(exc, TimeoutError) else exc
+        log.error("could not record the delivery durably; Event Grid will retry: %s: %s", type(exc).__name__, problem)
         return WebhookResponse(503, {"error": "the chunk queue or the archive is unavailable; retry later"})
 
     reasons = [reason for _raw, reason in rejected]
@@ -164,6 +180,12 @@ async def handle_delivery(
     return WebhookResponse(
         200, {"enqueued": enqueued, "external": len(external), "ignored": ignored, "rejected": reasons}
     )
+
+
+def _too_large(reason: str) -> WebhookResponse:
+    """413: Event Grid dead-letters the delivery, and the dead-letter redrive takes it without the limits."""
+    log.warning("rejected delivery: %s", reason)
+    return WebhookResponse(413, {"error": reason})
 
 
 def _abuse_protection(request: WebhookRequest) -> WebhookResponse:

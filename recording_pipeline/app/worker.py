@@ -13,6 +13,7 @@ import json
 import logging
 
 from recording_pipeline.app.attempt import run_attempt
+from recording_pipeline.app.boundary import contained, interrupted
 from recording_pipeline.app.chunk_steps import ChunkRun
 from recording_pipeline.app.reporting import report
 from recording_pipeline.app.worker_deps import ChunkWorker
@@ -71,7 +72,11 @@ async def handle_chunk_message(
         first = dequeue_count == 1 and not job.requeues
         run = ChunkRun(job, worker, AttemptProgress(), first, message_id)
         try:
-            with tracer.start_as_current_span("archive_chunk", attributes=span_attributes()) as span:
+            # A task inside the attempt cancelled under it (a reset connection) ends the attempt, not the worker.
+            with (
+                contained("the attempt"),
+                tracer.start_as_current_span("archive_chunk", attributes=span_attributes()) as span,
+            ):
                 span.set_attribute("messaging.dequeue_count", dequeue_count)
                 outcome = await run_attempt(run)
                 span.set_attribute("recording.outcome", outcome.value)
@@ -188,4 +193,5 @@ async def _keep_quarantined(name: str, record: QuarantineRecord, worker: ChunkWo
     for problem in failed:
         log.error("could not keep a quarantined job: %s: %s", type(problem).__name__, problem)
     if len(failed) == len(results):
-        raise failed[0]
+        first = failed[0]
+        raise interrupted(first, "keeping a quarantined job") or first

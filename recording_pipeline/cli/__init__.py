@@ -1,8 +1,8 @@
 """Command line ``recording-archive`` (or ``python -m recording_pipeline``).
 
 Each subcommand is its own module — ``status``, ``verify``, ``participant``,
-``holds`` (hold), ``rebuild`` (rebuild-state), ``reindex``, ``export``, ``replay``, ``check`` — and its
-arguments are in ``arguments``. The local Functions host is not a command of the package:
+``holds`` (hold), ``rebuild`` (rebuild-state), ``reindex``, ``export``, ``replay``, ``check``, ``fixity`` —
+and its arguments are in ``arguments``. The local Functions host is not a command of the package:
 it is ``python -m devtools.local_host``, from a checkout.
 """
 
@@ -14,13 +14,15 @@ import logging
 import sys
 
 from recording_pipeline.cli.arguments import parse_args
-from recording_pipeline.core.errors import ConfigurationError
-from recording_pipeline.edges.telemetry import configure_json_logging
+from recording_pipeline.cli.logs import configure_cli_logging, log_path
+from recording_pipeline.core.errors import ConfigurationError, StorageError
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The command's exit status: 0 done, 1 what it checks is wrong (verify, check, replay), 2 it could not run (an
+    argument, a setting, the storage), each said in one line on stderr, without a traceback."""
     args = parse_args(argv)
-    configure_json_logging()
+    configure_cli_logging(verbose=args.verbose)
     try:
         if args.command == "check":
             from recording_pipeline.cli.check import main_check
@@ -28,7 +30,14 @@ def main(argv: list[str] | None = None) -> int:
             return main_check(args.json, args.app_root)
         return asyncio.run(_run(args))
     except ConfigurationError as exc:
-        print(f"configuration error: {exc}", file=sys.stderr)
+        print(f"{args.command}: configuration error: {exc} (README, Configuration)", file=sys.stderr)
+        return 2
+    except StorageError as exc:  # the commands that name the account catch theirs first (cli/storage.operate)
+        print(
+            f"{args.command}: the storage could not be used: {exc}; check the storage settings and this machine's "
+            f"access to the accounts; details in {log_path()}",
+            file=sys.stderr,
+        )
         return 2
 
 
@@ -69,6 +78,10 @@ async def _run(args: argparse.Namespace) -> int:
             from recording_pipeline.cli import holds
 
             return await operate(args.command, lambda edges: holds.run(edges, args))
+        case "fixity":
+            from recording_pipeline.cli import fixity
+
+            return await operate(args.command, lambda edges: fixity.run(edges, args))
     return 1
 
 

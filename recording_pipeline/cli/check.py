@@ -9,11 +9,11 @@ postdeploy hook runs it. Exit 0 only when every line that could be checked is ok
 
 from __future__ import annotations
 
+import asyncio
 import os
 import secrets
-import sys
-from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Awaitable, Mapping
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
@@ -42,7 +42,8 @@ from recording_pipeline.core.errors import (
 )
 from recording_pipeline.core.host_rules import HostRules, read_host_rules
 from recording_pipeline.core.outbound import EventType, OutboundEvent
-from recording_pipeline.core.settings import Settings
+from recording_pipeline.core.settings import Settings, setting_problems
+from recording_pipeline.edges.retry import RetryPolicy
 
 ACS_ROLE = "Communication and Email Service Owner (or the custom role infra/ grants) on the ACS resource"
 WORM_CHANGES = ("an overwrite", "a metadata change", "a delete")
@@ -51,6 +52,10 @@ NO_WORM_FIX = (
     "or enable it on the container (docs/DEPLOY.md)"
 )
 ROLE_FIRST_FIX = "run check as the operator (Storage Blob Data Owner on the archive) to reach the immutability policy"
+# How long a line that talks to ACS or the topic may wait for an answer: a dead endpoint is a FAIL within this, not
+# after the ACS client's retries (8 tries, 30 s to connect each) or the topic client's.
+LINE_SECONDS = 10.0
+REACH_FIX = "check the endpoint setting and that this machine can reach it (firewall, private endpoint, VPN)"
 
 
 class ArchiveProbe(Protocol):
@@ -93,6 +98,7 @@ class CheckTargets:
     acs_uses_entra: bool
     publisher: Publisher | None
     archive_url: str
+    topic_endpoint: str = ""
 
 
 def canary_name(now: datetime) -> str:
@@ -220,13 +226,35 @@ async def topic_line(publisher: Publisher | None, archive_url: str, now: datetim
 
 
 async def run_checks(targets: CheckTargets, now: datetime) -> list[CheckLine]:
+    """Every line; a part that cannot be reached fails its own line, naming the endpoint, and the others still run."""
+    try:
+        archive = await archive_lines(targets.archive, targets.emulator, now)
+    except StorageError as exc:
+        account = targets.archive_url.rsplit("/", 1)[0]
+        archive = [fail("archive accepts a create", f"no answer from {account}: {exc}", REACH_FIX)]
     return [
-        *await archive_lines(targets.archive, targets.emulator, now),
+        *archive,
         await state_line(targets.state),
         *await queue_lines(targets.queue),
-        await acs_line(targets.acs, targets.acs_endpoint, targets.acs_uses_entra),
-        await topic_line(targets.publisher, targets.archive_url, now),
+        await _within(
+            "ACS accepts a signed request",
+            targets.acs_endpoint,
+            acs_line(targets.acs, targets.acs_endpoint, targets.acs_uses_entra),
+        ),
+        await _within(
+            "outbound events topic takes an event",
+            targets.topic_endpoint,
+            topic_line(targets.publisher, targets.archive_url, now),
+        ),
     ]
+
+
+async def _within(title: str, endpoint: str, line: Awaitable[CheckLine]) -> CheckLine:
+    try:
+        async with asyncio.timeout(LINE_SECONDS):
+            return await line
+    except TimeoutError:
+        return fail(title, f"no answer from {endpoint or 'the endpoint'} within {LINE_SECONDS:.0f} s", REACH_FIX)
 
 
 def is_emulator(account_url: str) -> bool:
@@ -236,6 +264,7 @@ def is_emulator(account_url: str) -> bool:
 
 async def check(env: Mapping[str, str], app_root: Path, as_json: bool = False) -> int:
     """Every line, printed; the exit status."""
+    from recording_pipeline.cli.storage import OPERATOR_LIMITS
     from recording_pipeline.runtime import Runtime, open_worm_probe
 
     host: HostRules | ConfigurationError
@@ -243,19 +272,26 @@ async def check(env: Mapping[str, str], app_root: Path, as_json: bool = False) -
         host = read_host_rules(app_root, env)
     except ConfigurationError as exc:
         host = exc
-    settings: Settings | None = None
-    settings_error = None
-    try:
-        settings = Settings.from_env(env)
-    except ConfigurationError as exc:
-        settings_error = exc
-    lines = settings_lines(env, host, settings_error)
+    problems = setting_problems(env)
+    settings = None
+    if not problems:
+        try:
+            settings = Settings.from_env(env)
+        except ConfigurationError as exc:  # an unresolved Key Vault reference: its own line names it too
+            problems = [str(exc)]
+    lines = settings_lines(env, host, problems)
     now = datetime.now(UTC)
     if settings is None:
         lines.append(not_checkable("storage, queues, ACS, topic", "the app settings cannot be used (above)"))
     else:
-        runtime = await Runtime.build(settings, host if isinstance(host, HostRules) else None, ensure=False)
-        probe = open_worm_probe(settings.archive, runtime.credential)
+        runtime = await Runtime.build(
+            _impatient(settings),
+            host if isinstance(host, HostRules) else None,
+            RetryPolicy(attempts=2, initial_wait=0.5, max_wait=1, budget_seconds=LINE_SECONDS),
+            ensure=False,
+            storage_options=OPERATOR_LIMITS,
+        )
+        probe = open_worm_probe(settings.archive, runtime.credential, **OPERATOR_LIMITS)
         try:
             targets = CheckTargets(
                 archive=probe,
@@ -267,6 +303,7 @@ async def check(env: Mapping[str, str], app_root: Path, as_json: bool = False) -
                 acs_uses_entra=settings.acs.credentials.access_key is None,
                 publisher=runtime.publisher,
                 archive_url=runtime.archive.url,
+                topic_endpoint=settings.events.endpoint or "",
             )
             lines.extend(await run_checks(targets, now))
         finally:
@@ -276,12 +313,12 @@ async def check(env: Mapping[str, str], app_root: Path, as_json: bool = False) -
     return exit_status(lines)
 
 
-def main_check(as_json: bool, app_root: Path | None = None) -> int:
-    import asyncio
+def _impatient(settings: Settings) -> Settings:
+    """The app's settings with the ACS client's read timeout cut to a line's (the worker waits 60 s by default)."""
+    acs = replace(settings.acs, read_timeout_seconds=min(settings.acs.read_timeout_seconds, LINE_SECONDS))
+    return replace(settings, acs=acs)
 
+
+def main_check(as_json: bool, app_root: Path | None = None) -> int:
     root = app_root or Path(__file__).resolve().parents[2]  # function_app.py and host.json beside the package
-    try:
-        return asyncio.run(check(dict(os.environ), root, as_json))
-    except StorageError as exc:
-        print(f"check: the storage account refused: {exc}", file=sys.stderr)
-        return 1
+    return asyncio.run(check(dict(os.environ), root, as_json))

@@ -34,27 +34,29 @@ async def run(edges: OperatorEdges, args: argparse.Namespace) -> int:
     target = bag_target(edges, args.to, args.to_container)
     now = datetime.now(UTC)
     plan = await plan_export(edges.archive, await select_recordings(edges.archive, query, now), query)
-    bar = None if args.json else ProgressBar("exporting", sys.stderr)
+    bar = ProgressBar("exporting", sys.stderr, enabled=not args.json)
     try:
-        result = await export_bag(
-            edges.archive,
-            plan,
-            target,
-            query=query,
-            actor=args.by or operator_name(),
-            archive_url=edges.archive.url,
-            now=now,
-            progress=bar.update if bar else None,
-        )
+        try:
+            result = await export_bag(
+                edges.archive,
+                plan,
+                target,
+                query=query,
+                actor=args.by or operator_name(),
+                archive_url=edges.archive.url,
+                now=now,
+                progress=bar.update,
+            )
+        finally:
+            bar.close()  # its line ended before anything else is printed
     except ExportIntegrityError as exc:
-        if bar:
-            bar.close()
         print(f"export: the bag is not finished: {len(exc.problems)} file(s) differ from their chain of custody:")
         for problem in exc.problems:
             print(f"  {problem}")
         return 1
-    if bar:
-        bar.close()
+    except OSError as exc:  # the bag's folder or .zip on this machine: a full disk, a path not ours to write
+        print(f"export: the bag could not be written: {exc}; run the same command again to resume", file=sys.stderr)
+        return 2
     if args.json:
         print(to_json(result.to_dict()))
         return 0

@@ -4,9 +4,15 @@ A hold is placed on each blob's current version (version-level immutability,
 ``Set Blob Legal Hold``); the blob cannot be deleted while any hold is on it.
 The service's hold carries no name, so the case id, and which blobs it covers,
 are kept in a registry in the state container (``_holds/{case}.json``). Placing
-a hold names the registry first, then holds each blob: a hold interrupted half-
-way is finished by placing it again. Clearing releases only the blobs no other
-open case still holds.
+a hold first holds one blob: a storage that refuses it (Azurite implements no
+legal holds; an identity without Storage Blob Data Owner) records nothing, so no
+command shows a hold the storage never took. Then it names the registry, then
+holds each other blob: a hold interrupted half-way is finished by placing it
+again. Once the storage has taken every hold, the case is filed in the
+archive's case index (``_index/cases/``, which ``hold list CASE`` reads) and the
+change leaves a write-once access record; clearing leaves one too. Clearing
+releases only the blobs no other open case still holds, and marks the case
+cleared only once they are released.
 
 What a hold covers: every blob of the recording in the archive (media,
 metadata document, custody and source-deleted records, the external record),
@@ -33,7 +39,7 @@ from recording_pipeline.cli.output import render_table, to_json
 from recording_pipeline.cli.storage import OperatorEdges, operator_name
 from recording_pipeline.cli.targets import parse_target
 from recording_pipeline.core.access import access_record
-from recording_pipeline.core.errors import InvalidEventError, OperatorInputError
+from recording_pipeline.core.errors import HoldRefusedError, InvalidEventError, OperatorInputError, StorageError
 from recording_pipeline.core.metadata import parse_metadata
 from recording_pipeline.core.naming import (
     HOLDS_PREFIX,
@@ -95,6 +101,7 @@ async def place_hold(
     recordings, blobs = await select_blobs(archive, targets)
     if not blobs:
         raise OperatorInputError(f"nothing is archived under {', '.join(targets)}")
+    await _set_hold(archive, blobs[0], True)  # the storage takes a hold before the registry names one
 
     def merge(doc: object | None) -> object:
         earlier = _parse(doc)
@@ -107,16 +114,32 @@ async def place_hold(
         )
         return hold.model_dump(mode="json", by_alias=True)
 
-    written = (await state.update_json(hold_name(case), merge)).doc
+    try:
+        written = (await state.update_json(hold_name(case), merge)).doc
+    except Exception:
+        if blobs[0] not in {b for other in await active_holds(state) for b in other.blobs}:
+            await archive.set_legal_hold(blobs[0], False)  # recorded nowhere: not left held
+        raise
     hold = Hold.model_validate(written)
     for blob in hold.blobs:
-        await archive.set_legal_hold(blob, True)
+        if blob != blobs[0]:
+            await _set_hold(archive, blob, True)
     await file_case(archive, case, recordings)
     await record_access(
         archive,
         access_record("hold-place", actor, now, recordings, __version__, case=case, query={"targets": targets}),
     )
     return hold
+
+
+async def _set_hold(archive: HoldableArchive, blob: str, hold: bool) -> None:
+    """A refusal by the storage (it answered, and said no) is a HoldRefusedError; no answer stays a StorageError."""
+    try:
+        await archive.set_legal_hold(blob, hold)
+    except StorageError as exc:
+        if exc.status is None or isinstance(exc, HoldRefusedError):
+            raise
+        raise HoldRefusedError(str(exc), exc.status, exc.code) from None
 
 
 async def clear_hold(
@@ -131,7 +154,7 @@ async def clear_hold(
     still_held = {blob for other in await active_holds(state) if other.case != case for blob in other.blobs}
     for blob in hold.blobs:
         if blob not in still_held:
-            await archive.set_legal_hold(blob, False)
+            await _set_hold(archive, blob, False)
     cleared = hold.model_copy(update={"cleared_at": now})
     await state.update_json(hold_name(case), lambda _doc: cleared.model_dump(mode="json", by_alias=True))
     await record_access(archive, access_record("hold-clear", actor, now, list(hold.recordings), __version__, case=case))
@@ -208,14 +231,19 @@ def _parse(doc: object | None) -> Hold | None:
 async def run(edges: OperatorEdges, args: argparse.Namespace) -> int:
     now = datetime.now(UTC)
     if args.action == "place":
-        if not args.targets:
-            print("hold place: name at least one CALLID or CALLID/RECORDINGKEY", file=sys.stderr)
-            return 2
         await edges.state.ensure()
-        hold = await place_hold(edges.archive, edges.state, args.case, args.targets, now, operator_name())
+        try:
+            hold = await place_hold(edges.archive, edges.state, args.case, args.targets, now, operator_name())
+        except HoldRefusedError as exc:
+            print(f"hold place: {refusal(exc)}; nothing was held or recorded", file=sys.stderr)
+            return 2
         print(f"case {hold.case}: {len(hold.blobs)} blob(s) of {len(hold.recordings)} recording(s) under legal hold")
     elif args.action == "clear":
-        hold, kept = await clear_hold(edges.archive, edges.state, args.case, now, operator_name())
+        try:
+            hold, kept = await clear_hold(edges.archive, edges.state, args.case, now, operator_name())
+        except HoldRefusedError as exc:
+            print(f"hold clear: {refusal(exc)}; the case stays open", file=sys.stderr)
+            return 2
         print(f"case {hold.case}: hold cleared on {len(hold.blobs) - kept} blob(s); {kept} still held by other cases")
     elif args.case:
         print(await case_listing(edges.archive, edges.state, args.case, args.json))
@@ -227,3 +255,18 @@ async def run(edges: OperatorEdges, args: argparse.Namespace) -> int:
             since = f"{hold.placed_at:%Y-%m-%d %H:%M}Z"
             print(f"{hold.case}  since {since}  {len(hold.blobs)} blob(s)  {', '.join(hold.targets)}")
     return 0
+
+
+def refusal(exc: HoldRefusedError) -> str:
+    """Why the storage refused a legal hold, and what to do, in words."""
+    if exc.status == 501 or exc.code == "NotImplemented":
+        return (
+            f"this storage does not implement legal holds ({exc}; Azurite implements none): run it against the "
+            "deployed archive"
+        )
+    if exc.status in (401, 403):
+        return f"the storage refused ({exc}): run it as an identity with Storage Blob Data Owner on the archive"
+    return (
+        f"the storage refused the legal hold ({exc}): the archive container needs version-level immutability "
+        "(infra/ deploys it; docs/DEPLOY.md)"
+    )

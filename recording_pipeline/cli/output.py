@@ -71,12 +71,20 @@ VERIFY_HEADERS = ("RESULT", "BLOB", "PROBLEM")
 class ProgressBar:
     """``label [#####.....]  45%  1.2 GiB / 2.7 GiB  ETA 3m`` on one line, redrawn in place; silent off a TTY."""
 
-    def __init__(self, label: str, stream: TextIO | None = None, width: int = 30, interval: float = 0.1) -> None:
+    def __init__(
+        self,
+        label: str,
+        stream: TextIO | None = None,
+        width: int = 30,
+        interval: float = 0.1,
+        enabled: bool = True,
+    ) -> None:
+        """``enabled`` False (``--json``): never drawn, terminal or not."""
         self.label = label
         self.stream = stream if stream is not None else sys.stderr
         self.width = width
         self.interval = interval
-        self.enabled = bool(getattr(self.stream, "isatty", lambda: False)())
+        self.enabled = enabled and bool(getattr(self.stream, "isatty", lambda: False)())
         self._drawn_at: float | None = None
         self._started: tuple[float, int] | None = None  # (when, bytes done) at the first update: the rate's base
         self._last = ""
@@ -87,15 +95,28 @@ class ProgressBar:
         now = time.monotonic()
         if self._started is None:
             self._started = (now, done)
-        if done < total and self._drawn_at is not None and now - self._drawn_at < self.interval:
+        if not self._due(done >= total, now):
             return
-        self._drawn_at = now
         fraction = 1.0 if total <= 0 else min(1.0, done / total)
         filled = int(self.width * fraction)
-        line = (
+        self._draw(
             f"{self.label} [{'#' * filled}{'.' * (self.width - filled)}] {fraction * 100:3.0f}%  "
             f"{format_bytes(done)} / {format_bytes(total)}{self._eta(now, done, total)}"
         )
+
+    def note(self, progress: str) -> None:
+        """Progress without a known end, in words: ``label: 12345 blobs listed``."""
+        if self.enabled and self._due(False, time.monotonic()):
+            self._draw(f"{self.label}: {progress}")
+
+    def _due(self, final: bool, now: float) -> bool:
+        """Drawn at most every ``interval`` seconds, and always at the end."""
+        if not final and self._drawn_at is not None and now - self._drawn_at < self.interval:
+            return False
+        self._drawn_at = now
+        return True
+
+    def _draw(self, line: str) -> None:
         self.stream.write("\r" + line.ljust(len(self._last)))
         self.stream.flush()
         self._last = line

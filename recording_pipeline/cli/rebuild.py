@@ -21,6 +21,7 @@ from datetime import datetime
 
 from pydantic import ValidationError
 
+from recording_pipeline.cli.output import ProgressBar
 from recording_pipeline.cli.storage import OperatorEdges
 from recording_pipeline.core.custody import CustodyRecord, ExternalRecord, SourceDeletedRecord
 from recording_pipeline.core.errors import InvalidEventError
@@ -47,12 +48,19 @@ class RebuildReport:
     written: int = 0
 
 
-async def rebuild_state(archive: ArchiveStore, state: StateStore, write: bool = True) -> RebuildReport:
-    """Every recording's manifest from the archive's records; written over the state's unless ``write`` is False."""
+async def rebuild_state(
+    archive: ArchiveStore, state: StateStore, write: bool = True, progress: Callable[[int], None] | None = None
+) -> RebuildReport:
+    """Every recording's manifest from the archive's records; written over the state's unless ``write`` is False.
+    ``progress`` is told how many blobs were listed so far."""
     report = RebuildReport()
     deleted: dict[str, SourceDeletedRecord] = {}
     custody: list[CustodyRecord] = []
+    listed = 0
     async for name in archive.list_names(""):
+        listed += 1
+        if progress is not None:
+            progress(listed)
         if name.endswith(CUSTODY):
             record = await _read(archive, name, CustodyRecord, report)
             if record is not None:
@@ -123,7 +131,13 @@ async def _read[R: (CustodyRecord, SourceDeletedRecord, ExternalRecord)](
 
 async def run(edges: OperatorEdges, args: argparse.Namespace) -> int:
     await edges.state.ensure()
-    report = await rebuild_state(edges.archive, edges.state, write=not args.dry_run)
+    bar = ProgressBar("rebuild-state", sys.stderr)
+    try:
+        report = await rebuild_state(
+            edges.archive, edges.state, write=not args.dry_run, progress=lambda n: bar.note(f"{n} blob(s) listed")
+        )
+    finally:
+        bar.close()
     verb = "would write" if args.dry_run else "wrote"
     print(f"{verb} {len(report.manifests)} manifest(s) from the archive's records")
     for line in report.unreadable:

@@ -2,22 +2,23 @@
 
 Accepts what an operator actually has at hand: an Event Grid dead-letter blob
 (a JSON array of events with extra dead-letter fields), a saved delivery in
-either schema (array or single event), or JSON lines.
+either schema (array or single event), or JSON lines; or reads the dead-letter
+container itself (``--deadletter``, app.deadletter: every blob not redriven yet,
+with a record of what became of it written beside it).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-from recording_pipeline.app.webhook import WebhookRequest, handle_delivery
-from recording_pipeline.cli.storage import operator_edges
+from recording_pipeline.app.deadletter import as_delivery, is_redrive_record, redrive_dead_letters, webhook_path
+from recording_pipeline.app.webhook import WebhookRequest
+from recording_pipeline.cli.storage import OPERATOR_LIMITS, operator_edges
 from recording_pipeline.core.errors import ContainerNotFoundError
 from recording_pipeline.core.jobs import decode_job
 from recording_pipeline.core.naming import QUARANTINE_PREFIX
@@ -37,6 +38,7 @@ class ReplaySummary:
     external: int = 0
     rejected: list[str] = field(default_factory=list)
     failed_files: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)  # the dead-letter redrive's own records, downloaded with the blobs
 
     @property
     def ok(self) -> bool:
@@ -45,31 +47,25 @@ class ReplaySummary:
 
 def load_payload(path: Path) -> tuple[bytes, str]:
     """The file as one delivery body and its content type."""
-    text = path.read_text(encoding="utf-8").strip()
-    try:
-        payload: Any = json.loads(text)
-    except ValueError:
-        payload = [json.loads(line) for line in text.splitlines() if line.strip()]
-    events = payload if isinstance(payload, list) else [payload]
-    cloud = bool(events) and isinstance(events[0], dict) and "specversion" in events[0]
-    content_type = "application/cloudevents-batch+json" if cloud else "application/json"
-    return json.dumps(events).encode(), content_type
+    return as_delivery(path.read_text(encoding="utf-8"))
 
 
 async def replay_files(
     runtime: Runtime, paths: list[Path], progress: Callable[[int, int, str], None] | None = None
 ) -> ReplaySummary:
     summary = ReplaySummary()
+    deliver = webhook_path(runtime.webhook, runtime.queue, runtime.audit)
     for number, path in enumerate(paths, 1):
+        if is_redrive_record(path.name):
+            summary.skipped.append(str(path))
+            continue
         summary.files += 1
         try:
             body, content_type = load_payload(path)
         except (OSError, ValueError) as exc:
             summary.failed_files.append(f"{path}: cannot read: {exc}")
             continue
-        request = WebhookRequest("POST", {"content-type": content_type}, body)
-        config = runtime.webhook
-        response = await handle_delivery(request, _unlimited(config), runtime.queue, runtime.audit)
+        response = await deliver(WebhookRequest("POST", {"content-type": content_type}, body))
         result = response.body or {}
         summary.enqueued += int(result.get("enqueued", 0))
         summary.ignored += int(result.get("ignored", 0))
@@ -80,13 +76,6 @@ async def replay_files(
         if progress:
             progress(number, len(paths), str(path))
     return summary
-
-
-def _unlimited(config: Any) -> Any:
-    """An operator's file is not bound by the webhook's per-request limits, nor does it carry a token."""
-    from dataclasses import replace
-
-    return replace(config, max_body_bytes=1 << 40, max_events=1 << 30, delivery_auth=None)
 
 
 async def replay_poison(queue: ChunkQueue, state: StateStore, limit: int = 10_000) -> tuple[int, int]:
@@ -126,8 +115,8 @@ async def replay_poison(queue: ChunkQueue, state: StateStore, limit: int = 10_00
 async def run(args: argparse.Namespace) -> int:
     files: list[Path] = args.files
     poison: bool = args.poison
-    if not files and not poison:
-        print("replay: name files, or --poison", file=sys.stderr)
+    if not files and not poison and not args.deadletter:
+        print("replay: name files, or --poison, or --deadletter", file=sys.stderr)
         return 2
     if poison:  # needs the queue and the state container only
         async with operator_edges(queue=True) as edges:
@@ -139,8 +128,10 @@ async def run(args: argparse.Namespace) -> int:
                 f"{kept} unreadable left in place"
             )
             return 0 if not kept else 1
-    runtime = await Runtime.start(Settings.from_env())
+    runtime = await Runtime.start(Settings.from_env(), storage_options=OPERATOR_LIMITS)
     try:
+        if args.deadletter:
+            return await replay_dead_letters(runtime)
 
         def progress(done: int, total: int, name: str) -> None:
             print(f"\r[{done}/{total}] {name[-60:]:<60}", end="", file=sys.stderr, flush=True)
@@ -154,6 +145,29 @@ async def run(args: argparse.Namespace) -> int:
         )
         for line in summary.rejected + summary.failed_files:
             print(f"  {line}")
+        if summary.skipped:
+            print(
+                f"  skipped {len(summary.skipped)} record(s) of the dead-letter redrive "
+                "(*.redriven.json, *.failed-NN.json)"
+            )
         return 0 if summary.ok else 1
     finally:
         await runtime.close()
+
+
+async def replay_dead_letters(runtime: Runtime) -> int:
+    """Every blob of the dead-letter container not redriven yet, through the webhook path, whatever its failed
+    tries; what became of each is recorded beside it (app.deadletter). Exit 1 if any could not be redriven."""
+    assert runtime.deadletter is not None
+    deliver = webhook_path(runtime.webhook, runtime.queue, runtime.audit)
+    report = await redrive_dead_letters(runtime.deadletter, deliver, "replay")
+    print(
+        f"dead-letter container {runtime.settings.deadletter.container}: redriven: {len(report.redriven)}  "
+        f"enqueued: {report.enqueued}  refused again: {len(report.refused)}  failed: {len(report.failed)}  "
+        f"waiting: {report.waiting}"
+    )
+    for line in [f"refused again: {name}" for name in report.refused] + [f"failed: {n}" for n in report.failed]:
+        print(f"  {line}")
+    for reason in report.rejected:
+        print(f"  rejected: {reason}")
+    return 1 if report.failed else 0

@@ -28,7 +28,7 @@ from recording_pipeline.cli.output import (
     to_json,
 )
 from recording_pipeline.cli.storage import OperatorEdges
-from recording_pipeline.core.errors import OperatorInputError
+from recording_pipeline.core.errors import OperatorInputError, StorageError
 from recording_pipeline.core.ports import ArchiveStore, StateStore
 from recording_pipeline.core.state import ChunkState, Manifest, RecordingState
 
@@ -219,7 +219,11 @@ async def run(edges: OperatorEdges, args: argparse.Namespace) -> int:
     for line in report.unreadable:
         print(f"unreadable manifest: {line}", file=sys.stderr)
     queue = edges.queue
-    waiting = await queue.poison_count() if queue is not None else 0
+    try:
+        waiting = await queue.poison_count() if queue is not None else 0
+    except StorageError as exc:  # the recordings are shown; the poison queue is another account's
+        print(f"status: the poison queue's length could not be read: {exc}", file=sys.stderr)
+        waiting = 0
     if waiting and queue is not None:
         # Not every way into the poison queue can mark a manifest (the host poisons a job whose last attempt died).
         print(f"{waiting} job(s) wait in {queue.poison_name}: recording-archive replay --poison", file=sys.stderr)

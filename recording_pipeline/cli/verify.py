@@ -5,70 +5,27 @@ blob. It only reads."""
 from __future__ import annotations
 
 import argparse
-import hashlib
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from enum import StrEnum
 from typing import Any
 
-from pydantic import ValidationError
-
 from recording_pipeline.app.recording_index import recordings_started
+from recording_pipeline.app.verification import CheckResult, ChunkCheck, verify_chunk
 from recording_pipeline.cli.manifests import bounded, list_manifests, read_manifests
 from recording_pipeline.cli.output import VERIFY_HEADERS, ProgressBar, format_bytes, render_table, to_json
 from recording_pipeline.cli.storage import OperatorEdges
 from recording_pipeline.cli.targets import parse_target
-from recording_pipeline.core.custody import CustodyRecord
-from recording_pipeline.core.errors import StorageError
-from recording_pipeline.core.naming import chunk_stem, custody_name, manifest_name
+from recording_pipeline.core.naming import chunk_stem, manifest_name
 from recording_pipeline.core.ports import ArchiveStore, StateStore
 from recording_pipeline.core.state import ChunkState, Manifest, RecordingState
 
 VERIFY_CONCURRENCY = 4
+NOT_FOUND = "not found"
+UNREADABLE = "unreadable"
 
 Progress = Callable[[int, int], None]  # (bytes done, bytes in total)
-
-
-class CheckResult(StrEnum):
-    OK = "ok"
-    MISMATCH = "mismatch"
-    MISSING = "missing"
-    SKIPPED = "skipped"  # not archived: nothing to verify
-
-
-@dataclass
-class ChunkCheck:
-    index: int
-    document_id: str | None
-    chunk_state: ChunkState
-    media_blob: str | None
-    result: CheckResult = CheckResult.OK
-    expected_size: int | None = None
-    actual_size: int | None = None
-    expected_sha256: str | None = None
-    actual_sha256: str | None = None
-    problems: list[str] = field(default_factory=list)
-
-    def fail(self, result: CheckResult, problem: str) -> None:
-        if self.result is not CheckResult.MISSING:
-            self.result = result
-        self.problems.append(problem)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "index": self.index,
-            "documentId": self.document_id,
-            "chunkState": self.chunk_state.value,
-            "mediaBlob": self.media_blob,
-            "result": self.result.value,
-            "expectedSize": self.expected_size,
-            "actualSize": self.actual_size,
-            "expectedSha256": self.expected_sha256,
-            "actualSha256": self.actual_sha256,
-            "problems": self.problems,
-        }
 
 
 @dataclass
@@ -79,6 +36,7 @@ class RecordingCheck:
     state: RecordingState | None
     chunks: list[ChunkCheck] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    found: str = "found"  # or NOT_FOUND (no manifest, no recording under the call), UNREADABLE (its manifest)
 
     @property
     def ok(self) -> bool:
@@ -90,6 +48,7 @@ class RecordingCheck:
             "recordingKey": self.recording_key,
             "manifest": self.manifest,
             "state": self.state.value if self.state else None,
+            "found": self.found,
             "ok": self.ok,
             "problems": self.problems,
             "chunks": [c.to_dict() for c in self.chunks],
@@ -112,7 +71,11 @@ async def verify_recordings(
             continue
         under = await list_manifests(state, f"{call_id}/")
         if not under:
-            checks.append(RecordingCheck(f"{call_id}/", call_id, "", None, problems=["no recording under this call"]))
+            checks.append(
+                RecordingCheck(
+                    f"{call_id}/", call_id, "", None, problems=["no recording under this call"], found=NOT_FOUND
+                )
+            )
         names.extend(under)
     if not targets:  # every recording the day index names: never a walk of the state container
         names = [ref.manifest for ref in await recordings_started(archive, None, None, datetime.now(UTC))]
@@ -122,6 +85,7 @@ async def verify_recordings(
         call_id, rec_key, *_rest = [*name.split("/"), "", ""]
         check = RecordingCheck(name, call_id, rec_key, doc.state if doc else None)
         if doc is None:
+            check.found = UNREADABLE if name in bad else NOT_FOUND
             check.problems.append(f"manifest unreadable: {bad[name]}" if name in bad else "no manifest")
         else:
             check.chunks = _planned_checks(doc)
@@ -142,7 +106,7 @@ async def verify_recordings(
 
     if progress is not None:
         progress(0, total)
-    await bounded(concurrency, (_verify_chunk(archive, c, stems[id(c)], advance) for c in work))
+    await bounded(concurrency, (verify_chunk(archive, c, stems[id(c)], advance) for c in work))
     return sorted(checks, key=lambda r: (r.call_id, r.recording_key))
 
 
@@ -165,73 +129,11 @@ def _planned_checks(doc: Manifest) -> list[ChunkCheck]:
     return planned
 
 
-async def _verify_chunk(archive: ArchiveStore, check: ChunkCheck, stem: str, advance: Callable[[int], None]) -> None:
-    """The media, re-hashed, against its chain-of-custody record and the manifest."""
-    assert check.media_blob is not None and check.expected_size is not None
-    expected = check.expected_size
-    custody = await _custody(archive, stem, check)
-    info = await archive.info(check.media_blob)
-    if info is None:
-        check.fail(CheckResult.MISSING, "media blob is missing")
-        advance(expected)
-        return
-    check.actual_size = info.size
-    if info.size != expected:
-        check.fail(CheckResult.MISMATCH, f"blob is {info.size} bytes, manifest says {expected}")
-    if custody is not None:
-        if (custody.size, custody.sha256) != (expected, check.expected_sha256):
-            check.fail(CheckResult.MISMATCH, "the custody record and the manifest disagree on size or sha256")
-        committed = [(b.block_id, b.size) for b in await archive.committed_blocks(check.media_blob)]
-        if committed != [(b.id, b.size) for b in custody.blocks]:
-            check.fail(CheckResult.MISMATCH, "committed block list is not the one the custody record names")
-        document = await archive.read_bytes(custody.metadata_blob)
-        if document is None:
-            check.fail(CheckResult.MISSING, "the metadata document is missing")
-        elif hashlib.sha256(document[0]).hexdigest() != custody.metadata_sha256:
-            check.fail(CheckResult.MISMATCH, "the metadata document's sha256 is not the custody record's")
-    read = 0
-
-    def step(count: int) -> None:
-        nonlocal read
-        read += count
-        advance(count)
-
-    try:
-        check.actual_sha256, _size = await archive.sha256(check.media_blob, step)
-    except StorageError as exc:
-        if exc.status != 404:
-            raise
-        check.fail(CheckResult.MISSING, "media blob disappeared while it was read")
-        advance(max(0, expected - read))
-        return
-    advance(max(0, expected - read))
-    if read != info.size:
-        check.fail(CheckResult.MISMATCH, f"read {read} bytes of a {info.size}-byte blob")
-    if check.actual_sha256 != check.expected_sha256:
-        check.fail(
-            CheckResult.MISMATCH, f"content sha256 is {check.actual_sha256}, manifest says {check.expected_sha256}"
-        )
-    if custody is not None and check.actual_sha256 != custody.sha256:
-        check.fail(CheckResult.MISMATCH, f"content sha256 is {check.actual_sha256}, custody says {custody.sha256}")
-
-
-async def _custody(archive: ArchiveStore, stem: str, check: ChunkCheck) -> CustodyRecord | None:
-    found = await archive.read_bytes(custody_name(stem))
-    if found is None:
-        check.fail(CheckResult.MISMATCH, "no chain-of-custody record")
-        return None
-    try:
-        return CustodyRecord.model_validate_json(found[0])
-    except ValidationError:
-        check.fail(CheckResult.MISMATCH, "the chain-of-custody record is not one")
-        return None
-
-
 def verify_report(checks: Sequence[RecordingCheck]) -> str:
-    """The problems, one row each, then a summary line."""
+    """The problems, one row each, then a summary line that counts every row's kind."""
     rows: list[list[str]] = []
     for recording in checks:
-        rows.extend([CheckResult.MISSING.value, recording.manifest, problem] for problem in recording.problems)
+        rows.extend([recording.found, recording.manifest, problem] for problem in recording.problems)
         for chunk in recording.chunks:
             if chunk.result not in (CheckResult.OK, CheckResult.SKIPPED):
                 rows.extend([chunk.result.value, chunk.media_blob or "-", problem] for problem in chunk.problems)
@@ -240,16 +142,23 @@ def verify_report(checks: Sequence[RecordingCheck]) -> str:
     verified = len(chunks) - counted[CheckResult.SKIPPED]
     size = sum(c.actual_size or 0 for c in chunks if c.result is not CheckResult.SKIPPED)
     skipped = counted[CheckResult.SKIPPED]
+    found = [r for r in checks if r.found == "found"]
     summary = (
-        f"verified {verified} chunk(s), {format_bytes(size)}, in {len(checks)} recording(s): "
+        f"verified {verified} chunk(s), {format_bytes(size)}, in {len(found)} recording(s): "
         f"{counted[CheckResult.OK]} ok, {counted[CheckResult.MISMATCH]} mismatch, "
         f"{counted[CheckResult.MISSING]} missing, {skipped} not archived (not checked)"
     )
+    if counted[CheckResult.OFFLINE]:
+        summary += f", {counted[CheckResult.OFFLINE]} in the archive tier (not re-hashed)"
+    for kind in (NOT_FOUND, UNREADABLE):
+        count = sum(1 for r in checks if r.found == kind)
+        if count:
+            summary += f"; {count} recording(s) {kind}"
     return "\n".join([render_table(VERIFY_HEADERS, rows), summary] if rows else [summary])
 
 
 async def run(edges: OperatorEdges, args: argparse.Namespace) -> int:
-    bar = ProgressBar("verifying", sys.stderr)
+    bar = ProgressBar("verifying", sys.stderr, enabled=not args.json)
     try:
         checks = await verify_recordings(edges.archive, edges.state, args.recordings, bar.update)
     finally:

@@ -96,9 +96,10 @@ def unresolved_references(env: Mapping[str, str]) -> list[str]:
 
 
 def settings_lines(
-    env: Mapping[str, str], host: HostRules | ConfigurationError, settings_error: ConfigurationError | None
+    env: Mapping[str, str], host: HostRules | ConfigurationError, problems: Sequence[str] = ()
 ) -> list[CheckLine]:
-    """What host.json and the app settings must agree on for the host's rules and the app's to hold together."""
+    """What host.json and the app settings must agree on for the host's rules and the app's to hold together.
+    ``problems``: every setting the app cannot use (core.settings.setting_problems), each a FAIL line."""
     lines: list[CheckLine] = []
     unresolved = unresolved_references(env)
     if unresolved:
@@ -111,9 +112,9 @@ def settings_lines(
         )
     else:
         lines.append(ok("key vault references", "no setting is an unresolved Key Vault reference"))
-    if settings_error is not None:
-        lines.append(fail("app settings", str(settings_error), "set the variable as README's Configuration says"))
-    else:
+    for problem in problems:
+        lines.append(fail("app settings", problem, "set the variable as README's Configuration says"))
+    if not problems:
         lines.append(ok("app settings", "every setting the app reads is present and well-formed"))
     if isinstance(host, ConfigurationError):
         lines.append(fail("host.json", str(host), "correct host.json or its AzureFunctionsJobHost__ override"))

@@ -33,6 +33,18 @@ class UnsafeUrlError(InvalidEventError):
     """A recording URL that credentials must not be sent to."""
 
 
+class TransientError(PipelineError):
+    """Worth another try of the same operation, soon: the one family edges.retry's policy retries. Each kind
+    below says which side failed (ACS, the source; Azure Storage, the sink)."""
+
+
+class InterruptedOperationError(PipelineError):
+    """A BaseException other than the process's own shutdown reached the boundary of an invocation: a task
+    inside it was cancelled although the invocation was not (a connection reset cancels the task writing a
+    request body), or a library raised one. It ends the attempt as an ordinary failure; let out, it would end the
+    invocation without any answer to the host (see app.boundary)."""
+
+
 # --- ACS recording storage ---------------------------------------------------------------------
 
 
@@ -45,7 +57,7 @@ class AcsError(PipelineError):
         self.retry_after = retry_after
 
 
-class AcsTransientError(AcsError):
+class AcsTransientError(AcsError, TransientError):
     """408, 429, 5xx, resets, timeouts, short bodies: worth another try."""
 
 
@@ -64,6 +76,9 @@ class RecordingGoneError(AcsError):
 # --- the archive and the queue -----------------------------------------------------------------
 
 
+NO_CREDENTIAL = "NoCredential"  # StorageError.code when no identity could get a token: nothing reached the service
+
+
 class StorageError(PipelineError):
     """A request to Azure Storage (the archive or the queue) failed; another attempt may succeed."""
 
@@ -71,6 +86,11 @@ class StorageError(PipelineError):
         super().__init__(message)
         self.status = status
         self.code = code
+
+
+class StorageTransientError(StorageError, TransientError):
+    """A request whose body the SDK cannot send again (a Put Blob streamed from the download) failed with no
+    answer, 408, 429 or 5xx: the whole file is downloaded and sent again, as a download that broke off is."""
 
 
 class ContainerNotFoundError(StorageError):
@@ -83,6 +103,11 @@ class BlobArchivedError(StorageError):
 
 class BlobTooLargeError(StorageError):
     """A blob read whole (a manifest, a metadata document) is larger than such a document can be."""
+
+
+class HoldRefusedError(StorageError):
+    """The storage refused a legal hold (Azurite implements none; the identity lacks Storage Blob Data Owner; the
+    container has no version-level immutability): nothing was recorded for it."""
 
 
 class ConcurrentUpdateError(StorageError):

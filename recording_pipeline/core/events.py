@@ -5,9 +5,18 @@ schemas define them (Event Grid's event schema; CloudEvents 1.0 with
 ``data``/``data_base64``); a test holds every fixture and generated event
 against azure-eventgrid's EventGridEvent and azure-core's CloudEvent, so the
 core needs neither package. The ``data`` of a recording event is validated
-strictly with pydantic, unknown fields tolerated. Every failure becomes an
-InvalidEventError whose message says which field is wrong, so a rejected event
-can be understood from the log alone.
+with pydantic. Every failure becomes an InvalidEventError whose message says
+which field is wrong, so a rejected event can be understood from the log alone.
+
+What ACS may send tomorrow is accepted: unknown fields are ignored, every field
+the published models (``AcsRecordingFileStatusUpdatedEventData``,
+``AcsRecordingChunkInfo``) or the bring-your-own-storage preview may leave out is
+optional, and a field name is read in any casing the SDKs render it in:
+camelCase as Event Grid sends it, snake_case as the Python SDK's ``as_dict()``
+writes it (its ``from_dict`` reads both, case-insensitively), PascalCase. What
+safety rests on stays strict: ids (checked again before they become names),
+URLs (core.urls), sizes and indexes (JSON integers within bounds), and a field
+given twice under two spellings with different values.
 """
 
 from __future__ import annotations
@@ -16,11 +25,12 @@ import base64
 import binascii
 import json
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, field_validator, model_validator
 
 from recording_pipeline.core.errors import InvalidEventError
 
@@ -33,10 +43,21 @@ Schema = Literal["eventgrid", "cloudevents"]
 class _Model(BaseModel):
     model_config = ConfigDict(extra="allow", populate_by_name=True, frozen=True, str_strip_whitespace=True)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _any_casing(cls, raw: Any) -> Any:
+        if not isinstance(raw, dict):
+            return raw
+        names = [field.alias or name for name, field in cls.model_fields.items()]
+        try:
+            return canonical_names(raw, names)
+        except InvalidEventError as exc:
+            raise ValueError(str(exc)) from None
+
 
 class RecordingChunkInfo(_Model):
     document_id: str = Field(alias="documentId", min_length=1)
-    index: int = Field(default=0, ge=0, le=100_000)
+    index: StrictInt = Field(default=0, ge=0, le=100_000)
     end_reason: str | None = Field(default=None, alias="endReason")
     content_location: str | None = Field(default=None, alias="contentLocation")
     metadata_location: str | None = Field(default=None, alias="metadataLocation")
@@ -44,7 +65,8 @@ class RecordingChunkInfo(_Model):
 
 
 class RecordingStorageInfo(_Model):
-    recording_chunks: list[RecordingChunkInfo] = Field(alias="recordingChunks", min_length=1, max_length=1000)
+    # Empty or absent: nothing in ACS's storage (planning refuses that unless the files went to the customer's own).
+    recording_chunks: list[RecordingChunkInfo] = Field(default_factory=list, alias="recordingChunks", max_length=1000)
 
     @field_validator("recording_chunks")
     @classmethod
@@ -55,9 +77,9 @@ class RecordingStorageInfo(_Model):
 
 
 class RecordingFileStatusUpdatedData(_Model):
-    recording_storage_info: RecordingStorageInfo = Field(alias="recordingStorageInfo")
+    recording_storage_info: RecordingStorageInfo | None = Field(default=None, alias="recordingStorageInfo")
     recording_start_time: datetime | None = Field(default=None, alias="recordingStartTime")
-    recording_duration_ms: int | None = Field(default=None, alias="recordingDurationMs", ge=0, le=10**12)
+    recording_duration_ms: StrictInt | None = Field(default=None, alias="recordingDurationMs", ge=0, le=10**12)
     session_end_reason: str | None = Field(default=None, alias="sessionEndReason")
     storage_type: str | None = Field(default=None, alias="storageType")
     recording_id: str | None = Field(default=None, alias="recordingId")
@@ -65,6 +87,12 @@ class RecordingFileStatusUpdatedData(_Model):
     recording_channel_type: str | None = Field(default=None, alias="recordingChannelType")
     recording_format_type: str | None = Field(default=None, alias="recordingFormatType")
     recording_expiration_time: datetime | None = Field(default=None, alias="recordingExpirationTime")
+
+    @property
+    def chunks(self) -> list[RecordingChunkInfo]:
+        """The chunks ACS stored, none if the event lists none."""
+        info = self.recording_storage_info
+        return list(info.recording_chunks) if info is not None else []
 
 
 @dataclass(frozen=True)
@@ -161,10 +189,39 @@ def read_envelope(raw: Any, schema: Schema) -> Envelope:
         data = _base64(raw["data_base64"]) if "data_base64" in raw else raw.get("data")
         time = _time(raw, "time")
         return Envelope(schema, raw["id"], raw["type"], raw["source"], _optional(raw, "subject"), time, data)
+    raw = canonical_names(raw, EVENT_GRID_FIELDS)
     _require(raw, ("id", "eventType", "eventTime"))
     _require(raw, ("subject", "dataVersion"), may_be_empty=True)
     time = _time(raw, "eventTime")
     return Envelope(schema, raw["id"], raw["eventType"], _optional(raw, "topic"), raw["subject"], time, raw.get("data"))
+
+
+# The Event Grid schema's fields, as Event Grid spells them; CloudEvents 1.0 attribute names are lower case by the
+# spec (and azure-core's CloudEvent.from_dict reads only those), so they are read as they are.
+EVENT_GRID_FIELDS = ("id", "topic", "subject", "data", "eventType", "eventTime", "dataVersion", "metadataVersion")
+
+
+def canonical_names(raw: dict[str, Any], names: Iterable[str]) -> dict[str, Any]:
+    """``raw`` with each key that spells one of ``names`` another way (``event_type``, ``EventType``) renamed to it.
+
+    A name is matched ignoring case and underscores, as azure-eventgrid's ``Model.from_dict`` matches both its
+    attribute and its REST key case-insensitively. Other keys are kept as they are. A field given twice, under two
+    spellings with different values, is refused: which one ACS meant cannot be known.
+    """
+    wanted = {_folded(name): name for name in names}
+    renamed: dict[str, Any] = {}
+    spelled: dict[str, str] = {}
+    for key, value in raw.items():
+        name = wanted.get(_folded(key), key) if isinstance(key, str) else key
+        if name in renamed and renamed[name] != value:
+            raise InvalidEventError(f"{name} is given twice, as {_clip(spelled[name], 60)} and {_clip(key, 60)}")
+        renamed.setdefault(name, value)
+        spelled.setdefault(name, key)
+    return renamed
+
+
+def _folded(name: str) -> str:
+    return name.replace("_", "").lower()
 
 
 def parse_recording_event(envelope: Envelope, received: datetime | None = None) -> RecordingEvent:

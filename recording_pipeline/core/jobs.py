@@ -107,8 +107,14 @@ def chunk_jobs(
     """
     call_id, server_call_id, recording_id, rec_key = checked_identity(event)
     expires_at = event.deadline(retention_hours)
+    chunks = event.data.chunks
+    if not chunks:
+        raise InvalidEventError(
+            f"event {event.envelope.id[:100]}: no recordingStorageInfo.recordingChunks, and storageType is not "
+            "blobstorage: nothing says where the recording is"
+        )
     jobs = []
-    for chunk in event.data.recording_storage_info.recording_chunks:
+    for chunk in chunks:
         document_id = check_id(chunk.document_id, "documentId")
         content, metadata, delete = _chunk_urls(
             chunk.content_location, chunk.metadata_location, chunk.delete_location, acs_endpoint, document_id

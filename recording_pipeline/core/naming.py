@@ -33,6 +33,8 @@ and of the state beside it (container ``ARCHIVE_STATE_CONTAINER``), which change
     _quarantine/_invalid/{sha256 of the message}.json
     _locks/{callId}/{recordingKey}/{index:05d}-{documentId}
     _holds/{case}.json
+    _fixity/cursor.json                                                  the fixity audit's position and passes
+    _fixity/verified/{callId}/{recordingKey}.json                        each chunk's last fixity check
 """
 
 from __future__ import annotations
@@ -54,8 +56,12 @@ ACCESS_PREFIX = "_access/"
 ACCESS_INDEX_PREFIX = "_index/access/"
 ACCESS_ACTIONS = ("export", "hold-place", "hold-clear", "download", "playback")
 _ACCESS_ID = re.compile(r"^[0-9a-f]{32}$")
+FIXITY_PREFIX = "_fixity/"  # state container: the fixity audit's cursor and each chunk's last check
+FIXITY_CURSOR = f"{FIXITY_PREFIX}cursor.json"
+FIXITY_LOCK = "_locks/_fixity"  # leased by the one audit run at a time
 _EVENT_ID = re.compile(r"^[0-9a-f]{32}$")
-_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_=.:-]*$")
+_ID_CHARACTER = re.compile(r"[A-Za-z0-9_=.:-]")
+_ID_START = re.compile(r"[A-Za-z0-9]")
 
 _FORMATS = {
     "mp4": ("mp4", "video/mp4"),
@@ -65,13 +71,19 @@ _FORMATS = {
 
 
 def check_id(value: str | None, what: str) -> str:
-    """An id safe to use as one path segment of a blob name."""
+    """An id safe to use as one path segment of a blob name; the error names the one rule it breaks."""
     if not value:
         raise InvalidEventError(f"{what} is missing")
     if len(value) > MAX_ID_LENGTH:
         raise InvalidEventError(f"{what} is longer than {MAX_ID_LENGTH} characters")
-    if not _ID.fullmatch(value) or ".." in value:
-        raise InvalidEventError(f"{what} has characters outside [A-Za-z0-9_=.:-]")
+    if ".." in value:
+        raise InvalidEventError(f"{what} contains '..', which could climb out of its folder")
+    outside = sorted({c for c in value if not _ID_CHARACTER.fullmatch(c)})
+    if outside:
+        shown = " ".join(ascii(c) for c in outside[:5]) + (" …" if len(outside) > 5 else "")
+        raise InvalidEventError(f"{what} has characters outside [A-Za-z0-9_=.:-]: {shown}")
+    if not _ID_START.fullmatch(value[0]):
+        raise InvalidEventError(f"{what} must start with a letter or a digit, not {value[0]!r}")
     return value
 
 
@@ -127,6 +139,10 @@ def lock_name(stem: str) -> str:
 
 def hold_name(case: str) -> str:
     return f"{HOLDS_PREFIX}{check_id(case, 'case')}.json"
+
+
+def fixity_name(call_id: str, rec_key: str) -> str:
+    return f"{FIXITY_PREFIX}verified/{recording_prefix(call_id, rec_key).rstrip('/')}.json"
 
 
 def lost_name(stem: str) -> str:

@@ -109,6 +109,12 @@ class ArchiveStore(_Readable, Protocol):
     def stream(self, name: str) -> AsyncIterator[bytes]:
         """The blob piece by piece, for media of any size."""
 
+    async def list_page(self, prefix: str, marker: str | None, size: int) -> tuple[list[str], str | None]:
+        """One page of at most ``size`` names under ``prefix`` in name order, from ``marker`` (None: the first
+        page), and the marker of the next page (None: this was the last). A marker can be kept and used again
+        later: a walk of the whole archive resumes from it instead of listing everything before it again. A
+        marker the service no longer takes is a StorageError with status 400."""
+
     async def sha256(self, name: str, progress: Callable[[int], None] | None = None) -> tuple[str, int]:
         """(hex sha256, bytes read), streamed; ``progress`` is told each piece's size."""
 
@@ -173,6 +179,11 @@ class StateStore(_Readable, Protocol):
     def lease(self, name: str, seconds: int, wait: float) -> AbstractAsyncContextManager[bool]:
         """Hold a lease on the lock ``name`` (created if missing, renewed) while inside; True if held, False if
         another holder kept it throughout ``wait`` seconds."""
+
+
+class DeadLetterStore(_Readable, Protocol):
+    """Event Grid's dead-letter container: its blobs listed and read, records created beside them; nothing Event Grid
+    wrote is changed or deleted."""
 
 
 class HoldableArchive(ArchiveStore, Protocol):
@@ -248,7 +259,11 @@ class MediaStream(Protocol):
 
 class Retrier(Protocol):
     async def call(
-        self, what: str, operation: Callable[[], Awaitable[T]], progress: Callable[[], int] | None = None
+        self,
+        what: str,
+        operation: Callable[[], Awaitable[T]],
+        progress: Callable[[], int] | None = None,
+        received: Callable[[], int] | None = None,
     ) -> T: ...
 
 

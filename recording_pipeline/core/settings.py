@@ -13,11 +13,16 @@ import base64
 import math
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import NamedTuple
 from urllib.parse import urlsplit
 
+from recording_pipeline.core.connection_strings import (
+    check_account_name,
+    check_account_url,
+    check_connection_string,
+)
 from recording_pipeline.core.errors import ConfigurationError
 from recording_pipeline.core.urls import UrlPolicy
 
@@ -49,11 +54,13 @@ SPECS: dict[str, Spec] = {
     "ACS_RETRY_BUDGET_SECONDS": Spec(600, 1, 86400),
     "WEBHOOK_MAX_BODY_BYTES": Spec(4 * MIB, 1024, 100 * MIB, whole=True),  # the HTTP trigger takes 100 MB at most
     "WEBHOOK_MAX_EVENTS": Spec(1000, 1, 5000, whole=True),
+    "FIXITY_BYTES_PER_DAY": Spec(10 * 1024**3, 1, 64 * 1024**4, whole=True),  # 10 GiB a day; at most 64 TiB
 }
 NAMES = {
     "ARCHIVE_CONTAINER": "recordings",
     "ARCHIVE_STATE_CONTAINER": "recordings-state",
     "CHUNK_QUEUE_NAME": "recording-chunks",
+    "DEADLETTER_CONTAINER": "eventgrid-deadletter",
 }
 DEFAULT_CONTAINER = NAMES["ARCHIVE_CONTAINER"]
 DEFAULT_QUEUE_NAME = NAMES["CHUNK_QUEUE_NAME"]
@@ -74,6 +81,7 @@ SETTING_NAMES = (
     "APPLICATIONINSIGHTS_CONNECTION_STRING",
     "OUTBOUND_EVENTS_TOPIC_ENDPOINT",
     "OUTBOUND_EVENTS_TOPIC_KEY",
+    "DEADLETTER_REDRIVE_ON_SCHEDULE",
     *SPECS,
 )
 
@@ -96,10 +104,12 @@ class AcsCredentials:
 
 @dataclass(frozen=True)
 class StorageTarget:
-    """A storage account reached by connection string or by account URL + identity."""
+    """A storage account reached by connection string or by account URL + identity; ``setting``: which app setting
+    said so, for the messages that name it."""
 
     connection_string: str | None = field(default=None, repr=False)
     account_url: str | None = None
+    setting: str = field(default="", compare=False)
 
 
 @dataclass(frozen=True)
@@ -234,6 +244,17 @@ class TransferSettings:
 
 
 @dataclass(frozen=True)
+class FixitySettings:
+    """The fixity audit: how many bytes of archived media it may re-hash a day (app/fixity)."""
+
+    bytes_per_day: int = int(SPECS["FIXITY_BYTES_PER_DAY"].default)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> FixitySettings:
+        return cls(int(_number(env, "FIXITY_BYTES_PER_DAY")))
+
+
+@dataclass(frozen=True)
 class OutboundEventsSettings:
     """The Event Grid topic that hears what became of each chunk and recording; publishing is off without one.
 
@@ -270,6 +291,26 @@ class OutboundEventsSettings:
 
 
 @dataclass(frozen=True)
+class DeadLetterSettings:
+    """Event Grid's dead-letter container, in the archive account beside the archive (infra creates it and points
+    the subscription's dead-lettering at it), and whether the app's timer redrives what it finds there or only
+    reports it (``recording-archive replay --deadletter`` then redrives)."""
+
+    container: str = NAMES["DEADLETTER_CONTAINER"]
+    redrive_on_schedule: bool = True
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> DeadLetterSettings:
+        container = _name(env, "DEADLETTER_CONTAINER")
+        if container in (_name(env, "ARCHIVE_CONTAINER"), _name(env, "ARCHIVE_STATE_CONTAINER")):
+            raise ConfigurationError(
+                "DEADLETTER_CONTAINER must differ from ARCHIVE_CONTAINER and ARCHIVE_STATE_CONTAINER: "
+                "it holds what Event Grid wrote"
+            )
+        return cls(container, _bool(env, "DEADLETTER_REDRIVE_ON_SCHEDULE", True))
+
+
+@dataclass(frozen=True)
 class Settings:
     """Everything function_app.py needs."""
 
@@ -280,6 +321,8 @@ class Settings:
     webhook: WebhookSettings
     transfer: TransferSettings
     events: OutboundEventsSettings = OutboundEventsSettings(None)
+    deadletter: DeadLetterSettings = DeadLetterSettings()
+    fixity: FixitySettings = FixitySettings()
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -294,11 +337,41 @@ class Settings:
             webhook=WebhookSettings.from_env(env),
             transfer=TransferSettings.from_env(env),
             events=OutboundEventsSettings.from_env(env),
+            deadletter=DeadLetterSettings.from_env(env),
+            fixity=FixitySettings.from_env(env),
         )
 
     @property
     def url_policy(self) -> UrlPolicy:
         return self.urls.policy(self.acs.credentials)
+
+
+def setting_problems(env: Mapping[str, str]) -> list[str]:
+    """Every missing or malformed setting at once, each said once (``Settings.from_env`` stops at the first): for
+    ``recording-archive check``. A setting that is an unresolved Key Vault reference is left to the check's own
+    line about references; so is any complaint that names it."""
+    unresolved = {key for key, value in env.items() if _is_reference(key, value)}
+    usable = {key: value for key, value in env.items() if key not in unresolved}
+    archive = ("ARCHIVE_STORAGE_CONNECTION_STRING", "ARCHIVE_STORAGE_ACCOUNT_URL", "the archive")
+    checks: list[Callable[[], object]] = [
+        lambda: _acs_credentials(usable),
+        lambda: _storage_target(usable, *archive),
+        lambda: _queue_target(usable),
+        *(lambda key=key: _name(usable, key) for key in NAMES),
+        lambda: _name(usable, "CHUNK_QUEUE_NAME", 63 - len(POISON_SUFFIX)),
+        *(lambda key=key: _number(usable, key) for key in SPECS),
+        lambda: RecordingUrls.from_env(usable),
+        lambda: _entra_delivery(usable),
+        lambda: OutboundEventsSettings.from_env(usable),
+        lambda: Settings.from_env(usable),  # and the rules across settings
+    ]
+    found: dict[str, None] = {}
+    for check in checks:
+        try:
+            check()
+        except ConfigurationError as exc:
+            found.setdefault(str(exc))
+    return [problem for problem in found if not any(name in problem for name in unresolved)]
 
 
 # --- reading the environment ---------------------------------------------------------------------
@@ -311,12 +384,16 @@ def _check_resolved(env: Mapping[str, str]) -> None:
     (https://learn.microsoft.com/azure/app-service/app-service-key-vault-references).
     """
     for key, value in env.items():
-        ours = key in SETTING_NAMES or key.startswith("AzureWebJobsStorage")
-        if ours and isinstance(value, str) and value.lstrip().lower().startswith(KEY_VAULT_REFERENCE):
+        if _is_reference(key, value):
             raise ConfigurationError(
                 f"{key} is an unresolved Key Vault reference: grant the app's identity 'Key Vault Secrets User' on "
                 "the vault, then restart the app or change any app setting (the platform fetches it again)"
             )
+
+
+def _is_reference(key: str, value: object) -> bool:
+    ours = key in SETTING_NAMES or key.startswith("AzureWebJobsStorage")
+    return ours and isinstance(value, str) and value.lstrip().lower().startswith(KEY_VAULT_REFERENCE)
 
 
 def parse_acs_connection_string(value: str) -> AcsCredentials:
@@ -370,9 +447,10 @@ def _endpoint(value: str, name: str) -> str:
 def _storage_target(env: Mapping[str, str], conn_name: str, url_name: str, what: str) -> StorageTarget:
     conn, url = env.get(conn_name), env.get(url_name)
     if conn:
-        return StorageTarget(connection_string=conn)
+        check_connection_string(conn, conn_name, "blob")
+        return StorageTarget(connection_string=conn, setting=conn_name)
     if url:
-        return StorageTarget(account_url=url.rstrip("/"))
+        return StorageTarget(account_url=check_account_url(url, url_name), setting=url_name)
     raise ConfigurationError(f"set {conn_name} or {url_name} for {what}")
 
 
@@ -380,13 +458,17 @@ def _queue_target(env: Mapping[str, str]) -> StorageTarget:
     """The Functions host's own storage: ``AzureWebJobsStorage`` or its identity-based form."""
     conn = env.get("AzureWebJobsStorage")
     if conn:
-        return StorageTarget(connection_string=conn)
-    url = env.get("AzureWebJobsStorage__queueServiceUri")
+        check_connection_string(conn, "AzureWebJobsStorage", "queue")
+        return StorageTarget(connection_string=conn, setting="AzureWebJobsStorage")
+    url_name = "AzureWebJobsStorage__queueServiceUri"
+    url = env.get(url_name)
     if url:
-        return StorageTarget(account_url=url.rstrip("/"))
-    account = env.get("AzureWebJobsStorage__accountName")
+        return StorageTarget(account_url=check_account_url(url, url_name), setting=url_name)
+    name = "AzureWebJobsStorage__accountName"
+    account = env.get(name)
     if account:
-        return StorageTarget(account_url=f"https://{account}.queue.core.windows.net")
+        account = check_account_name(account, name)
+        return StorageTarget(account_url=f"https://{account}.queue.core.windows.net", setting=name)
     raise ConfigurationError("set AzureWebJobsStorage (or AzureWebJobsStorage__accountName) for the chunk queue")
 
 

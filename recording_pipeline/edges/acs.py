@@ -31,6 +31,7 @@ from recording_pipeline.core.errors import (
 from recording_pipeline.core.settings import AcsCredentials
 from recording_pipeline.core.signing import hmac_headers
 from recording_pipeline.core.urls import UrlPolicy, redact_url
+from recording_pipeline.edges.client_limits import ACS_CONNECT_SECONDS
 from recording_pipeline.edges.retry import RetryPolicy
 
 log = logging.getLogger(__name__)
@@ -108,7 +109,11 @@ class AcsRecordingClient:
         self._tokens = token_provider
         self.retry = retry or RetryPolicy()
         self._clock = clock
-        self._timeout = aiohttp.ClientTimeout(total=None, connect=30, sock_connect=30, sock_read=read_timeout)
+        # No total: a 2 GB chunk downloads for ~19 min at 2 MB/s (aiohttp's default total is 5 min). A connect
+        # that takes seconds is a dead route (aiohttp's default: 30 s); edges.client_limits says why.
+        self._timeout = aiohttp.ClientTimeout(
+            total=None, connect=ACS_CONNECT_SECONDS, sock_connect=ACS_CONNECT_SECONDS, sock_read=read_timeout
+        )
         self._read_size = read_size
 
     async def fetch_metadata(self, url: str) -> bytes:

@@ -133,6 +133,18 @@ class BlobArchive:
     def list_names(self, prefix: str) -> AsyncIterator[str]:
         return translated_iter(f"list {prefix}*", self._container.list_blob_names(name_starts_with=prefix))
 
+    async def list_page(self, prefix: str, marker: str | None, size: int) -> tuple[list[str], str | None]:
+        """One List Blobs request: ``by_page(continuation_token=marker)`` sends the marker as it is, and the page
+        iterator's ``continuation_token`` is the service's NextMarker (azure-core ``AsyncPageIterator``)."""
+        pages: Any = self._container.list_blob_names(name_starts_with=prefix, results_per_page=size).by_page(marker)
+        with storage_errors(f"list {prefix}* from {marker or 'the start'}"):
+            try:
+                page = await pages.__anext__()
+            except StopAsyncIteration:
+                return [], None
+            names = [name async for name in page]
+        return names, pages.continuation_token or None
+
     async def sha256(self, name: str, progress: Callable[[int], None] | None = None) -> tuple[str, int]:
         """Hashed on a worker thread, piece by piece, so the event loop stays free for other transfers."""
         hasher = hashlib.sha256()

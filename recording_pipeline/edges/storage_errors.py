@@ -7,15 +7,17 @@ operator commands see StorageError and its kinds only.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import AsyncIterator, Awaitable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from azure.core.exceptions import AzureError, HttpResponseError, ResourceExistsError
+from azure.core.exceptions import AzureError, ClientAuthenticationError, HttpResponseError, ResourceExistsError
 
-from recording_pipeline.core.errors import BlobArchivedError, ContainerNotFoundError, StorageError
+from recording_pipeline.core.errors import NO_CREDENTIAL, BlobArchivedError, ContainerNotFoundError, StorageError
 
 log = logging.getLogger(__name__)
+_QUERY = re.compile(r"\?[^\s'\"\]>)]*")
 
 
 @contextmanager
@@ -23,15 +25,25 @@ def storage_errors(what: str) -> Iterator[None]:
     """Raise any Azure SDK error inside as a StorageError (with its status and error code) naming ``what``."""
     try:
         yield
+    except ClientAuthenticationError as exc:
+        if exc.response is not None:  # the service answered 401/403
+            raise _answered(what, exc) from None
+        # No answer at all: no credential could get a token (azure.identity's chain, each reason on its own line).
+        first = (str(exc.message or exc).strip().splitlines() or [""])[0]
+        raise StorageError(f"{what}: no token for the storage account: {first}", None, NO_CREDENTIAL) from None
     except HttpResponseError as exc:
-        code = getattr(exc, "error_code", None)
-        status = exc.status_code
-        kind = {"ContainerNotFound": ContainerNotFoundError, "BlobArchived": BlobArchivedError}.get(
-            str(code), StorageError
-        )
-        raise kind(f"{what}: {status} {code or exc.reason}", status, str(code) if code else None) from None
+        raise _answered(what, exc) from None
     except AzureError as exc:  # no answer at all: connection refused, reset, timed out
-        raise StorageError(f"{what}: {type(exc).__name__}: {exc.message}") from None
+        # aiohttp's message may hold the request's URL, whose query can be a SAS token: never repeated.
+        said = _QUERY.sub("", str(exc.message))
+        raise StorageError(f"{what}: {type(exc).__name__}: {said}") from None
+
+
+def _answered(what: str, exc: HttpResponseError) -> StorageError:
+    code = getattr(exc, "error_code", None)
+    status = exc.status_code
+    kind = {"ContainerNotFound": ContainerNotFoundError, "BlobArchived": BlobArchivedError}.get(str(code), StorageError)
+    return kind(f"{what}: {status} {code or exc.reason}", status, str(code) if code else None)
 
 
 async def translated_iter[T](what: str, source: AsyncIterator[T]) -> AsyncIterator[T]:
@@ -42,13 +54,14 @@ async def translated_iter[T](what: str, source: AsyncIterator[T]) -> AsyncIterat
 
 
 async def create_if_missing(create: Awaitable[Any], what: str) -> None:
-    """Create a container or queue unless it exists. 403 means least-privilege roles: the infra made it."""
-    try:
-        await create
-    except ResourceExistsError:
-        pass
-    except HttpResponseError as exc:
-        if exc.status_code != 403:
-            with storage_errors(f"create {what}"):
+    """Create a container or queue unless it exists. 403 means least-privilege roles: the infra made it. Any
+    other failure, an answer or none (the account unreachable), is a StorageError."""
+    with storage_errors(f"create {what}"):
+        try:
+            await create
+        except ResourceExistsError:
+            pass
+        except HttpResponseError as exc:
+            if exc.status_code != 403:
                 raise
-        log.info("no right to create %s; expecting the deployment to have created it", what)
+            log.info("no right to create %s; expecting the deployment to have created it", what)

@@ -144,6 +144,21 @@ FAILURES = _meter.create_counter("recording.chunk.failures", description="failed
 POISON_DEPTH = _meter.create_gauge(
     "recording.poison_queue.depth", description="messages waiting in the poison queue, read every 5 minutes"
 )
+DEADLETTER_WAITING = _meter.create_gauge(
+    "recording.deadletter.waiting",
+    description="Event Grid dead-letter blobs not redriven yet, read every 5 minutes",
+)
+FIXITY_BYTES = _meter.create_counter(
+    "recording.fixity.bytes_verified", unit="By", description="archived media read and re-hashed by the fixity audit"
+)
+FIXITY_CHUNKS = _meter.create_counter(
+    "recording.fixity.chunks", description="chunks the fixity audit checked, by result (ok, mismatch, missing, offline)"
+)
+FIXITY_PASS_DAYS = _meter.create_gauge(
+    "recording.fixity.pass_days",
+    unit="d",
+    description="how long the fixity audit's last whole pass over the archive took",
+)
 EVENTS_PUBLISHED = _meter.create_counter(
     "recording.events.published", description="outbound events by type and result (delivered, kept, redelivered)"
 )

@@ -12,10 +12,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from azure.core.exceptions import HttpResponseError
+from azure.core.exceptions import ClientAuthenticationError, HttpResponseError
 from azure.storage.blob.aio import BlobServiceClient, ContainerClient
 
 from recording_pipeline.core.deployment_check import Answer, Versions
+from recording_pipeline.edges.storage_errors import storage_errors, translated_iter
 
 
 def _refused(exc: HttpResponseError) -> Answer:
@@ -29,41 +30,46 @@ class ContainerWormProbe:
         self._service = service
 
     async def create(self, name: str, data: bytes) -> Answer:
-        try:
-            await self._container.get_blob_client(name).upload_blob(data, overwrite=False)
-        except HttpResponseError as exc:  # ResourceExistsError among them: the canary's name was taken
-            return _refused(exc)
+        """Refused: the service's answer (so for each change below). No answer at all (unreachable, no token): a
+        StorageError."""
+        with storage_errors(f"create {name}"):
+            try:
+                await self._container.get_blob_client(name).upload_blob(data, overwrite=False)
+            except ClientAuthenticationError as exc:
+                if exc.response is None:  # no token: nothing reached the service
+                    raise
+                return _refused(exc)
+            except HttpResponseError as exc:  # ResourceExistsError among them: the canary's name was taken
+                return _refused(exc)
         return Answer(True, 201)
 
     async def overwrite(self, name: str, data: bytes) -> Answer:
-        try:
-            await self._container.get_blob_client(name).upload_blob(data, overwrite=True)
-        except HttpResponseError as exc:
-            return _refused(exc)
+        with storage_errors(f"overwrite {name}"):
+            try:
+                await self._container.get_blob_client(name).upload_blob(data, overwrite=True)
+            except HttpResponseError as exc:
+                return _refused(exc)
         return Answer(True, 201)
 
     async def set_metadata(self, name: str, metadata: dict[str, str]) -> Answer:
-        try:
-            await self._container.get_blob_client(name).set_blob_metadata(metadata)
-        except HttpResponseError as exc:
-            return _refused(exc)
+        with storage_errors(f"set metadata of {name}"):
+            try:
+                await self._container.get_blob_client(name).set_blob_metadata(metadata)
+            except HttpResponseError as exc:
+                return _refused(exc)
         return Answer(True)
 
     async def delete(self, name: str) -> Answer:
-        try:
-            await self._container.get_blob_client(name).delete_blob()
-        except HttpResponseError as exc:
-            return _refused(exc)
+        with storage_errors(f"delete {name}"):
+            try:
+                await self._container.get_blob_client(name).delete_blob()
+            except HttpResponseError as exc:
+                return _refused(exc)
         return Answer(True, 202)
 
     async def versions(self, name: str) -> Versions:
-        found: list[Any] = [
-            blob
-            async for blob in self._container.list_blobs(
-                name_starts_with=name, include=["versions", "immutabilitypolicy"]
-            )
-            if blob.name == name
-        ]
+        listing = self._container.list_blobs(name_starts_with=name, include=["versions", "immutabilitypolicy"])
+        found: list[Any] = [blob async for blob in translated_iter(f"versions of {name}", listing) if blob.name == name]
         found.sort(key=lambda b: str(getattr(b, "version_id", "") or ""))
         first = found[0] if found else None
         policy = getattr(first, "immutability_policy", None)

@@ -125,6 +125,27 @@ async def test_listing_by_prefix_in_name_order(archive: ContainerStore) -> None:
     assert [n async for n in archive.list_names("")] == ["a/1", "b/1", "b/2", "ba/1"]
 
 
+async def test_a_listing_walked_page_by_page_resumes_from_a_kept_marker(archive: ContainerStore) -> None:
+    names = [f"c{i % 3}/r/{i:05d}.json" for i in range(7)] + ["_index/x", "d/only"]
+    for name in names:
+        await archive.create(name, b"{}", JSON)
+    walked: list[str] = []
+    markers: list[str] = []
+    marker: str | None = None
+    while True:
+        page, marker = await archive.list_page("", marker, 3)
+        assert len(page) <= 3
+        walked.extend(page)
+        if marker is None:
+            break
+        markers.append(marker)
+    assert walked == sorted(names) and len(markers) == 2
+    again, _ = await archive.list_page("", markers[0], 3)  # a marker kept and used later lists the same page
+    assert again == sorted(names)[3:6]
+    assert await archive.list_page("c1/", None, 100) == ([n for n in sorted(names) if n.startswith("c1/")], None)
+    assert await archive.list_page("nothing/", None, 3) == ([], None)
+
+
 async def test_delete_removes(archive: ContainerStore) -> None:
     await archive.create("gone", b"x", JSON)
     await archive.delete("gone")

@@ -268,6 +268,18 @@ async def test_a_timer_function_runs_at_start_and_then_on_its_schedule(toy: Toy,
     assert host.stats.invocations["tick"] == len(ticks)
 
 
+async def test_a_host_told_not_to_schedule_runs_a_timer_only_when_asked(toy: Toy) -> None:
+    host = LocalFunctionsHost(toy.root, {**toy.env, "TOY_TIMER": "* * * * * *"}, InProcessWorker, scheduled=False)
+    await host.start()
+    try:
+        await asyncio.sleep(2.5)  # two scheduled moments, and the start (runOnStartup)
+        assert [line for line in toy.lines() if line["event"] == "tick"] == []
+        assert await host.run_timer("tick")
+    finally:
+        await host.stop()
+    assert len([line for line in toy.lines() if line["event"] == "tick"]) == 1
+
+
 @pytest.mark.parametrize("worker", [InProcessWorker, SubprocessWorker])
 async def test_microsoft_s_runtime_indexes_and_invokes_the_app_as_pinned(toy: Toy, worker: Any) -> None:
     """The functions are indexed, converted and run by azure_functions_runtime, the version requirements.txt pins."""

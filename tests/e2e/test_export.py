@@ -6,7 +6,6 @@ record it leaves."""
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import subprocess
 import zipfile
@@ -36,6 +35,7 @@ from tests.e2e.test_operations_cli import (
     _restore_logging,  # noqa: F401 - autouse: main() swaps the log handlers
     run_cli,
 )
+from tests.support.terminal import Tty
 
 MIB = 1024 * 1024
 
@@ -132,6 +132,12 @@ async def test_a_time_range_exports_the_recordings_started_in_it(
     assert "nothing archived matches" in capsys.readouterr().err
     assert await run_cli("export", "--to", str(tmp_path / "all")) == 2
     assert "name what to export" in capsys.readouterr().err
+    # A folder this machine cannot make (its parent is a file): one line, exit 2, as for a setting or the storage.
+    (tmp_path / "a-file").write_text("")
+    assert await run_cli("export", "--call", CALL_A, "--to", str(tmp_path / "a-file" / "bag")) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("export: the bag could not be written: ") and err.count("\n") == 1
+    assert "Traceback" not in err and str(tmp_path / "a-file") in err
 
 
 async def _flip_a_byte(seeded: Seeded, call: str, index: int) -> str:
@@ -289,15 +295,10 @@ async def test_a_blob_missing_from_the_archive_is_named_too(
         await export_bag(archive_edge, plan, FolderBag(tmp_path / "b"), query=query, actor="a", archive_url="u")
 
 
-class _Tty(io.StringIO):
-    def isatty(self) -> bool:
-        return True
-
-
 async def test_progress_is_drawn_on_a_terminal_and_never_with_json(
     seeded: Seeded, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    tty = _Tty()
+    tty = Tty()
     monkeypatch.setattr("sys.stderr", tty)
     assert await run_cli("export", "--call", CALL_A, "--to", str(tmp_path / "drawn")) == 0
     last = tty.getvalue().split("\r")[-1]

@@ -27,9 +27,18 @@ from recording_pipeline.cli import main
 from recording_pipeline.cli import output as cli_output
 from recording_pipeline.cli.status import STATE_FILTERS
 from recording_pipeline.core.jobs import RecordingChunk, encode_job
-from recording_pipeline.core.naming import DAYS_PREFIX, HOLDS_PREFIX, day_prefix, participant_prefix
+from recording_pipeline.core.naming import (
+    ACCESS_INDEX_PREFIX,
+    ACCESS_PREFIX,
+    CASES_PREFIX,
+    DAYS_PREFIX,
+    HOLDS_PREFIX,
+    day_prefix,
+    participant_prefix,
+)
 from recording_pipeline.edges.archive import BlobArchive
 from tests.support.stack import Stack
+from tests.support.terminal import Tty
 
 MIB = 1024 * 1024
 CALL_A = "aaaaaaaa-0000-0000-0000-00000000000a"  # complete: 2 of 2 chunks
@@ -271,9 +280,10 @@ async def test_status_lists_only_the_days_asked_for_and_reads_only_their_manifes
 
 
 async def test_reindex_makes_the_day_index_again_and_status_finds_every_recording(
-    seeded: Seeded, capsys: pytest.CaptureFixture[str]
+    seeded: Seeded, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """As after an upgrade from a version without the day index: status finds nothing until reindex has run."""
+    """As after an upgrade from a version without the day index: status finds nothing until reindex has run. On a
+    terminal reindex counts the recordings it reaches; with --json it draws nothing and prints the counts."""
     entries = [name async for name in seeded.container.list_blob_names(name_starts_with=DAYS_PREFIX)]
     assert len(entries) == 5
     for name in entries:
@@ -281,10 +291,19 @@ async def test_reindex_makes_the_day_index_again_and_status_finds_every_recordin
         await seeded.container.get_blob_client(name).delete_blob()
     assert await run_cli("status", "--json") == 0
     assert json.loads(capsys.readouterr().out) == []
+    tty = Tty()
+    monkeypatch.setattr("sys.stderr", tty)
     assert await run_cli("reindex") == 0
     out = capsys.readouterr().out
     assert "read 4 recording(s) in the archive; created index entries: 5 day, 0 participant" in out  # D: quarantined
+    assert tty.getvalue().startswith("\rreindex: 1 recording(s) reached") and tty.getvalue().endswith("\n")
     assert sorted([n async for n in seeded.container.list_blob_names(name_starts_with=DAYS_PREFIX)]) == sorted(entries)
+    quiet = Tty()
+    monkeypatch.setattr("sys.stderr", quiet)
+    assert await run_cli("reindex", "--json") == 0
+    again = json.loads(capsys.readouterr().out)
+    assert again["recordings"] == 4 and sum(again["created"].values()) == 0 and again["unreadable"] == []
+    assert quiet.getvalue() == ""
     assert await run_cli("status", "--json") == 0
     assert [d["callId"] for d in json.loads(capsys.readouterr().out)] == [CALL_A, CALL_B, CALL_C, CALL_D, CALL_E]
 
@@ -382,31 +401,48 @@ async def test_verify_named_recordings_and_exit_codes(seeded: Seeded, capsys: py
     assert [d["callId"] for d in json.loads(capsys.readouterr().out)] == [CALL_A]
     assert await run_cli("verify", f"{CALL_A}/r-recA", CALL_C, CALL_D) == 1
     assert "in 3 recording(s): 1 ok, 2 mismatch, 0 missing, 2 not archived" in capsys.readouterr().out
-    assert await run_cli("verify", "ffffffff-0000-0000-0000-00000000000f") == 1
-    assert "no recording under this call" in capsys.readouterr().out
+    unknown = "ffffffff-0000-0000-0000-00000000000f"
+    assert await run_cli("verify", unknown) == 1
+    _, rows = table(capsys.readouterr().out)
+    # One answer: the row says "not found", and so does the summary (it once said "missing", then "0 missing").
+    assert rows == [
+        ["not found", f"{unknown}/", "no recording under this call"],
+        [
+            "verified 0 chunk(s), 0 B, in 0 recording(s): 0 ok, 0 mismatch, 0 missing, 0 not archived (not "
+            "checked); 1 recording(s) not found"
+        ],
+    ]
+    assert await run_cli("verify", unknown, "--json") == 1
+    [doc] = json.loads(capsys.readouterr().out)
+    assert (doc["found"], doc["ok"], doc["problems"]) == ("not found", False, ["no recording under this call"])
     assert await run_cli("verify", f"{CALL_A}/r-nope") == 1
-    assert "no manifest" in capsys.readouterr().out
+    _, rows = table(capsys.readouterr().out)
+    assert rows[0] == ["not found", f"{CALL_A}/r-nope/manifest.json", "no manifest"]
+    assert rows[1][0].endswith("; 1 recording(s) not found")
     assert await run_cli("verify", "../etc") == 2
-    assert "callId" in capsys.readouterr().err
+    assert "callId contains '..'" in capsys.readouterr().err
+    assert await run_cli("verify", "..abc") == 2  # the '..' rule is the one it breaks, not the first character's
+    assert capsys.readouterr().err == "verify: '..abc': callId contains '..', which could climb out of its folder\n"
+    assert await run_cli("verify", "abc/r-x y") == 2
+    assert "recordingKey has characters outside [A-Za-z0-9_=.:-]: ' '" in capsys.readouterr().err
 
 
-class _Tty(io.StringIO):
-    def isatty(self) -> bool:
-        return True
-
-
-async def test_verify_draws_progress_only_on_a_tty(
+async def test_verify_draws_progress_only_on_a_tty_and_never_with_json(
     seeded: Seeded, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     assert await run_cli("verify") == 0
     assert "verifying [" not in capsys.readouterr().err
-    tty = _Tty()
+    tty = Tty()
     monkeypatch.setattr("sys.stderr", tty)
     assert await run_cli("verify") == 0
     drawn = tty.getvalue()
     assert drawn.startswith("\rverifying [") and "\n" in drawn
     last = drawn.split("\r")[-1]
     assert "100%" in last and "5.5 MiB / 5.5 MiB" in last and "#" * 30 in last
+    quiet = Tty()
+    monkeypatch.setattr("sys.stderr", quiet)
+    assert await run_cli("verify", "--json") == 0
+    assert quiet.getvalue() == ""  # --json is for scripts: no progress, terminal or not
 
 
 def test_progress_bar_is_silent_off_a_tty_and_throttled_on_one() -> None:
@@ -415,7 +451,7 @@ def test_progress_bar_is_silent_off_a_tty_and_throttled_on_one() -> None:
     bar.update(5, 10)
     bar.close()
     assert plain.getvalue() == ""
-    tty = _Tty()
+    tty = Tty()
     bar = cli_output.ProgressBar("x", tty, width=10, interval=3600)
     bar.update(0, 10)
     bar.update(5, 10)  # within the interval: not drawn
@@ -536,7 +572,14 @@ async def test_rebuild_state_makes_every_manifest_again_from_the_write_once_reco
             before[name] = json.loads(await (await seeded.state.get_blob_client(name).download_blob()).readall())
             await seeded.state.get_blob_client(name).delete_blob()  # the state is lost
     assert await run_cli("rebuild-state", "--dry-run") == 0
-    assert "would write 4 manifest(s)" in capsys.readouterr().out
+    captured = capsys.readouterr()
+    assert "would write 4 manifest(s)" in captured.out and "listed" not in captured.err  # not a terminal
+    tty = Tty()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("sys.stderr", tty)
+        assert await run_cli("rebuild-state", "--dry-run") == 0
+    drawn = tty.getvalue()
+    assert drawn.startswith("\rrebuild-state: 1 blob(s) listed") and drawn.endswith("\n")
     assert [n async for n in seeded.state.list_blob_names() if n.endswith("/manifest.json")] == []
     assert await run_cli("rebuild-state") == 0
     assert "wrote 4 manifest(s)" in capsys.readouterr().out
@@ -556,16 +599,27 @@ async def test_rebuild_state_makes_every_manifest_again_from_the_write_once_reco
 # --- legal hold ----------------------------------------------------------------
 
 
-async def test_hold_on_azurite_names_what_it_would_hold_and_says_it_cannot(
+async def test_hold_on_azurite_says_it_cannot_and_records_nothing(
     seeded: Seeded, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """Azurite does not implement Set Blob Legal Hold: the command selects the blobs, registers the case, and
-    reports the service's refusal as an error (tests/unit/test_holds.py covers the rest on in-memory edges)."""
+    """Azurite does not implement Set Blob Legal Hold: the command says so in one line and records no case, so no
+    command shows a hold the storage never took (tests/unit/test_holds.py covers the rest on in-memory edges)."""
     assert await run_cli("hold", "place", "CASE-7") == 2
-    assert "name at least one" in capsys.readouterr().err
+    assert "the following arguments are required: RECORDING" in capsys.readouterr().err
     assert await run_cli("hold", "place", "../x", CALL_A) == 2
-    assert "case id" in capsys.readouterr().err
-    assert await run_cli("hold", "place", "CASE-7", CALL_A) == 1
-    assert "the storage account refused: legal hold on" in capsys.readouterr().err
-    registry = json.loads(await (await seeded.state.get_blob_client("_holds/CASE-7.json").download_blob()).readall())
-    assert registry["recordings"] == [[CALL_A, "r-recA"]] and len(registry["blobs"]) == 2 * 4 + 2  # + 2 participants
+    assert "case id contains '..'" in capsys.readouterr().err
+    assert await run_cli("hold", "place", "CASE-7", CALL_A) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("hold place: this storage does not implement legal holds (legal hold on ")
+    assert "501" in err and err.rstrip().endswith("nothing was held or recorded") and err.count("\n") == 1
+    assert [n async for n in seeded.state.list_blob_names(name_starts_with=HOLDS_PREFIX)] == []
+    for prefix in (CASES_PREFIX, ACCESS_PREFIX, ACCESS_INDEX_PREFIX):  # no case filed, no access recorded
+        assert [n async for n in seeded.container.list_blob_names(name_starts_with=prefix)] == []
+    assert await run_cli("hold", "list", "CASE-7") == 0
+    assert capsys.readouterr().out == "case CASE-7: no hold registered\nno recordings indexed\n"
+    assert await run_cli("hold", "list", "--json") == 0
+    assert json.loads(capsys.readouterr().out) == []
+    assert await run_cli("status", "--json") == 0
+    assert all(r["holds"] == [] for r in json.loads(capsys.readouterr().out))
+    assert await run_cli("hold", "clear", "CASE-7") == 2
+    assert "no open legal hold for case 'CASE-7'" in capsys.readouterr().err

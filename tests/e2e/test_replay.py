@@ -8,8 +8,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from azure.storage.blob.aio import BlobServiceClient
 
 from devtools.simulator import to_cloudevent
+from recording_pipeline.app.deadletter import REDRIVEN_SUFFIX, SCHEDULED_TRIES
 from recording_pipeline.cli import main
 from tests.support.stack import Stack
 
@@ -75,7 +77,7 @@ async def test_replay_needs_files_or_poison(
     for key, value in stack.env.items():
         monkeypatch.setenv(key, value)
     assert await _run(["replay"]) == 2
-    assert "name files, or --poison" in capsys.readouterr().err
+    assert "name files, or --poison, or --deadletter" in capsys.readouterr().err
     assert await _run(["replay", "--poison"]) == 0
     assert "re-driven 0 job(s)" in capsys.readouterr().out
 
@@ -103,3 +105,41 @@ async def test_replay_is_not_refused_by_delivery_auth(
     saved.write_text(json.dumps(sim.event(CALL, "recAuth", [sim.add("doc-auth", 1024)])))
     assert await _run(["replay", str(saved)]) == 0
     assert "enqueued: 1" in capsys.readouterr().out
+
+
+async def test_replay_deadletter_redrives_what_waits_in_the_container_once(
+    stack: Stack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """What the schedule gave up on (its failed tries recorded beside the blob) is redriven by the operator."""
+    for key, value in stack.env.items():
+        monkeypatch.setenv(key, value)
+    sim = stack.simulator
+    event = sim.event(CALL, "recDead", [sim.add("doc-dead", 1024)], event_id="evt-dead")
+    name = "EVGT/SUB/2026/12/06/10/5e1d.json"
+    async with BlobServiceClient.from_connection_string(stack.azurite.connection_string) as service:
+        container = service.get_container_client(stack.env["DEADLETTER_CONTAINER"])
+        await container.create_container()
+        await container.upload_blob(name, json.dumps([{**event, "deadLetterReason": "TimeToLiveExceeded"}]))
+        await container.upload_blob(f"{name}.failed-{SCHEDULED_TRIES:02d}.json", b"{}")
+        assert await _run(["replay", "--deadletter"]) == 0
+        out = capsys.readouterr().out
+        assert "redriven: 1  enqueued: 1  refused again: 0  failed: 0  waiting: 0" in out
+        assert [j.document_id for j in await stack.queued_jobs()] == ["doc-dead"]
+        record = json.loads(
+            await (await container.get_blob_client(f"{name}{REDRIVEN_SUFFIX}").download_blob()).readall()
+        )
+        assert (record["by"], record["try"], record["enqueued"]) == ("replay", SCHEDULED_TRIES + 1, 1)
+        assert await _run(["replay", "--deadletter"]) == 0
+        assert "redriven: 0  enqueued: 0" in capsys.readouterr().out
+        assert len(await stack.queued_jobs()) == 1
+        # The container downloaded as files (DEPLOY.md): the blob replays, the records beside it are skipped.
+        files = []
+        async for blob in container.list_blobs():
+            path = tmp_path / blob.name.replace("/", "_")
+            path.write_bytes(await (await container.download_blob(blob.name)).readall())
+            files.append(str(path))
+    assert len(files) == 3
+    assert await _run(["replay", *files]) == 0
+    out = capsys.readouterr().out
+    assert "files: 1  enqueued: 1  ignored: 0  external: 0  rejected: 0  failed: 0" in out
+    assert "skipped 2 record(s) of the dead-letter redrive" in out

@@ -254,17 +254,20 @@ def test_system_topic_watches_the_acs_resource_with_an_identity() -> None:
 # --- role assignments ---------------------------------------------------------
 
 
-def test_archive_writer_is_scoped_to_the_archive_container_only() -> None:
+def test_archive_writer_is_scoped_to_the_archive_and_dead_letter_containers_only() -> None:
+    """Create and read, no delete: the write-once archive, and the dead-letter container, whose blobs the app reads
+    and beside which it creates its redrive records (app/deadletter.py)."""
     doc = bicep("rbac.bicep")
     assignments = [a for a in role_assignments(doc) if a["principal"] == "appPrincipalId"]
     archive = [a for a in assignments if a["role"] == ARCHIVE_WRITER]
-    assert len(archive) == 1
-    scope = archive[0]
-    assert scope["scope_type"] == "Microsoft.Storage/storageAccounts/blobServices/containers"
-    assert scope["scope_name"] == "archiveContainerName"
-    blob_service = doc["resources"][scope["scope_parent"]]
-    account = doc["resources"][body(blob_service)["parent"]]
-    assert body(account)["name"] == "archiveStorageAccountName"
+    assert sorted(a["scope_name"] for a in archive) == ["archiveContainerName", "deadLetterContainerName"]
+    for scope in archive:
+        assert scope["scope_type"] == "Microsoft.Storage/storageAccounts/blobServices/containers"
+        blob_service = doc["resources"][scope["scope_parent"]]
+        account = doc["resources"][body(blob_service)["parent"]]
+        assert body(account)["name"] == "archiveStorageAccountName"
+    role = body(doc["resources"]["archiveWriterRole"])["properties"]["permissions"][0]
+    assert not [a for a in resolve(doc, role["dataActions"]) if "delete" in a.lower()]
     # Nothing on the archive account itself.
     archive_account_symbols = {
         name
@@ -309,6 +312,7 @@ def test_role_assignments_are_exactly_the_least_privilege_set() -> None:
     got = sorted((a["principal"], a["role"], a["scope_type"].rsplit("/", 1)[-1]) for a in role_assignments(doc))
     assert got == sorted(
         [
+            ("appPrincipalId", ARCHIVE_WRITER, "containers"),
             ("appPrincipalId", ARCHIVE_WRITER, "containers"),
             ("appPrincipalId", STORAGE_BLOB_DATA_CONTRIBUTOR, "containers"),
             ("appPrincipalId", STORAGE_BLOB_DATA_OWNER, "storageAccounts"),
@@ -592,6 +596,63 @@ def test_alerts_cover_poison_queue_lost_chunks_and_failures() -> None:
             },
         }
     }
+
+
+def test_alerts_cover_refused_and_dead_lettered_events() -> None:
+    """On what the app logs when it refuses an event or a delivery (app/webhook.py) and when its timer finds a
+    dead-lettered event, and the gauge of those still waiting (app/deadletter.py, functions_adapter.py). That a run
+    exports exactly these: tests/e2e/test_deadletter.py::
+    test_the_refused_and_dead_letter_alerts_query_what_the_app_exports."""
+    doc = bicep("alerts.bicep")
+    rules = resources(doc, "Microsoft.Insights/scheduledQueryRules")
+    refused = body(rules["refusedEventAlert"])["properties"]
+    dead = body(rules["deadLetterAlert"])["properties"]
+    [refused_query] = [c["query"] for c in refused["criteria"]["allOf"]]
+    [dead_query] = [c["query"] for c in dead["criteria"]["allOf"]]
+    code = REPO / "recording_pipeline"
+    webhook, redrive = (code / "app" / "webhook.py").read_text(), (code / "app" / "deadletter.py").read_text()
+    for prefix in re.findall(r'message startswith "([^"]+)"', refused_query):
+        assert f'"{prefix}' in webhook, prefix
+    [found] = re.findall(r'message startswith "([^"]+)"', dead_query)
+    assert f'"{found}' in redrive
+    [metric] = re.findall(r'customMetrics \| where name == "([^"]+)" and value > 0', dead_query)
+    assert f'_meter.create_gauge(\n    "{metric}"' in (code / "edges" / "telemetry.py").read_text()
+    assert refused["severity"] == dead["severity"] == 1 and refused["autoMitigate"] is dead["autoMitigate"] is False
+    assert resolve(doc, dead["evaluationFrequency"]) == "PT5M"
+    main = bicep("main.bicep")
+    for module in ("alerts", "functionApp"):
+        source = body(main["modules"][module])["params"]["deadLetterContainerName"]["operator"]["operands"]
+        assert source["operand_1"] == "archiveStorage"
+
+
+def test_the_dead_letter_settings_infra_deploys_are_the_app_s() -> None:
+    """DEADLETTER_CONTAINER is the container the subscription dead-letters into; the redrive is on unless told."""
+    from recording_pipeline.core.settings import NAMES
+
+    settings = app_settings(bicep("function-app.bicep"))
+    assert settings["DEADLETTER_CONTAINER"] == "deadLetterContainerName"
+    redrive = settings["DEADLETTER_REDRIVE_ON_SCHEDULE"]["operator"]
+    assert redrive["type"] == "conditional" and redrive["operands"]["condition"] == "deadLetterRedriveOnSchedule"
+    assert (redrive["operands"]["true_value"], redrive["operands"]["false_value"]) == ("true", "false")
+    assert resolve(bicep("main.bicep"), "deadLetterRedriveOnSchedule") is True
+    assert resolve(bicep("main.bicep"), "deadLetterContainerName") == NAMES["DEADLETTER_CONTAINER"]
+    params = json.loads((INFRA / "main.parameters.json").read_text())["parameters"]
+    assert params["deadLetterRedriveOnSchedule"]["value"] == "${DEADLETTER_REDRIVE_ON_SCHEDULE=true}"
+
+
+def test_a_failed_fixity_check_raises_an_alert_on_what_the_audit_emits() -> None:
+    from recording_pipeline.app.fixity import FAILED, FAILED_LINE
+
+    rules = resources(bicep("alerts.bicep"), "Microsoft.Insights/scheduledQueryRules")
+    [rule] = [body(r)["properties"] for r in rules.values() if "fixity" in body(r)["properties"]["displayName"]]
+    [criterion] = rule["criteria"]["allOf"]
+    query = criterion["query"]
+    assert f'traces | where message has "{FAILED_LINE}"' in query
+    # The metric's name as the audit's points arrive (tests/e2e/test_fixity.py reads them by this name).
+    assert 'customMetrics | where name == "recording.fixity.chunks"' in query
+    assert 'in ("mismatch", "missing")' in query and {r.value for r in FAILED} == {"mismatch", "missing"}
+    assert (criterion["operator"], criterion["threshold"], rule["severity"]) == ("GreaterThan", 0, 1)
+    assert rule["actions"]["actionGroups"] and rule["enabled"] is True
 
 
 # --- main.bicep, parameters, hook ---------------------------------------------

@@ -34,6 +34,7 @@ from recording_pipeline.core.quarantine import QuarantineRecord
 from recording_pipeline.edges.retry import RetryPolicy
 
 PIECE = 256 * 1024
+FAKE_MARKER = "fake!"
 JSON_TYPE = "application/json"
 _etags = itertools.count(1)
 
@@ -113,6 +114,16 @@ class FakeArchive:
         self._seen("list", prefix)
         for name in sorted(n for n in self.blobs if n.startswith(prefix)):
             yield name
+
+    async def list_page(self, prefix: str, marker: str | None, size: int) -> tuple[list[str], str | None]:
+        """The fake's marker is the last name of the page before, in a form of its own (as the service's is)."""
+        self._seen("list", prefix)
+        if marker is not None and not marker.startswith(FAKE_MARKER):
+            raise StorageError(f"list {prefix}*: 400 OutOfRangeInput", 400, "OutOfRangeInput")
+        after = marker.removeprefix(FAKE_MARKER) if marker else None
+        names = sorted(n for n in self.blobs if n.startswith(prefix) and (after is None or n > after))
+        page = names[:size]
+        return page, f"{FAKE_MARKER}{page[-1]}" if len(names) > size else None
 
     async def sha256(self, name: str, progress: Callable[[int], None] | None = None) -> tuple[str, int]:
         hasher, size = hashlib.sha256(), 0

@@ -33,6 +33,7 @@ from recording_pipeline.runtime import Runtime
 
 REPO = Path(__file__).resolve().parents[2]
 ARCHIVE_PREFIX = "rec-"  # the archive containers of the tests: the write-once guard watches them
+DEADLETTER_PREFIX = "dl-"  # the dead-letter containers: what Event Grid wrote is never changed either (guarded too)
 FIXTURES = REPO / "tests" / "fixtures"
 
 
@@ -91,6 +92,7 @@ class Stack:
             function_key=self.env["WEBHOOK_KEY"],
             lease_seconds=lease_seconds,
             sampled=sampled or (lambda name: True),
+            scheduled=False,  # the tests run timers themselves (run_timer), never on the clock
         )
         await host.start()
         runner, port = await serve_app(host.web_app())

@@ -200,31 +200,32 @@ HOST = HostRules(function_timeout=55 * 60, queues=QueueRules(max_dequeue_count=5
 
 
 def test_host_json_and_settings_agree() -> None:
-    lines = settings_lines({"ACS_ENDPOINT": "https://a.communication.azure.com"}, HOST, None)
+    lines = settings_lines({"ACS_ENDPOINT": "https://a.communication.azure.com"}, HOST, [])
     assert set(_verdicts(lines).values()) == {Verdict.OK}
 
 
 @pytest.mark.parametrize(
-    ("env", "host", "error", "failed"),
+    ("env", "host", "problems", "failed"),
     [
         (
             {"ACS_CONNECTION_STRING": "@Microsoft.KeyVault(SecretUri=https://v.vault.azure.net/secrets/acs/)"},
             HOST,
-            None,
-            "key vault references",
+            [],
+            ["key vault references"],
         ),
-        ({}, HOST, ConfigurationError("ARCHIVE_CONTAINER is missing"), "app settings"),
-        ({}, HostRules(55 * 60, QueueRules(max_dequeue_count=1)), None, "attempts and maxDequeueCount"),
-        ({}, HostRules(2 * 60 * 60, QueueRules()), None, "functionTimeout and scale-in"),
-        ({}, HostRules(None, QueueRules()), None, "functionTimeout and scale-in"),
-        ({}, ConfigurationError("host.json: functionTimeout is not a timespan"), None, "host.json"),
+        ({}, HOST, ["ARCHIVE_CONTAINER is missing"], ["app settings"]),
+        ({}, HOST, ["set ACS_CONNECTION_STRING", "set ARCHIVE_STORAGE_CONNECTION_STRING"], ["app settings"] * 2),
+        ({}, HostRules(55 * 60, QueueRules(max_dequeue_count=1)), [], ["attempts and maxDequeueCount"]),
+        ({}, HostRules(2 * 60 * 60, QueueRules()), [], ["functionTimeout and scale-in"]),
+        ({}, HostRules(None, QueueRules()), [], ["functionTimeout and scale-in"]),
+        ({}, ConfigurationError("host.json: functionTimeout is not a timespan"), [], ["host.json"]),
     ],
 )
 def test_each_disagreement_fails_its_line(
-    env: dict[str, str], host: HostRules | ConfigurationError, error: ConfigurationError | None, failed: str
+    env: dict[str, str], host: HostRules | ConfigurationError, problems: list[str], failed: list[str]
 ) -> None:
-    lines = settings_lines(env, host, error)
-    assert [line.name for line in lines if line.verdict is Verdict.FAIL] == [failed]
+    lines = settings_lines(env, host, problems)
+    assert [line.name for line in lines if line.verdict is Verdict.FAIL] == failed
     assert all(line.fix for line in lines if line.verdict is Verdict.FAIL)
 
 

@@ -3,6 +3,7 @@ code (the data path, the app layer's imports, the manifest's states, what the wo
 
 from __future__ import annotations
 
+import argparse
 import ast
 import re
 from pathlib import Path
@@ -11,7 +12,15 @@ import pytest
 
 from tests.support.stack import REPO
 
-DOCS = ["README.md", "SECURITY.md", "docs/PERFORMANCE.md", "docs/RUNBOOK.md", "docs/DEPLOY.md", "docs/ARCHITECTURE.md"]
+DOCS = [
+    "README.md",
+    "SECURITY.md",
+    "docs/PERFORMANCE.md",
+    "docs/RUNBOOK.md",
+    "docs/DEPLOY.md",
+    "docs/ARCHITECTURE.md",
+    "docs/FIXITY.md",
+]
 ALL_TESTS = "\n".join(p.read_text() for p in (REPO / "tests").rglob("test_*.py"))
 
 
@@ -122,3 +131,123 @@ def test_core_errors_says_what_the_attempt_s_decision_depends_on() -> None:
     }
     assert mapped == {"InvalidEventError", "AttemptTimeoutError"}
     assert all(name in said for name in mapped)
+
+
+# --- what the documents say of the deployment and the state --------------------------------------
+
+DEPLOY = (REPO / "docs" / "DEPLOY.md").read_text()
+NUMBERS = {"one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8}
+
+
+def _functions_declared() -> set[str]:
+    """The functions function_app.py declares: those decorated with ``@app.<trigger>(...)``."""
+    tree = TREES[REPO / "function_app.py"]
+    return {
+        node.name
+        for node in ast.walk(tree)
+        if isinstance(node, ast.AsyncFunctionDef | ast.FunctionDef)
+        and any(ast.unparse(d).startswith("app.") for d in node.decorator_list)
+    }
+
+
+def test_deploy_names_every_function_the_app_declares() -> None:
+    [row] = [line for line in DEPLOY.splitlines() if line.startswith("| Flex Consumption plan")]
+    named = set(re.findall(r"`(\w+)`", row))
+    assert _functions_declared() <= named, f"DEPLOY's function list lacks {_functions_declared() - named}"
+    assert {"recording_events", "archive_recording_chunk", "poison_depth", "fixity_audit"} <= _functions_declared()
+
+
+def test_deploy_counts_the_alerts_infra_deploys() -> None:
+    bicep = (REPO / "infra" / "modules" / "alerts.bicep").read_text()
+    logs = len(re.findall(r"^resource \w+ 'Microsoft.Insights/scheduledQueryRules@", bicep, re.MULTILINE))
+    metrics = len(re.findall(r"^resource \w+ 'Microsoft.Insights/metricAlerts@", bicep, re.MULTILINE))
+    [stated] = re.findall(r"\| Action group \+ (\d+) alerts \|", DEPLOY)
+    assert int(stated) == logs + metrics
+    cost = re.search(r"(\w+) 5-minute log alerts? \(.*?\),\s+(\w+) metric alerts?", DEPLOY, re.DOTALL)
+    assert cost is not None and (NUMBERS[cost.group(1)], NUMBERS[cost.group(2)]) == (logs, metrics)
+    alerts = DEPLOY.split("## Alerts", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in alerts.splitlines() if line.startswith("| **")]
+    assert len(rows) == logs + metrics
+
+
+def test_no_document_puts_a_state_container_prefix_in_the_archive_or_the_reverse() -> None:
+    from recording_pipeline.core import naming
+
+    state = [naming.QUARANTINE_PREFIX, naming.HOLDS_PREFIX, naming.OUTBOX_PREFIX, naming.FIXITY_PREFIX, "_locks/"]
+    archive = [naming.LOST_PREFIX, "_rejected/", "_index/", "_check/", naming.ACCESS_PREFIX]
+    for doc in [d for d in DOCS if (REPO / d).exists()]:
+        text = " ".join((REPO / doc).read_text().split())
+        for prefix in state:
+            assert not re.search(rf"archive(?: container)?'s `{prefix}", text), f"{doc} puts {prefix} in the archive"
+        for prefix in archive:
+            assert not re.search(rf"state container's `{prefix}", text), f"{doc} puts {prefix} in the state"
+
+
+def test_the_runbook_names_only_fields_that_status_json_has() -> None:
+    """A field said to come from ``status … --json`` is one of its keys (the runbook once named ``lastError``)."""
+    from recording_pipeline.cli.status import RecordingStatus
+
+    keys = set(RecordingStatus.__dataclass_fields__)
+    camel = {re.sub(r"_(\w)", lambda m: m.group(1).upper(), k) for k in keys}
+    for doc in [d for d in DOCS if (REPO / d).exists()]:
+        text = " ".join((REPO / doc).read_text().split())
+        for claim in re.findall(r"`status[^`]*--json`(?: / `status[^`]*--json`)? \(`(\w+)`\)", text):
+            assert claim in camel, f"{doc} says status --json has {claim}"
+
+
+# --- what the documents say of the command line ---------------------------------------------------
+
+
+def _subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    found = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    return dict(found[0].choices) if found else {}
+
+
+def _options(parser: argparse.ArgumentParser) -> set[str]:
+    named = {o for a in parser._actions for o in a.option_strings if o.startswith("--")}
+    return named - {"--help", "--verbose"}
+
+
+def test_the_readme_lists_every_command_with_its_actions_and_options() -> None:
+    """Operating it has a line for each command the parser declares (check: its own section), naming each of its
+    actions and each option; a command added without its line, or an option without a word, fails here."""
+    from recording_pipeline.cli.arguments import build_parser
+
+    readme = (REPO / "README.md").read_text()
+    operating = readme.split("\n## Operating it", 1)[1].split("\n## ", 1)[0]
+    lines = {}
+    for item in re.split(r"\n(?=- )", operating):
+        if found := re.match(r"- `recording-archive ([\w-]+)", item):
+            lines[found.group(1)] = " ".join(item.split())
+    lines["check"] = " ".join(
+        readme.split("## Proving a deployment: `recording-archive check`", 1)[1].split("\n## ")[0].split()
+    )
+    commands = _subcommands(build_parser())
+    assert {"export", "reindex", "fixity", "hold", "replay"} <= set(commands)
+    assert set(lines) == set(commands), f"README's Operating it lists {sorted(lines)}, the CLI has {sorted(commands)}"
+    for name, parser in commands.items():
+        said = lines[name]
+        actions = _subcommands(parser)
+        for action in actions:
+            assert re.search(rf"`(recording-archive )?{name} {action}\b", said), f"README does not name {name} {action}"
+        for option in _options(parser).union(*(_options(p) for p in actions.values())):
+            assert f"{option}" in said, f"README's line for {name} does not name {option}"
+
+
+def test_the_architecture_and_the_repository_table_name_every_command() -> None:
+    from recording_pipeline.cli.arguments import build_parser
+
+    commands = set(_subcommands(build_parser()))
+    [row] = [line for line in ARCHITECTURE.splitlines() if line.startswith("| `recording_pipeline/cli/` |")]
+    modules = {p.stem for p in (REPO / "recording_pipeline" / "cli").glob("*.py")}
+    named = set(re.findall(r"`(\w+)`", row))
+    for name in named:
+        assert name in modules, f"ARCHITECTURE's cli row names {name}, not a module of cli/"
+    for command in commands:  # each command is its own module, hold's and rebuild-state's by another name
+        assert {"hold": "holds", "rebuild-state": "rebuild"}.get(command, command) in named, command
+    [table] = [
+        line
+        for line in (REPO / "README.md").read_text().splitlines()
+        if line.startswith("| `recording_pipeline/cli/` |")
+    ]
+    assert set(re.findall(r"[\w-]+", table.split("`recording-archive`:", 1)[1])) == commands

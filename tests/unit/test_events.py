@@ -116,7 +116,7 @@ def test_current_schema_event_data_is_typed() -> None:
     assert event.identity == RecordingIdentity(CALL, SERVER, REC)
     assert event.data.session_end_reason == "CallEnded"
     assert event.data.storage_type is None
-    assert len(event.data.recording_storage_info.recording_chunks) == 2
+    assert len(event.data.chunks) == 2
 
 
 @pytest.mark.parametrize(
@@ -430,6 +430,9 @@ def test_subject_not_under_recording_call_is_rejected() -> None:
 # --- bad data -------------------------------------------------------------------------------------
 
 
+NOWHERE = r"no recordingStorageInfo\.recordingChunks, and storageType is not blobstorage"
+
+
 def _with_data(mutate: Any) -> dict[str, Any]:
     raw = current_event()
     mutate(raw["data"])
@@ -444,14 +447,25 @@ def _chunks(data: dict[str, Any]) -> list[dict[str, Any]]:
 @pytest.mark.parametrize(
     ("mutate", "message"),
     [
-        (lambda d: d.pop("recordingStorageInfo"), r"recordingStorageInfo: Field required"),
-        (lambda d: d["recordingStorageInfo"].pop("recordingChunks"), r"recordingChunks: Field required"),
-        (lambda d: _chunks(d).clear(), r"recordingChunks: .*at least 1"),
+        (lambda d: d.pop("recordingStorageInfo"), NOWHERE),
+        (lambda d: d.update(recordingStorageInfo=None), NOWHERE),
+        (lambda d: d["recordingStorageInfo"].pop("recordingChunks"), NOWHERE),
+        (lambda d: _chunks(d).clear(), NOWHERE),
         (lambda d: _chunks(d)[0].update(index=-1), r"recordingChunks\.0\.index: .*greater than or equal to 0"),
         (lambda d: _chunks(d)[1].update(index=0), r"recordingChunks: .*two chunks share one index"),
         (lambda d: _chunks(d)[0].pop("documentId"), r"recordingChunks\.0\.documentId: Field required"),
         (lambda d: _chunks(d)[0].update(documentId="   "), r"recordingChunks\.0\.documentId"),
         (lambda d: _chunks(d)[0].update(index="first"), r"recordingChunks\.0\.index"),
+        (lambda d: _chunks(d)[0].update(index="1"), r"recordingChunks\.0\.index: Input should be a valid integer"),
+        (lambda d: _chunks(d)[0].update(index=True), r"recordingChunks\.0\.index: Input should be a valid integer"),
+        (lambda d: _chunks(d)[0].update(index=100_001), r"recordingChunks\.0\.index: .*less than or equal"),
+        (lambda d: _chunks(d)[0].update(documentId=12345), r"recordingChunks\.0\.documentId: .*valid string"),
+        (
+            lambda d: _chunks(d)[0].update(document_id="other"),
+            r"documentId is given twice, as documentId and document_id",
+        ),
+        (lambda d: d.update(RecordingStorageInfo={}), r"recordingStorageInfo is given twice"),
+        (lambda d: d.update(recordingDurationMs="4813240"), r"recordingDurationMs: Input should be a valid integer"),
         (lambda d: d.update(recordingDurationMs=-5), r"recordingDurationMs"),
         (lambda d: d.update(recordingStartTime="not a time"), r"recordingStartTime"),
         (lambda d: d.update(recordingStorageInfo=[]), r"recordingStorageInfo"),
@@ -489,3 +503,34 @@ def test_an_unsafe_chunk_rejects_the_whole_event() -> None:
     raw["data"]["recordingStorageInfo"]["recordingChunks"][1]["documentId"] = "../escape"
     with pytest.raises(InvalidEventError, match="documentId"):
         plan_raw(raw)
+
+
+# --- spellings -------------------------------------------------------------------------------------
+
+
+def test_an_event_grid_envelope_is_read_in_snake_and_pascal_case() -> None:
+    raw = current_event()
+    snake = {"event_type": raw.pop("eventType"), "event_time": raw.pop("eventTime"), **raw}
+    snake["data_version"] = snake.pop("dataVersion")
+    pascal = {key[:1].upper() + key[1:]: value for key, value in current_event().items()}
+    for spelled in (snake, pascal):
+        envelope = read_envelope(spelled, "eventgrid")
+        assert (envelope.type, envelope.time, envelope.id) == (RECORDING_EVENT_TYPE, EVENT_TIME, current_event()["id"])
+        assert plan_raw(spelled) == plan_raw(current_event())
+
+
+def test_a_field_spelled_twice_the_same_way_is_read_once_and_two_ways_is_refused() -> None:
+    raw = {**current_event(), "event_type": RECORDING_EVENT_TYPE}
+    assert read_envelope(raw, "eventgrid").type == RECORDING_EVENT_TYPE
+    raw["event_type"] = "Microsoft.Communication.SomethingElse"
+    with pytest.raises(InvalidEventError, match="eventType is given twice, as eventType and event_type"):
+        read_envelope(raw, "eventgrid")
+
+
+def test_cloudevents_attributes_are_read_only_as_the_spec_spells_them() -> None:
+    """CloudEvents 1.0 attribute names are lower case; azure-core's CloudEvent.from_dict reads only those."""
+    raw = json.loads(fixture_body("cloudevents_single.json"))
+    raw = raw if isinstance(raw, dict) else raw[0]
+    raw["Type"] = raw.pop("type")
+    with pytest.raises(InvalidEventError, match="lacks string field"):
+        read_envelope(raw, "cloudevents")

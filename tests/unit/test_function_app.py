@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 
@@ -14,42 +12,16 @@ from recording_pipeline.core.host_rules import load_host_rules
 from recording_pipeline.core.settings import DEFAULT_QUEUE_NAME
 from recording_pipeline.functions_adapter import RuntimeHolder
 from tests.support.stack import REPO
+from tests.unit.conftest import Loader
 
 ROOT = REPO
 HOST = json.loads((ROOT / "host.json").read_text())
-
-
-Loader = Callable[..., Awaitable[InProcessWorker]]
-
-
-@pytest.fixture
-async def load() -> AsyncIterator[Loader]:
-    """function_app.py indexed afresh by azure_functions_runtime, as a new worker process indexes it."""
-    started: list[InProcessWorker] = []
-
-    async def start(**env: str) -> InProcessWorker:
-        worker = InProcessWorker(ROOT, {**os.environ, **GOOD_SETTINGS, **env})
-        await worker.start()
-        assert worker.index_error is None, worker.index_error
-        started.append(worker)
-        return worker
-
-    yield start
-    for worker in started:
-        await worker.kill()
 
 
 def _holder() -> RuntimeHolder:
     holder = sys.modules["function_app"].runtime
     assert isinstance(holder, RuntimeHolder)
     return holder
-
-
-GOOD_SETTINGS = {
-    "ACS_CONNECTION_STRING": "endpoint=https://acs.communication.azure.com/;accesskey=YWJjZA==",
-    "ARCHIVE_STORAGE_CONNECTION_STRING": "UseDevelopmentStorage=true",
-    "AzureWebJobsStorage": "UseDevelopmentStorage=true",
-}
 
 
 def _functions(worker: InProcessWorker) -> dict[str, FunctionInfo]:
@@ -72,6 +44,22 @@ async def test_queue_trigger_on_the_chunk_queue_setting(load: Loader) -> None:
     assert trigger.connection == "AzureWebJobsStorage"
     sample = json.loads((ROOT / "local.settings.sample.json").read_text())
     assert sample["Values"]["CHUNK_QUEUE_NAME"] == DEFAULT_QUEUE_NAME
+
+
+async def test_the_fixity_audit_is_an_hourly_timer_whose_slice_is_a_day_s_budget_over_its_runs(load: Loader) -> None:
+    import itertools
+    from datetime import UTC, datetime
+
+    from devtools.ncrontab import Schedule
+    from recording_pipeline.app.fixity import RUN_INTERVAL_SECONDS
+
+    trigger = _functions(await load())["fixity_audit"]
+    assert (trigger.trigger, trigger.run_on_startup) == ("timerTrigger", False)
+    schedule = Schedule.parse(trigger.schedule or "")
+    runs = [schedule.next_after(datetime(2026, 12, 1, tzinfo=UTC))]
+    for _ in range(48):  # two days of runs
+        runs.append(schedule.next_after(runs[-1]))
+    assert {(b - a).total_seconds() for a, b in itertools.pairwise(runs)} == {RUN_INTERVAL_SECONDS}
 
 
 async def test_a_configuration_error_declares_no_queue_trigger_and_the_webhook_answers_503(
@@ -133,3 +121,20 @@ def test_the_readme_states_host_json_as_it_is() -> None:
         assert stated in section
     rules = load_host_rules(HOST, {})
     assert f"{rules.attempts_per_message} working attempts" in section.replace("four", "4")
+
+
+@pytest.mark.parametrize("redrive", ["true", "false"])
+async def test_the_dead_letter_timer_runs_every_five_minutes_whether_it_redrives_or_not(
+    redrive: str, load: Loader
+) -> None:
+    """Off, it still counts what waits in the dead-letter container, for the alert (functions_adapter)."""
+    from datetime import UTC, datetime
+
+    from devtools.ncrontab import Schedule
+    from recording_pipeline.functions_adapter import DEADLETTER_SCHEDULE
+
+    timer = _functions(await load(DEADLETTER_REDRIVE_ON_SCHEDULE=redrive))["deadletter_redrive"]
+    assert (timer.trigger, timer.schedule) == ("timerTrigger", DEADLETTER_SCHEDULE)
+    schedule, moment = Schedule.parse(DEADLETTER_SCHEDULE), datetime(2026, 12, 6, 10, 0, tzinfo=UTC)
+    first = schedule.next_after(moment)
+    assert (first - moment).total_seconds() == 15 and (schedule.next_after(first) - first).total_seconds() == 300

@@ -3,22 +3,16 @@ known; never at the start or the end, and never off a terminal."""
 
 from __future__ import annotations
 
-import io
-
 import pytest
 
 from recording_pipeline.cli import output
-
-
-class _Tty(io.StringIO):
-    def isatty(self) -> bool:
-        return True
+from tests.support.terminal import Tty
 
 
 def test_the_eta_follows_the_rate_since_the_first_update(monkeypatch: pytest.MonkeyPatch) -> None:
     clock = iter([100.0, 100.5, 102.0, 130.0])
     monkeypatch.setattr("recording_pipeline.cli.output.time.monotonic", lambda: next(clock))
-    tty = _Tty()
+    tty = Tty()
     bar = output.ProgressBar("exporting", tty, width=4, interval=0)
     bar.update(0, 1000)  # t=100: no rate yet
     bar.update(100, 1000)  # t=100.5: under a second of it
@@ -37,7 +31,7 @@ def test_the_eta_follows_the_rate_since_the_first_update(monkeypatch: pytest.Mon
 def test_a_long_wait_is_shown_in_minutes_and_hours(monkeypatch: pytest.MonkeyPatch) -> None:
     clock = iter([0.0, 60.0])
     monkeypatch.setattr("recording_pipeline.cli.output.time.monotonic", lambda: next(clock))
-    tty = _Tty()
+    tty = Tty()
     bar = output.ProgressBar("x", tty, width=2, interval=0)
     bar.update(0, 100 * 1024)
     bar.update(1024, 100 * 1024)  # 1 KiB a minute, 99 KiB left

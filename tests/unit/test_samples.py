@@ -32,7 +32,7 @@ def test_sample_event_parses(path: Path) -> None:
             assert validation_code(envelope)
         else:
             assert envelope.type == RECORDING_EVENT_TYPE
-            assert parse_recording_event(envelope).data.recording_storage_info.recording_chunks
+            assert parse_recording_event(envelope).data.chunks
 
 
 def test_http_file_names_existing_samples() -> None:

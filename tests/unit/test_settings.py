@@ -18,11 +18,13 @@ from recording_pipeline.core.settings import (
     SETTING_NAMES,
     SPECS,
     AcsCredentials,
+    DeadLetterSettings,
     RetrySettings,
     Settings,
     Spec,
     StorageTarget,
     parse_acs_connection_string,
+    setting_problems,
 )
 from tests.support.stack import REPO
 
@@ -177,6 +179,60 @@ def test_queue_by_identity_queue_service_uri() -> None:
 def test_queue_missing_is_an_error_naming_the_setting() -> None:
     with pytest.raises(ConfigurationError, match="AzureWebJobsStorage"):
         load(AzureWebJobsStorage=None)
+
+
+def test_a_malformed_storage_setting_is_named_when_read_not_by_the_sdk_later() -> None:
+    with pytest.raises(ConfigurationError, match=r"^ARCHIVE_STORAGE_CONNECTION_STRING is not a connection string"):
+        load(ARCHIVE_STORAGE_CONNECTION_STRING="garbage")
+    with pytest.raises(ConfigurationError, match=r"^ARCHIVE_STORAGE_ACCOUNT_URL must be a URL"):
+        load(ARCHIVE_STORAGE_CONNECTION_STRING=None, ARCHIVE_STORAGE_ACCOUNT_URL="archive")
+    with pytest.raises(ConfigurationError, match=r"^AzureWebJobsStorage: its AccountKey is not base64"):
+        load(AzureWebJobsStorage="AccountName=funcstore;AccountKey=%%%")
+    assert load().archive.target.setting == "ARCHIVE_STORAGE_CONNECTION_STRING"
+
+
+# --- every problem at once (check) ----------------------------------------------------------------
+
+
+def test_with_no_settings_every_missing_one_is_named_at_once() -> None:
+    problems = setting_problems({})
+    assert problems == [
+        "set ACS_CONNECTION_STRING (access key) or ACS_ENDPOINT (Entra ID)",
+        "set ARCHIVE_STORAGE_CONNECTION_STRING or ARCHIVE_STORAGE_ACCOUNT_URL for the archive",
+        "set AzureWebJobsStorage (or AzureWebJobsStorage__accountName) for the chunk queue",
+    ]
+
+
+def test_every_malformed_setting_is_named_once_and_a_good_set_has_none() -> None:
+    assert setting_problems(BASE) == []
+    problems = setting_problems(
+        {
+            **BASE,
+            "ARCHIVE_STORAGE_CONNECTION_STRING": "garbage",
+            "ARCHIVE_CONTAINER": "Not_A_Name",
+            "TRANSFER_CONCURRENCY": "lots",
+            "RECORDING_ALLOW_HTTP": "maybe",
+            "WEBHOOK_ENTRA_TENANT_ID": "t",
+        }
+    )
+    assert [p.split(":")[0].split(" ")[0] for p in problems] == [
+        "ARCHIVE_STORAGE_CONNECTION_STRING",
+        "ARCHIVE_CONTAINER",
+        "TRANSFER_CONCURRENCY",
+        "RECORDING_ALLOW_HTTP",
+        "set",  # both WEBHOOK_ENTRA_TENANT_ID and WEBHOOK_ENTRA_AUDIENCE
+    ]
+    assert len(set(problems)) == len(problems)
+    assert setting_problems({**BASE, "ARCHIVE_STATE_CONTAINER": "recordings"}) == [
+        "ARCHIVE_STATE_CONTAINER must differ from ARCHIVE_CONTAINER: the archive is write-once"
+    ]
+
+
+def test_a_setting_left_as_a_key_vault_reference_is_left_to_the_reference_check() -> None:
+    env = {**BASE, "ACS_CONNECTION_STRING": "@Microsoft.KeyVault(SecretUri=https://v.vault.azure.net/secrets/acs/)"}
+    assert setting_problems(env) == []
+    with pytest.raises(ConfigurationError, match="unresolved Key Vault reference"):
+        Settings.from_env(env)
 
 
 # --- defaults and validation ----------------------------------------------------------------------
@@ -426,3 +482,18 @@ def test_outbound_events_go_to_an_https_topic_with_the_identity_or_a_key_never_s
 def test_a_topic_the_app_cannot_publish_to_safely_is_refused(env: dict[str, str], message: str) -> None:
     with pytest.raises(ConfigurationError, match=message):
         load(**env)
+
+
+def test_the_dead_letter_container_is_event_grid_s_and_redriven_on_schedule_by_default() -> None:
+    settings = load()
+    assert settings.deadletter == DeadLetterSettings("eventgrid-deadletter", redrive_on_schedule=True)
+    chosen = load(DEADLETTER_CONTAINER="dl-01", DEADLETTER_REDRIVE_ON_SCHEDULE="false").deadletter
+    assert (chosen.container, chosen.redrive_on_schedule) == ("dl-01", False)
+
+
+@pytest.mark.parametrize("other", ["ARCHIVE_CONTAINER", "ARCHIVE_STATE_CONTAINER"])
+def test_the_dead_letter_container_is_neither_the_archive_nor_the_state(other: str) -> None:
+    with pytest.raises(ConfigurationError, match=r"^DEADLETTER_CONTAINER must differ"):
+        load(**{other: "shared-name", "DEADLETTER_CONTAINER": "shared-name"})
+    with pytest.raises(ConfigurationError, match=r"^DEADLETTER_CONTAINER: 'Dead_Letters' is not a valid"):
+        load(DEADLETTER_CONTAINER="Dead_Letters")

@@ -23,7 +23,13 @@ from recording_pipeline.app.transfer import (
     copy_to_blocks,
     single_put_limit,
 )
-from recording_pipeline.core.errors import AcsTransientError, ArchiveIntegrityError, StorageError
+from recording_pipeline.core.errors import (
+    AcsTransientError,
+    ArchiveIntegrityError,
+    InterruptedOperationError,
+    StorageError,
+    StorageTransientError,
+)
 from recording_pipeline.core.ports import StagedBlock
 from recording_pipeline.edges.retry import RetryPolicy
 
@@ -420,3 +426,134 @@ async def test_a_streamed_put_holds_little_of_the_process_budget_and_never_more_
     assert held and set(held) == {min(BLOCK, STREAM_HOLD)}
     assert max(pending) <= min(BLOCK, STREAM_HOLD) // 2  # and a batch gathering: within what it holds
     assert budget.held == 0
+
+
+# --- what a reset connection, a cancelled sub-task and a retry after progress do -------------------------------
+
+
+class _ResettingSink(_Streaming):
+    """A Put Blob sent as aiohttp sends one: the body is written by a task of its own. A reset connection cancels
+    that task (the CancelledError lands in the body's generator) and the request fails with the SDK's
+    connection error, translated at the edge: a StorageError with no status."""
+
+    def __init__(self, resets: int, source: _Source | None = None) -> None:
+        super().__init__(source=source)
+        self.resets = resets
+
+    async def put_media_stream(
+        self,
+        name: str,
+        body: AsyncIterable[bytes],
+        size: int,
+        content_type: str,
+        metadata: dict[str, str],
+        tags: dict[str, str],
+    ) -> bytes | None:
+        if not self.resets:
+            return await super().put_media_stream(name, body, size, content_type, metadata, tags)
+        self.resets -= 1
+        self.puts += 1
+        sent = asyncio.Event()
+
+        async def write_body() -> None:
+            got = 0
+            async for piece in body:
+                got += len(piece)
+                if got > size // 2:
+                    sent.set()
+                    await asyncio.sleep(3600)  # the socket stops taking bytes: the connection is about to reset
+
+        writer = asyncio.create_task(write_body())
+        await sent.wait()
+        writer.cancel()  # what aiohttp does to the body's writer when the connection is lost
+        await asyncio.gather(writer, return_exceptions=True)
+        raise StorageError(f"create {name}: ServiceRequestError: Connection reset by peer")
+
+
+async def test_a_reset_that_cancels_the_streamed_put_s_body_is_the_sink_s_failure_and_the_file_is_sent_again() -> None:
+    """The CancelledError thrown into the body is not the download's failure: the Put Blob failed, and the whole
+    file is downloaded and sent again in the same transfer."""
+    data = _content(3 * BLOCK)
+    source = _Source(data)
+    store = _ResettingSink(resets=1, source=source)
+    budget = BufferBudget(32 * MIB)
+    result = await _fresh_copy(source, store, budget)
+    assert source.opened_at == [0, 0] and store.puts == 2 and store.blobs["m.mp4"] == data
+    assert result.sha256 == hashlib.sha256(data).hexdigest() and budget.held == 0
+
+
+async def test_a_streamed_put_that_keeps_resetting_fails_as_the_sink_s_transient_error_never_a_cancellation() -> None:
+    data = _content(3 * BLOCK)
+    source = _Source(data)
+    budget = BufferBudget(32 * MIB)
+    with pytest.raises(StorageTransientError, match=r"the Put Blob of m\.mp4 broke off") as raised:
+        await _fresh_copy(source, _ResettingSink(resets=100, source=source), budget)
+    assert "Connection reset" in str(raised.value) and budget.held == 0
+    assert source.opened_at == [0, 0, 0], "sent again up to the retry budget's tries"
+
+
+class _CancelledUnderneath(_Blocks):
+    """A staged block whose upload awaits a task something else cancelled: a CancelledError in a task nobody asked
+    to end."""
+
+    async def stage_block(self, name: str, block_id: str, data: bytes | memoryview, md5: bytes | None = None) -> None:
+        inner = asyncio.create_task(asyncio.sleep(3600))
+        asyncio.get_running_loop().call_soon(inner.cancel)
+        await inner
+
+
+async def test_a_sub_task_cancelled_under_a_staged_block_ends_the_transfer_as_an_ordinary_failure() -> None:
+    budget = BufferBudget(32 * MIB)
+    with pytest.raises(InterruptedOperationError, match=r"stage block blk-.* of m\.mp4 was interrupted"):
+        await copy_to_blocks(_Source(_content(8 * BLOCK)), _CancelledUnderneath(), "u", "m.mp4", BLOCK, 2, budget)  # type: ignore[arg-type]
+    assert budget.held == 0
+
+
+class _Flaky(_Source):
+    """ACS on a bad day: each try ends after the next of ``cut_after`` bytes from where it started (a reset, a
+    clean close), or with nothing at all (0: a 503 before any byte)."""
+
+    def __init__(self, data: bytes, cut_after: list[int], waits: list[float]) -> None:
+        super().__init__(data)
+        self.cut_after = cut_after
+
+        async def sleep(seconds: float) -> None:
+            waits.append(seconds)
+
+        self.retry = RetryPolicy(attempts=6, initial_wait=1.0, max_wait=60.0, budget_seconds=600, sleep=sleep)
+
+    @asynccontextmanager
+    async def open_media(self, url: str, offset: int = 0) -> AsyncIterator[_Stream]:
+        self.opened_at.append(offset)
+        cut = self.cut_after.pop(0) if self.cut_after else None
+        if cut == 0:
+            raise AcsTransientError("503 from ACS", 503)
+        self.break_at = None if cut is None else offset + cut
+        yield _Stream(offset, self.data, self)
+
+
+async def test_a_download_that_keeps_moving_is_retried_without_long_waits_and_one_that_does_not_backs_off() -> None:
+    data = _content(40 * BLOCK)
+    waits: list[float] = []
+    # Breaks after part of a block (nothing kept, bytes arrived), after several blocks, and a close mid-way:
+    # seven failures, every one after bytes arrived.
+    source = _Flaky(data, [BLOCK // 2, 3 * BLOCK + 100, BLOCK // 3, 5 * BLOCK + 7, BLOCK // 2, 2 * BLOCK, 9], waits)
+    result = await copy_to_blocks(source, _Blocks(), "u", "m.mp4", BLOCK, 4, BufferBudget(32 * MIB))  # type: ignore[arg-type]
+    assert result.size == len(data) and len(waits) == 7
+    assert max(waits) < 2.0, f"a download that moved waited {max(waits):.1f} s"
+
+    still: list[float] = []
+    dead = _Flaky(data, [0, 0, 0, 0, 0, 0], still)
+    with pytest.raises(AcsTransientError, match="503"):
+        await copy_to_blocks(dead, _Blocks(), "u", "m.mp4", BLOCK, 4, BufferBudget(32 * MIB))  # type: ignore[arg-type]
+    assert len(still) == 5 and [int(w) for w in still] == [1, 2, 4, 8, 16], "nothing moved: the backoff grows"
+
+
+async def test_bytes_that_arrive_but_are_never_kept_still_end_within_the_streak_s_tries() -> None:
+    """A connection that breaks before every block is whole moves nothing forward for good: the waits stay short,
+    but the tries count, and the transfer gives up at the budget."""
+    waits: list[float] = []
+    source = _Flaky(_content(40 * BLOCK), [BLOCK // 2] * 100, waits)
+    with pytest.raises(AcsTransientError, match="broke off"):
+        await copy_to_blocks(source, _Blocks(), "u", "m.mp4", BLOCK, 4, BufferBudget(32 * MIB))  # type: ignore[arg-type]
+    assert len(source.opened_at) == 6 and max(waits) < 2.0
