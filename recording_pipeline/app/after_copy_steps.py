@@ -8,15 +8,15 @@ by the next.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 
 from recording_pipeline import __version__
 from recording_pipeline.app.chunk_steps import JSON, ChunkRun
+from recording_pipeline.app.recording_index import entry_body
 from recording_pipeline.core.custody import SourceAnswer, SourceDeletedRecord
 from recording_pipeline.core.errors import AcsAuthError
 from recording_pipeline.core.lifecycle import ChunkFacts, Claim, Source
-from recording_pipeline.core.naming import manifest_name, participant_entry, source_deleted_name
+from recording_pipeline.core.naming import participant_entry, source_deleted_name
 from recording_pipeline.core.urls import source_url
 from recording_pipeline.edges.telemetry import (
     BYTES_ARCHIVED,
@@ -31,19 +31,12 @@ log = logging.getLogger(__name__)
 
 
 async def index(run: ChunkRun, facts: ChunkFacts) -> ChunkFacts:
-    """One small blob per (participant, recording): a prefix listing answers "which recordings"."""
+    """One small blob per (participant, recording): a prefix listing answers "which recordings". (The day index
+    is filed with the recording's manifest: app.manifests.)"""
     await run.lease_scope.aclose()  # the copy is proved: nothing left to guard
     job = run.job
     assert run.metadata is not None  # FETCH_METADATA comes first in every attempt
-    entry = json.dumps(
-        {
-            "callId": job.call_id,
-            "recordingId": job.recording_id,
-            "recordingKey": job.recording_key,
-            "recordingStartTime": job.recording_start_time.isoformat() if job.recording_start_time else None,
-            "manifest": manifest_name(job.call_id, job.recording_key),
-        }
-    ).encode()
+    entry = entry_body(job.call_id, job.recording_id, job.recording_key, job.recording_start_time)
     participants = run.metadata.participants
     known = run.deps.index_entries
     # The other chunks of a recording mostly name the same participants: an entry this process already

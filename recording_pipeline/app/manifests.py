@@ -9,6 +9,11 @@ while, for the recordings it worked on recently), one write at a time per
 recording: a chunk then costs one conditional write instead of a read and a
 write. When another instance wrote in between, the condition fails and the
 write falls back to reading first, so the guess is never trusted, only tried.
+
+Beside each write, the recording is filed under its start day in the archive's index (``DayIndex``: once per
+process per recording), whatever became of the chunk: a day's lookup finds failed and lost recordings as well
+as archived ones, and never misses one that has a manifest (the entry is written with it, and an attempt whose
+entry could not be written fails and is tried again).
 """
 
 from __future__ import annotations
@@ -17,6 +22,8 @@ import asyncio
 from collections import OrderedDict
 from datetime import datetime
 
+from recording_pipeline.app.boundary import interrupted
+from recording_pipeline.app.recording_index import DayIndex
 from recording_pipeline.core.jobs import RecordingChunk
 from recording_pipeline.core.naming import manifest_name
 from recording_pipeline.core.ports import StateStore, Versioned
@@ -26,8 +33,9 @@ REMEMBERED = 1024  # manifests whose last written version a process keeps
 
 
 class ManifestWriter:
-    def __init__(self, state: StateStore) -> None:
+    def __init__(self, state: StateStore, index: DayIndex | None = None) -> None:
         self._state = state
+        self._index = index
         self._known: OrderedDict[str, Versioned] = OrderedDict()
         self._locks: dict[str, tuple[asyncio.Lock, int]] = {}  # one writer at a time per manifest, and its queue
 
@@ -36,6 +44,20 @@ class ManifestWriter:
     ) -> Manifest:
         """``new_recording``: the caller has reason to think no manifest exists yet (it just claimed the first
         chunk of a recording); the first write then only creates, without a read."""
+        if self._index is None:
+            return await self._record(job, update, now, new_recording)
+        # Both run to their end; a stray cancellation in either (a reset connection) is an ordinary failure here,
+        # which the worker's decision can catch like any other (app.boundary).
+        written, filed = await asyncio.gather(
+            self._record(job, update, now, new_recording), self._index.file(job), return_exceptions=True
+        )
+        for result in (written, filed):
+            if isinstance(result, BaseException):
+                raise interrupted(result, "writing the manifest and the day entry") or result
+        assert isinstance(written, Manifest)
+        return written
+
+    async def _record(self, job: RecordingChunk, update: ChunkUpdate, now: datetime, new_recording: bool) -> Manifest:
         name = manifest_name(job.call_id, job.recording_key)
 
         def apply(doc: object | None) -> object:

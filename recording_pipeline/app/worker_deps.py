@@ -3,7 +3,7 @@
 Every step reads its edges and settings from here (``ChunkRun.deps``); nothing is
 copied out of it per attempt. It also holds what one process keeps across
 attempts: the last version of each manifest it wrote (``manifests``) and the
-participant index entries it knows exist (``index_entries``).
+index entries (participants, days) it knows exist (``index_entries``).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 
 from recording_pipeline.app.manifests import ManifestWriter
 from recording_pipeline.app.outbound import OutboundEvents
+from recording_pipeline.app.recording_index import DayIndex
 from recording_pipeline.app.transfer import MIB, PROCESS_BUFFER_BUDGET
 from recording_pipeline.core.attempts import AttemptPolicy
 from recording_pipeline.core.ports import ArchiveStore, ChunkQueue, RecordingSource, StateStore
@@ -61,7 +62,7 @@ class ChunkWorker:
     index_entries: KnownBlobs = field(init=False, default_factory=KnownBlobs)
 
     def __post_init__(self) -> None:
-        self.manifests = ManifestWriter(self.state)
+        self.manifests = ManifestWriter(self.state, DayIndex(self.archive, self.index_entries))
         if self.block_size * 2 > PROCESS_BUFFER_BUDGET:
             log.warning(
                 "blocks of %d MiB leave room for fewer than 2 in the process's %d MiB buffer budget: "

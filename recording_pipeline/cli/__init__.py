@@ -1,8 +1,8 @@
 """Command line ``recording-archive`` (or ``python -m recording_pipeline``).
 
 Each subcommand is its own module — ``status``, ``verify``, ``participant``,
-``holds`` (hold), ``rebuild`` (rebuild-state), ``replay``, ``check``, ``fixity`` — and its
-arguments are in ``arguments``. The local Functions host is not a command of the package:
+``holds`` (hold), ``rebuild`` (rebuild-state), ``reindex``, ``export``, ``replay``, ``check``, ``fixity`` —
+and its arguments are in ``arguments``. The local Functions host is not a command of the package:
 it is ``python -m devtools.local_host``, from a checkout.
 """
 
@@ -66,6 +66,14 @@ async def _run(args: argparse.Namespace) -> int:
             from recording_pipeline.cli import rebuild
 
             return await operate(args.command, lambda edges: rebuild.run(edges, args))
+        case "export":
+            from recording_pipeline.cli import export
+
+            return await operate(args.command, lambda edges: export.run(edges, args))
+        case "reindex":
+            from recording_pipeline.cli import reindex
+
+            return await operate(args.command, lambda edges: reindex.run(edges, args))
         case "hold":
             from recording_pipeline.cli import holds
 

@@ -7,49 +7,23 @@ takes ``--verbose`` (log lines on stderr as well as in the log file: cli/logs.py
 from __future__ import annotations
 
 import argparse
-import textwrap
-from datetime import datetime
 from pathlib import Path
 
-from recording_pipeline.cli.status import STATE_FILTERS, as_utc
-
-ARCHIVE = (
-    "ARCHIVE_STORAGE_CONNECTION_STRING (or ARCHIVE_STORAGE_ACCOUNT_URL, signed in with az login or a managed "
-    "identity), ARCHIVE_CONTAINER, ARCHIVE_STATE_CONTAINER"
-)
-QUEUE = "AzureWebJobsStorage (or AzureWebJobsStorage__accountName), CHUNK_QUEUE_NAME"
-COULD_NOT_RUN = "2 it could not run (an argument, a setting, the storage), said in one line"
-
-
-def _epilog(reads: str, failed: str | None) -> str:
-    status = f"exit status: 0 done; {f'1 {failed}; ' if failed else ''}{COULD_NOT_RUN}"
-    return "\n".join(textwrap.fill(text, 100, subsequent_indent="  ") for text in (f"reads: {reads}", status))
-
-
-def _add(
-    parsers: argparse._SubParsersAction[argparse.ArgumentParser],
-    name: str,
-    summary: str,
-    description: str,
-    reads: str,
-    failed: str | None,
-    parents: list[argparse.ArgumentParser],
-) -> argparse.ArgumentParser:
-    """A (sub)command: its one-line summary, its description, and what it reads and how it exits as its epilog."""
-    return parsers.add_parser(
-        name,
-        help=summary,
-        description=description,
-        epilog=_epilog(reads, failed),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        parents=parents,
-    )
+from recording_pipeline.cli.command_help import ARCHIVE, QUEUE, add_command, parse_date, until_date
+from recording_pipeline.cli.status import STATE_FILTERS
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    return build_parser().parse_args(argv)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Every command and action, for parse_args and for the tests that hold the README to them."""
     parser = argparse.ArgumentParser(
         prog="recording-archive",
-        description="Operate the ACS recording archive: what is in it, prove it, hold it, check the deployment.",
+        description=(
+            "Operate the ACS recording archive: what is in it, prove it, hold it, hand it over, check the deployment."
+        ),
         epilog="Each command's --help says what it reads. README, 'Operating it', has examples.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -59,7 +33,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     def command(
         name: str, summary: str, description: str, reads: str, failed: str | None, options: bool = True
     ) -> argparse.ArgumentParser:
-        return _add(sub, name, summary, description, reads, failed, [common] if options else [])
+        return add_command(sub, name, summary, description, reads, failed, [common] if options else [])
 
     p_check = command(
         "check",
@@ -94,16 +68,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p_status = command(
         "status",
         "recordings in the archive and their state, from their manifests",
-        "Every recording as its manifest says: chunks archived of the total, bytes, the time left before ACS's\n"
-        "deadline, legal holds; and how many jobs wait in the poison queue. Only reads.",
+        "Every recording started between --since and --until (all without them), found in the archive's day\n"
+        "index, as its manifest says: chunks archived of the total, bytes, the time left before ACS's deadline,\n"
+        "legal holds; and how many jobs wait in the poison queue. Only reads.",
         f"{ARCHIVE}; {QUEUE} when set (the poison queue's length)",
         None,
     )
     p_status.add_argument(
         "--since",
-        type=_date,
+        type=parse_date,
         metavar="DATE",
         help="only recordings started at or after DATE (ISO 8601, UTC if no offset)",
+    )
+    p_status.add_argument(
+        "--until",
+        type=until_date,
+        metavar="DATE",
+        help="only recordings started before DATE (a date alone: until the end of that day)",
     )
     p_status.add_argument(
         "--state",
@@ -121,7 +102,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "a chunk does not match, a blob is missing, or a named recording is not found",
     )
     p_verify.add_argument(
-        "recordings", nargs="*", metavar="RECORDING", help="callId or callId/recordingKey (all if none)"
+        "recordings",
+        nargs="*",
+        metavar="RECORDING",
+        help="callId or callId/recordingKey (if none: all the day index names)",
     )
     p_verify.add_argument("--json", action="store_true", help="print a JSON array instead of a report (no progress)")
 
@@ -147,6 +131,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p_rebuild.add_argument("--dry-run", action="store_true", help="read and report, write nothing")
 
+    p_reindex = command(
+        "reindex",
+        "create the index entries the archive's records imply and it lacks (after an upgrade)",
+        "Walk the archive once and create every missing index entry (start day, participant, legal-hold case,\n"
+        "access) from its write-once records, and the state container's quarantined jobs. Never changes a blob:\n"
+        "run it once after upgrading from a version without the day index.",
+        f"{ARCHIVE} (creates entries in the archive's _index/, nothing else)",
+        "a record could not be read",
+    )
+    p_reindex.add_argument("--json", action="store_true", help="print the counts as JSON (no progress)")
+    _export_command(command("export", EXPORT_SUMMARY, _EXPORT, EXPORT_READS, EXPORT_FAILED))
     hold = command("hold", "legal holds: place, clear or list the cases", _HOLD, ARCHIVE, None, options=False)
     _hold_commands(hold, common)
     fixity = command(
@@ -158,7 +153,43 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         options=False,
     )
     _fixity_commands(fixity, common)
-    return parser.parse_args(argv)
+    return parser
+
+
+EXPORT_SUMMARY = "hand recordings over as a BagIt bag (RFC 8493), every file checked against its chain of custody"
+EXPORT_READS = (
+    f"{ARCHIVE} (the state container's name only to keep the bag out of it); writes the access record and its "
+    "index entries in the archive"
+)
+EXPORT_FAILED = "a file differs from its chain of custody (the bag is left unfinished, the file named)"
+_EXPORT = (
+    "Write the selected recordings as a BagIt bag: each chunk's media, metadata document, chain-of-custody and\n"
+    "source-deleted records under data/, an index (index.csv, index.json), bag-info.txt (the query, who ran it,\n"
+    "when, the app's version) and sha256 manifests. Every file is hashed as it is written and compared with its\n"
+    "chain-of-custody record. Run the same command again to resume an interrupted export. Each finished export\n"
+    "leaves an access record in the archive. Selectors narrow each other. A progress bar on a terminal."
+)
+
+
+def _export_command(p_export: argparse.ArgumentParser) -> None:
+    p_export.add_argument(
+        "--call", action="append", metavar="CALLID[/RECORDINGKEY]", help="a call or one of its recordings (repeatable)"
+    )
+    p_export.add_argument("--participant", metavar="PARTICIPANT_ID", help="the recordings a participant was in")
+    p_export.add_argument("--case", metavar="CASE", help="the recordings a legal-hold case covered")
+    p_export.add_argument("--since", type=parse_date, metavar="DATE", help="recordings started at or after DATE")
+    p_export.add_argument(
+        "--until", type=until_date, metavar="DATE", help="recordings started before DATE (a date alone: its end)"
+    )
+    where = p_export.add_mutually_exclusive_group(required=True)
+    where.add_argument("--to", type=Path, metavar="PATH", help="a new folder, or a file ending in .zip")
+    where.add_argument(
+        "--to-container",
+        metavar="CONTAINER/FOLDER",
+        help="a folder in another container of the archive's account: the storage service copies the files",
+    )
+    p_export.add_argument("--by", metavar="NAME", help="who the access record names (default: login@host)")
+    p_export.add_argument("--json", action="store_true", help="print the result as JSON (no progress)")
 
 
 _FIXITY = (
@@ -171,7 +202,7 @@ _FIXITY = (
 def _fixity_commands(p_fixity: argparse.ArgumentParser, common: argparse.ArgumentParser) -> None:
     actions = p_fixity.add_subparsers(dest="action", required=True, metavar="ACTION")
     reads = f"{ARCHIVE}, FIXITY_BYTES_PER_DAY"
-    run = _add(
+    run = add_command(
         actions,
         "run",
         "prove the next slice of the archive now (exit 1 if a chunk fails)",
@@ -184,7 +215,7 @@ def _fixity_commands(p_fixity: argparse.ArgumentParser, common: argparse.Argumen
     )
     run.add_argument("--bytes", type=_size, metavar="SIZE", help="read up to SIZE (e.g. 500MiB, 20GiB)")
     run.add_argument("--json", action="store_true", help="print JSON (no progress)")
-    status = _add(
+    status = add_command(
         actions,
         "status",
         "where the walk is, how long a pass takes, each chunk's last check",
@@ -209,7 +240,8 @@ def _size(text: str) -> int:
 
 _HOLD = (
     "Legal holds: every blob of a call or recording kept, whatever its retention, until the case is cleared.\n"
-    "The case and what it covers are kept in the state container (_holds/); placing and clearing need Storage\n"
+    "The case and what it covers are kept in the state container (_holds/), the recordings it covered in the\n"
+    "archive's case index (_index/cases/), and each change leaves an access record; placing and clearing need Storage\n"
     "Blob Data Owner on the archive container, and a storage that implements legal holds (Azurite does not:\n"
     "there place and clear say so and record nothing)."
 )
@@ -219,14 +251,15 @@ def _hold_commands(p_hold: argparse.ArgumentParser, common: argparse.ArgumentPar
     actions = p_hold.add_subparsers(dest="action", required=True, metavar="ACTION")
 
     def action(name: str, summary: str, description: str) -> argparse.ArgumentParser:
-        return _add(actions, name, summary, description, ARCHIVE, None, [common])
+        return add_command(actions, name, summary, description, ARCHIVE, None, [common])
 
     place = action(
         "place",
         "hold every blob of the named recordings for a case",
         "Hold every archive blob of the named calls or recordings (media, metadata, custody and source-deleted\n"
         "records, their _lost/ records and participant index entries) for CASE. Placing it again adds what was\n"
-        "archived since. Nothing is recorded unless the storage took the hold.",
+        "archived since. Nothing is recorded unless the storage took the hold; once it has taken them all, the case\n"
+        "is filed in the case index and the change leaves an access record.",
     )
     place.add_argument("case", metavar="CASE", help="the case id (letters, digits, _ = . : -)")
     place.add_argument("targets", nargs="+", metavar="RECORDING", help="callId or callId/recordingKey")
@@ -240,17 +273,14 @@ def _hold_commands(p_hold: argparse.ArgumentParser, common: argparse.ArgumentPar
     listing = action(
         "list",
         "the open cases and what they cover",
-        "The open legal-hold cases: since when, how many blobs, which calls or recordings. Only reads.",
+        "The open legal-hold cases: since when, how many blobs, which calls or recordings; with CASE, whether it is\n"
+        "open or cleared and every recording it covered, from the case index (one listing). Only reads.",
+    )
+    listing.add_argument(
+        "case", nargs="?", default="", metavar="CASE", help="a case: every recording it covered, from the case index"
     )
     listing.add_argument("--json", action="store_true", help="print JSON")
     for parser in (place, clear):
         parser.set_defaults(json=False)
     clear.set_defaults(targets=[])
-    listing.set_defaults(case="", targets=[])
-
-
-def _date(value: str) -> datetime:
-    try:
-        return as_utc(datetime.fromisoformat(value))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an ISO 8601 date or time: {value!r}") from None
+    listing.set_defaults(targets=[])

@@ -8,8 +8,11 @@ a hold first holds one blob: a storage that refuses it (Azurite implements no
 legal holds; an identity without Storage Blob Data Owner) records nothing, so no
 command shows a hold the storage never took. Then it names the registry, then
 holds each other blob: a hold interrupted half-way is finished by placing it
-again. Clearing releases only the blobs no other open case still holds, and
-marks the case cleared only once they are released.
+again. Once the storage has taken every hold, the case is filed in the
+archive's case index (``_index/cases/``, which ``hold list CASE`` reads) and the
+change leaves a write-once access record; clearing leaves one too. Clearing
+releases only the blobs no other open case still holds, and marks the case
+cleared only once they are released.
 
 What a hold covers: every blob of the recording in the archive (media,
 metadata document, custody and source-deleted records, the external record),
@@ -23,13 +26,19 @@ import argparse
 import sys
 from collections.abc import Iterable
 from datetime import UTC, datetime
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 from pydantic.alias_generators import to_camel
 
-from recording_pipeline.cli.output import to_json
-from recording_pipeline.cli.storage import OperatorEdges
+from recording_pipeline import __version__
+from recording_pipeline.app.access import record_access
+from recording_pipeline.app.recording_index import file_case, recordings_of_case
+from recording_pipeline.cli.manifests import read_manifests
+from recording_pipeline.cli.output import render_table, to_json
+from recording_pipeline.cli.storage import OperatorEdges, operator_name
 from recording_pipeline.cli.targets import parse_target
+from recording_pipeline.core.access import access_record
 from recording_pipeline.core.errors import HoldRefusedError, InvalidEventError, OperatorInputError, StorageError
 from recording_pipeline.core.metadata import parse_metadata
 from recording_pipeline.core.naming import (
@@ -83,8 +92,11 @@ async def select_blobs(archive: ArchiveStore, targets: Iterable[str]) -> tuple[l
     return sorted(recordings), sorted(blobs)
 
 
-async def place_hold(archive: HoldableArchive, state: StateStore, case: str, targets: list[str], now: datetime) -> Hold:
-    """Hold every blob of the targets for ``case``; placing it again adds what was archived since."""
+async def place_hold(
+    archive: HoldableArchive, state: StateStore, case: str, targets: list[str], now: datetime, actor: str = "unknown"
+) -> Hold:
+    """Hold every blob of the targets for ``case``; placing it again adds what was archived since. Once storage
+    has taken every hold, the case is filed in the archive's index and the change leaves an access record."""
     _check_case(case)
     recordings, blobs = await select_blobs(archive, targets)
     if not blobs:
@@ -112,6 +124,11 @@ async def place_hold(archive: HoldableArchive, state: StateStore, case: str, tar
     for blob in hold.blobs:
         if blob != blobs[0]:
             await _set_hold(archive, blob, True)
+    await file_case(archive, case, recordings)
+    await record_access(
+        archive,
+        access_record("hold-place", actor, now, recordings, __version__, case=case, query={"targets": targets}),
+    )
     return hold
 
 
@@ -125,7 +142,9 @@ async def _set_hold(archive: HoldableArchive, blob: str, hold: bool) -> None:
         raise HoldRefusedError(str(exc), exc.status, exc.code) from None
 
 
-async def clear_hold(archive: HoldableArchive, state: StateStore, case: str, now: datetime) -> tuple[Hold, int]:
+async def clear_hold(
+    archive: HoldableArchive, state: StateStore, case: str, now: datetime, actor: str = "unknown"
+) -> tuple[Hold, int]:
     """Close ``case``: release its blobs that no other open case holds. Returns the hold and how many were kept."""
     _check_case(case)
     found = await state.read_json(hold_name(case))
@@ -138,6 +157,7 @@ async def clear_hold(archive: HoldableArchive, state: StateStore, case: str, now
             await _set_hold(archive, blob, False)
     cleared = hold.model_copy(update={"cleared_at": now})
     await state.update_json(hold_name(case), lambda _doc: cleared.model_dump(mode="json", by_alias=True))
+    await record_access(archive, access_record("hold-clear", actor, now, list(hold.recordings), __version__, case=case))
     return cleared, len(set(hold.blobs) & still_held)
 
 
@@ -158,6 +178,37 @@ async def held_recordings(state: StateStore) -> dict[tuple[str, str], tuple[str,
         for recording in hold.recordings:
             held.setdefault(recording, []).append(hold.case)
     return {key: tuple(sorted(cases)) for key, cases in held.items()}
+
+
+async def case_recordings(archive: ArchiveStore, state: StateStore, case: str) -> list[dict[str, Any]]:
+    """The recordings a case covered, from the archive's case index (one listing), with their manifests' state."""
+    _check_case(case)
+    refs, _odd = await recordings_of_case(archive, case)
+    docs, _unreadable = await read_manifests(state, [ref.manifest for ref in refs])
+    return [
+        {
+            "callId": ref.call_id,
+            "recordingKey": ref.recording_key,
+            "state": doc.state.value if doc else None,
+            "recordingStartTime": doc.recording_start_time.isoformat() if doc and doc.recording_start_time else None,
+        }
+        for ref, (_name, doc) in zip(refs, docs, strict=True)
+    ]
+
+
+async def case_listing(archive: ArchiveStore, state: StateStore, case: str, as_json: bool) -> str:
+    """``hold list CASE``: whether the case is open, and every recording it covered."""
+    found = await state.read_json(hold_name(case))
+    hold = _parse(found[0]) if found else None
+    covered = await case_recordings(archive, state, case)
+    status = "no hold registered" if hold is None else "open" if hold.active else "cleared"
+    if as_json:
+        return to_json({"case": case, "status": status, "recordings": covered})
+    rows = [
+        [r["callId"], r["recordingKey"], r["state"] or "no manifest", r["recordingStartTime"] or "-"] for r in covered
+    ]
+    table = render_table(("CALL ID", "RECORDING", "STATE", "STARTED"), rows) if rows else "no recordings indexed"
+    return f"case {case}: {status}\n{table}"
 
 
 def _check_case(case: str) -> None:
@@ -182,18 +233,20 @@ async def run(edges: OperatorEdges, args: argparse.Namespace) -> int:
     if args.action == "place":
         await edges.state.ensure()
         try:
-            hold = await place_hold(edges.archive, edges.state, args.case, args.targets, now)
+            hold = await place_hold(edges.archive, edges.state, args.case, args.targets, now, operator_name())
         except HoldRefusedError as exc:
             print(f"hold place: {refusal(exc)}; nothing was held or recorded", file=sys.stderr)
             return 2
         print(f"case {hold.case}: {len(hold.blobs)} blob(s) of {len(hold.recordings)} recording(s) under legal hold")
     elif args.action == "clear":
         try:
-            hold, kept = await clear_hold(edges.archive, edges.state, args.case, now)
+            hold, kept = await clear_hold(edges.archive, edges.state, args.case, now, operator_name())
         except HoldRefusedError as exc:
             print(f"hold clear: {refusal(exc)}; the case stays open", file=sys.stderr)
             return 2
         print(f"case {hold.case}: hold cleared on {len(hold.blobs) - kept} blob(s); {kept} still held by other cases")
+    elif args.case:
+        print(await case_listing(edges.archive, edges.state, args.case, args.json))
     else:
         holds = await active_holds(edges.state)
         if args.json:

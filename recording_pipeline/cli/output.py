@@ -69,7 +69,7 @@ VERIFY_HEADERS = ("RESULT", "BLOB", "PROBLEM")
 
 
 class ProgressBar:
-    """``label [#####.....]  45%  1.2 GiB / 2.7 GiB`` on one line, redrawn in place; silent off a TTY."""
+    """``label [#####.....]  45%  1.2 GiB / 2.7 GiB  ETA 3m`` on one line, redrawn in place; silent off a TTY."""
 
     def __init__(
         self,
@@ -86,28 +86,31 @@ class ProgressBar:
         self.interval = interval
         self.enabled = enabled and bool(getattr(self.stream, "isatty", lambda: False)())
         self._drawn_at: float | None = None
+        self._started: tuple[float, int] | None = None  # (when, bytes done) at the first update: the rate's base
         self._last = ""
 
     def update(self, done: int, total: int) -> None:
-        if not self._due(done >= total):
+        if not self.enabled:
+            return
+        now = time.monotonic()
+        if self._started is None:
+            self._started = (now, done)
+        if not self._due(done >= total, now):
             return
         fraction = 1.0 if total <= 0 else min(1.0, done / total)
         filled = int(self.width * fraction)
         self._draw(
             f"{self.label} [{'#' * filled}{'.' * (self.width - filled)}] {fraction * 100:3.0f}%  "
-            f"{format_bytes(done)} / {format_bytes(total)}"
+            f"{format_bytes(done)} / {format_bytes(total)}{self._eta(now, done, total)}"
         )
 
     def note(self, progress: str) -> None:
         """Progress without a known end, in words: ``label: 12345 blobs listed``."""
-        if self._due(False):
+        if self.enabled and self._due(False, time.monotonic()):
             self._draw(f"{self.label}: {progress}")
 
-    def _due(self, final: bool) -> bool:
+    def _due(self, final: bool, now: float) -> bool:
         """Drawn at most every ``interval`` seconds, and always at the end."""
-        if not self.enabled:
-            return False
-        now = time.monotonic()
         if not final and self._drawn_at is not None and now - self._drawn_at < self.interval:
             return False
         self._drawn_at = now
@@ -117,6 +120,15 @@ class ProgressBar:
         self.stream.write("\r" + line.ljust(len(self._last)))
         self.stream.flush()
         self._last = line
+
+    def _eta(self, now: float, done: int, total: int) -> str:
+        """``  ETA 3m`` from the rate since the first update, once a second of it is known; nothing before."""
+        assert self._started is not None
+        since, at_start = self._started
+        elapsed, moved = now - since, done - at_start
+        if done >= total or elapsed < 1.0 or moved <= 0:
+            return ""
+        return f"  ETA {format_duration((total - done) * elapsed / moved)}"
 
     def close(self) -> None:
         if self.enabled and self._last:

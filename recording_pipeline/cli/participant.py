@@ -8,13 +8,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from recording_pipeline.app.recording_index import RecordingRef, recordings_of_participant
 from recording_pipeline.cli.holds import held_recordings
 from recording_pipeline.cli.manifests import read_manifests
 from recording_pipeline.cli.output import PARTICIPANT_HEADERS, format_bytes, format_time, render_table, to_json
 from recording_pipeline.cli.status import RecordingStatus, chunks_cell, order, summarize
 from recording_pipeline.cli.storage import OperatorEdges
 from recording_pipeline.core.errors import OperatorInputError
-from recording_pipeline.core.naming import manifest_name, participant_digest, participant_prefix
+from recording_pipeline.core.naming import participant_digest
 from recording_pipeline.core.ports import ArchiveStore, StateStore
 
 
@@ -40,22 +41,22 @@ async def participant_recordings(
     """The recordings ``participant_id`` was in: one listing of its index prefix, then their manifests."""
     if not participant_id:
         raise OperatorInputError("participant id is empty")
-    now = now or datetime.now(UTC)
-    prefix = participant_prefix(participant_id)
-    names: list[str] = []
-    dangling: list[str] = []
-    async for entry in archive.list_names(prefix):
-        parts = entry[len(prefix) :].split("/")
-        if len(parts) == 2 and all(parts):
-            names.append(manifest_name(parts[0], parts[1]))
-        else:
-            dangling.append(entry)
-    docs, unreadable = await read_manifests(state, list(dict.fromkeys(names)))
+    refs, odd = await recordings_of_participant(archive, participant_id)
+    found, dangling = await indexed_status(state, refs, now or datetime.now(UTC))
+    return ParticipantReport(participant_id, participant_digest(participant_id), found, odd + dangling)
+
+
+async def indexed_status(
+    state: StateStore, refs: list[RecordingRef], now: datetime
+) -> tuple[list[RecordingStatus], list[str]]:
+    """The recordings an index named, as their manifests tell them (oldest first), and those without a readable
+    manifest (name, or "name: why")."""
+    docs, unreadable = await read_manifests(state, [ref.manifest for ref in refs])
     holds = await held_recordings(state)
     found = [summarize(n, doc, now, holds.get((doc.call_id, doc.recording_key), ())) for n, doc in docs if doc]
     bad = {line.split(": ", 1)[0] for line in unreadable}
-    dangling += [name for name, doc in docs if doc is None and name not in bad] + unreadable
-    return ParticipantReport(participant_id, participant_digest(participant_id), sorted(found, key=order), dangling)
+    dangling = [name for name, doc in docs if doc is None and name not in bad] + unreadable
+    return sorted(found, key=order), dangling
 
 
 def participant_table(report: ParticipantReport) -> str:

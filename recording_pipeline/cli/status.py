@@ -1,8 +1,10 @@
-"""``recording-archive status``: every recording in the state container as its manifest tells it (chunks, bytes,
-time left before the ACS deadline, legal holds), filtered by start time and state; and the poison queue's count.
+"""``recording-archive status``: the recordings started between two times (all, without ``--since``), found in the
+archive's day index, as their manifests tell them (chunks, bytes, time left before the ACS deadline, legal holds),
+filtered by state; and the poison queue's count.
 
-It only reads. ``recording_status`` returns plain data (dataclasses with a JSON-ready ``to_dict``); ``run``
-prints it, as a table or JSON.
+One listing of the day index per day asked for, then the manifests of what it names: a day's lookup costs what it
+returns, however large the archive (``bench/index_bench.py``). It only reads. ``recording_status`` returns plain
+data (dataclasses with a JSON-ready ``to_dict``); ``run`` prints it, as a table or JSON.
 """
 
 from __future__ import annotations
@@ -14,8 +16,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from recording_pipeline.app.recording_index import recordings_started
 from recording_pipeline.cli.holds import held_recordings
-from recording_pipeline.cli.manifests import list_manifests, read_manifests
+from recording_pipeline.cli.manifests import read_manifests
 from recording_pipeline.cli.output import (
     STATUS_HEADERS,
     format_bytes,
@@ -26,7 +29,7 @@ from recording_pipeline.cli.output import (
 )
 from recording_pipeline.cli.storage import OperatorEdges
 from recording_pipeline.core.errors import OperatorInputError, StorageError
-from recording_pipeline.core.ports import StateStore
+from recording_pipeline.core.ports import ArchiveStore, StateStore
 from recording_pipeline.core.state import ChunkState, Manifest, RecordingState
 
 FAILED = ChunkState.FAILED.value  # the status filter for recordings with a quarantined chunk
@@ -112,29 +115,41 @@ def summarize(name: str, doc: Manifest, now: datetime, holds: tuple[str, ...] = 
     )
 
 
-def matches(status: RecordingStatus, since: datetime | None, in_state: str | None) -> bool:
-    if since is not None:
-        started = status.started
-        if started is None or started < since:
-            return False
+def matches(status: RecordingStatus, since: datetime | None, until: datetime | None, in_state: str | None) -> bool:
+    started = status.started
+    if since is not None and (started is None or started < since):
+        return False
+    if until is not None and (started is None or started >= until):
+        return False
     if in_state == FAILED:
         return status.chunks_failed > 0
     return in_state is None or status.state.value == in_state
 
 
 async def recording_status(
-    state: StateStore, since: datetime | None = None, in_state: str | None = None, now: datetime | None = None
+    archive: ArchiveStore,
+    state: StateStore,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    in_state: str | None = None,
+    now: datetime | None = None,
 ) -> StatusReport:
-    """Every recording in the state container (oldest start first), optionally filtered: started at or after
-    ``since``, in the recording state ``in_state`` (or ``failed``: a chunk quarantined)."""
+    """The recordings (oldest start first) started at or after ``since`` and before ``until``, from the archive's
+    day index and their manifests; optionally only those in the recording state ``in_state`` (or ``failed``: a
+    chunk quarantined). An index entry whose manifest is absent is reported as unreadable (rebuild-state)."""
     if in_state is not None and in_state not in STATE_FILTERS:
         raise OperatorInputError(f"state must be one of {', '.join(STATE_FILTERS)}")
     now = now or datetime.now(UTC)
-    since = as_utc(since) if since else None
-    docs, unreadable = await read_manifests(state, await list_manifests(state))
+    since, until = (as_utc(since) if since else None), (as_utc(until) if until else None)
+    refs = await recordings_started(archive, since, until, now)
+    docs, unreadable = await read_manifests(state, [ref.manifest for ref in refs])
+    bad = {line.split(": ", 1)[0] for line in unreadable}
+    unreadable += [
+        f"{name}: no manifest (rebuild-state makes it again)" for name, doc in docs if not doc and name not in bad
+    ]
     holds = await held_recordings(state)
     found = [summarize(n, doc, now, holds.get((doc.call_id, doc.recording_key), ())) for n, doc in docs if doc]
-    selected = [s for s in found if matches(s, since, in_state)]
+    selected = [s for s in found if matches(s, since, until, in_state)]
     return StatusReport(sorted(selected, key=order), unreadable)
 
 
@@ -199,7 +214,7 @@ def status_table(recordings: Sequence[RecordingStatus]) -> str:
 
 
 async def run(edges: OperatorEdges, args: argparse.Namespace) -> int:
-    report = await recording_status(edges.state, since=args.since, in_state=args.state)
+    report = await recording_status(edges.archive, edges.state, since=args.since, until=args.until, in_state=args.state)
     print(to_json([r.to_dict() for r in report.recordings]) if args.json else status_table(report.recordings))
     for line in report.unreadable:
         print(f"unreadable manifest: {line}", file=sys.stderr)

@@ -10,8 +10,10 @@ the first try, a dead endpoint is reported within about 10 s, a silent one withi
 
 from __future__ import annotations
 
+import getpass
 import logging
 import os
+import socket
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -73,6 +75,16 @@ async def operator_edges(queue: bool) -> AsyncIterator[OperatorEdges]:
         for edge in (edges.archive, edges.state, edges.queue, credential):
             if edge is not None:
                 await edge.close()
+
+
+def operator_name() -> str:
+    """Who runs the command, for the access records and a bag's bag-info.txt: the login and host, as the
+    operating system names them (``--by`` names someone else). The storage identity is not known to the app."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = "unknown"
+    return f"{user}@{socket.gethostname()}"
 
 
 def queue_configured() -> bool:

@@ -8,8 +8,10 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
+from recording_pipeline.app.recording_index import recordings_started
 from recording_pipeline.app.verification import CheckResult, ChunkCheck, verify_chunk
 from recording_pipeline.cli.manifests import bounded, list_manifests, read_manifests
 from recording_pipeline.cli.output import VERIFY_HEADERS, ProgressBar, format_bytes, render_table, to_json
@@ -75,8 +77,8 @@ async def verify_recordings(
                 )
             )
         names.extend(under)
-    if not targets:
-        names = await list_manifests(state)
+    if not targets:  # every recording the day index names: never a walk of the state container
+        names = [ref.manifest for ref in await recordings_started(archive, None, None, datetime.now(UTC))]
     docs, unreadable = await read_manifests(state, list(dict.fromkeys(names)))
     bad = {line.split(": ", 1)[0]: line.split(": ", 1)[1] for line in unreadable}
     for name, doc in docs:

@@ -149,3 +149,23 @@ class DeliveryAuthUnavailable(DeliveryAuthError):
 
 class OperatorInputError(PipelineError):
     """An argument the operator gave cannot name anything in the archive."""
+
+
+# --- handing recordings over -------------------------------------------------------------------
+
+
+class ExportIntegrityError(PipelineError):
+    """A file read from the archive for a bag is not what its chain-of-custody record says: the bag is not
+    finished. ``problems`` names each chunk and what differs."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__(f"{len(problems)} file(s) differ from their chain-of-custody records: " + "; ".join(problems))
+        self.problems = problems
+
+
+class ExportTargetError(OperatorInputError):
+    """The export's target cannot take this bag: it holds a finished bag, another export, or something else."""
+
+
+class BagLayoutError(PipelineError):
+    """A name cannot go into a bag as it is (a payload path outside ``data/``, a bag-info label with a colon)."""

@@ -14,6 +14,17 @@ Layout of the write-once archive (container ``ARCHIVE_CONTAINER``)::
     _lost/{callId}/{recordingKey}/{index:05d}-{documentId}.json
     _rejected/{yyyy}/{mm}/{dd}/{sha256 of the raw event}.json
     _index/participants/{sha256(participantId)}/{callId}/{recordingKey}
+    _index/days/{yyyy-mm-dd}/{callId}/{recordingKey}                      the recording's start day (UTC)
+    _index/cases/{case}/{callId}/{recordingKey}                           a legal-hold case covered it
+    _index/access/{callId}/{recordingKey}/{yyyymmddTHHMMSSffffffZ}-{action}-{id}  an access to it
+    _access/{yyyy-mm-dd}/{HHMMSSffffff}Z-{action}-{id}.json             who accessed what, when: the record
+
+Every ``_index/`` entry is a small JSON blob, created once, found by a prefix listing: a lookup costs one
+listing of what it returns. A call's recordings need no index of their own: the archive's ``{callId}/``
+folder (and ``_lost/{callId}/``) is one. The ``_access/`` records name the access's action
+(``export``, ``hold-place``, ``hold-clear``; later ``download``, ``playback``), so one listing of a day's
+records answers "who accessed anything", and each record's entries under ``_index/access/`` answer it per
+recording.
 
 and of the state beside it (container ``ARCHIVE_STATE_CONTAINER``), which changes and can be rebuilt::
 
@@ -30,7 +41,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from datetime import datetime
+from datetime import UTC, date, datetime
 
 from recording_pipeline.core.errors import InvalidEventError
 
@@ -39,6 +50,12 @@ QUARANTINE_PREFIX = "_quarantine/"
 HOLDS_PREFIX = "_holds/"
 LOST_PREFIX = "_lost/"
 OUTBOX_PREFIX = "_outbox/"  # state container: outbound events not delivered yet
+DAYS_PREFIX = "_index/days/"
+CASES_PREFIX = "_index/cases/"
+ACCESS_PREFIX = "_access/"
+ACCESS_INDEX_PREFIX = "_index/access/"
+ACCESS_ACTIONS = ("export", "hold-place", "hold-clear", "download", "playback")
+_ACCESS_ID = re.compile(r"^[0-9a-f]{32}$")
 FIXITY_PREFIX = "_fixity/"  # state container: the fixity audit's cursor and each chunk's last check
 FIXITY_CURSOR = f"{FIXITY_PREFIX}cursor.json"
 FIXITY_LOCK = "_locks/_fixity"  # leased by the one audit run at a time
@@ -163,6 +180,72 @@ def participant_prefix(participant_id: str) -> str:
 
 def participant_entry(participant_id: str, call_id: str, rec_key: str) -> str:
     return f"{participant_prefix(participant_id)}{call_id}/{rec_key}"
+
+
+def day_prefix(day: date) -> str:
+    """The recordings that started on ``day`` (UTC): one listing."""
+    return f"{DAYS_PREFIX}{day.isoformat()}/"
+
+
+def day_entry(day: date, call_id: str, rec_key: str) -> str:
+    return f"{day_prefix(day)}{call_id}/{rec_key}"
+
+
+def start_day(recording_start_time: datetime | None, fallback: datetime) -> date:
+    """The day a recording is filed under: its start (UTC), else ``fallback`` (the event's time, or when the
+    archive first heard of it), for the oldest events, which carry no start time."""
+    when = recording_start_time or fallback
+    return (when if when.tzinfo is None else when.astimezone(UTC)).date()
+
+
+def case_prefix(case: str) -> str:
+    """The recordings a legal-hold case covered: one listing."""
+    return f"{CASES_PREFIX}{check_id(case, 'case')}/"
+
+
+def case_entry(case: str, call_id: str, rec_key: str) -> str:
+    return f"{case_prefix(case)}{call_id}/{rec_key}"
+
+
+def access_id(value: str) -> str:
+    if not _ACCESS_ID.fullmatch(value):
+        raise InvalidEventError(f"not an access record id: {value[:40]!r}")
+    return value
+
+
+def _access_action(action: str) -> str:
+    if action not in ACCESS_ACTIONS:
+        raise InvalidEventError(f"not an access action: {action[:40]!r}")
+    return action
+
+
+def access_record_name(at: datetime, action: str, record_id: str) -> str:
+    """Who accessed what, when: listed by day, in time order within it."""
+    at = at.astimezone(UTC)
+    return f"{ACCESS_PREFIX}{at:%Y-%m-%d}/{at:%H%M%S%f}Z-{_access_action(action)}-{access_id(record_id)}.json"
+
+
+def access_prefix(day: date) -> str:
+    return f"{ACCESS_PREFIX}{day.isoformat()}/"
+
+
+def recording_access_prefix(call_id: str, rec_key: str) -> str:
+    """Every access to one recording, in time order: one listing."""
+    return f"{ACCESS_INDEX_PREFIX}{recording_prefix(call_id, rec_key)}"
+
+
+def recording_access_entry(call_id: str, rec_key: str, at: datetime, action: str, record_id: str) -> str:
+    at = at.astimezone(UTC)
+    stamp = f"{at:%Y%m%dT%H%M%S%f}Z"
+    return f"{recording_access_prefix(call_id, rec_key)}{stamp}-{_access_action(action)}-{access_id(record_id)}"
+
+
+def access_record_of(entry: str) -> str:
+    """The access record a per-recording entry points at (its name says which: no read needed)."""
+    stamp, _, rest = entry.rsplit("/", 1)[-1].partition("-")
+    action, _, record_id = rest.rpartition("-")
+    day, time = stamp[:8], stamp[9:-1]
+    return f"{ACCESS_PREFIX}{day[:4]}-{day[4:6]}-{day[6:]}/{time}Z-{_access_action(action)}-{access_id(record_id)}.json"
 
 
 def media_format(*candidates: str | None) -> tuple[str, str]:

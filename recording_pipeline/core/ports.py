@@ -13,7 +13,7 @@ from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, M
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 from recording_pipeline.core.errors import ConcurrentUpdateError
 from recording_pipeline.core.jobs import RecordingChunk
@@ -190,6 +190,55 @@ class HoldableArchive(ArchiveStore, Protocol):
     """What the legal-hold command needs besides reading: a hold on one blob, placed or cleared."""
 
     async def set_legal_hold(self, name: str, hold: bool) -> None: ...
+
+
+@runtime_checkable
+class ShareableArchive(ArchiveStore, Protocol):
+    """The archive, for an export that copies server-side: a URL another container of the service may read one
+    blob at, for a while (a read-only SAS), so the bytes go from blob to blob inside the storage service."""
+
+    async def read_url(self, name: str, seconds: int) -> str: ...
+
+
+class BagTarget(Protocol):
+    """Where an export writes its bag (core.bag): a folder, or a folder zipped at the end. Payload files are
+    written to a partial place and become part of the bag only when kept (after their digest was checked); a
+    journal of what was kept lets an interrupted export resume; ``bagit.txt`` comes last, so a bag that has it is
+    finished. Every failure is an ExportTargetError (what the target holds) or a StorageError/OSError (I/O)."""
+
+    description: str  # what the bag's bag-info.txt and the access record name as its destination
+
+    async def open(self, header: dict[str, Any]) -> tuple[dict[str, Any], dict[str, tuple[str, int]]]:
+        """Begin, or resume the unfinished export whose header has the same ``query``: the header in force (a
+        resumed export keeps its own id and start) and the payload files already kept (path → (sha256, size)).
+        ExportTargetError if the target holds a finished bag, another export, or anything else."""
+
+    async def write(self, path: str, pieces: AsyncIterable[bytes]) -> None:
+        """One payload file, streamed to its partial place (not part of the bag until ``keep``)."""
+
+    async def keep(self, path: str, sha256: str, size: int) -> None:
+        """The checked file takes its place in the bag, and the journal says so."""
+
+    async def discard(self, path: str) -> None:
+        """A file that failed its check is removed; the bag cannot be finished without it."""
+
+    async def write_tag(self, name: str, data: bytes) -> None:
+        """A tag file at the bag's root (bag-info.txt, the manifests, the index)."""
+
+    async def finish(self, bagit: bytes) -> None:
+        """``bagit.txt``, last: the bag is finished; the journal goes."""
+
+
+@runtime_checkable
+class CopyTarget(BagTarget, Protocol):
+    """A bag in another blob container: payload files are copied by the storage service from the archive (Copy
+    Blob), never through this process; each copy is then read back and hashed to be checked."""
+
+    async def copy(self, path: str, source_url: str) -> None:
+        """A server-side copy of ``source_url`` to the payload file's partial place; returns when it is done."""
+
+    def read_back(self, path: str) -> AsyncIterator[bytes]:
+        """The copy just made, streamed."""
 
 
 class MediaStream(Protocol):

@@ -24,12 +24,13 @@ import json
 import logging
 from collections.abc import AsyncIterable, AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
 from azure.core import MatchConditions
 from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
-from azure.storage.blob import BlobBlock, ContentSettings
+from azure.storage.blob import BlobBlock, BlobSasPermissions, ContentSettings, generate_blob_sas
 from azure.storage.blob._generated.models import BlobHTTPHeaders, ModifiedAccessConditions
 from azure.storage.blob._serialize import serialize_blob_tags_header
 from azure.storage.blob._shared.request_handlers import add_metadata_headers
@@ -64,10 +65,16 @@ class BlobArchive:
         self.container_name = container
         self._container: ContainerClient = service.get_container_client(container)
         self.block_md5 = block_md5_wanted(str(service.url))
+        self._delegation: tuple[Any, datetime] | None = None  # a user delegation key and its expiry, for read_url
 
     @property
     def url(self) -> str:
         return str(self._container.url)
+
+    def sibling(self, container: str) -> ContainerClient:
+        """Another container of the same account, with the same credential (an export's bag container); closed
+        with this one."""
+        return self._service.get_container_client(container)
 
     async def ensure(self) -> None:
         await create_if_missing(self._container.create_container(), f"container {self.container_name}")
@@ -215,6 +222,37 @@ class BlobArchive:
         """A legal hold on the blob's current version (needs version-level immutability on the container)."""
         with storage_errors(f"legal hold on {name}"):
             await self._container.get_blob_client(name).set_legal_hold(hold)
+
+    # --- exports -------------------------------------------------------
+
+    async def read_url(self, name: str, seconds: int) -> str:
+        """A read-only SAS URL for one blob, valid ``seconds``: signed with the account key (a connection string)
+        or a user delegation key (an identity: it needs the ``generateUserDelegationKey`` action on the account;
+        Azurite signs such keys only for OAuth over https, so only the account-key way is tested here)."""
+        blob = self._container.get_blob_client(name)
+        start = datetime.now(UTC) - timedelta(minutes=5)  # clock skew
+        expiry = datetime.now(UTC) + timedelta(seconds=seconds)
+        credential = self._service.credential
+        account = str(self._service.account_name)
+        signing: dict[str, Any]
+        if getattr(credential, "account_key", None):
+            signing = {"account_key": credential.account_key}
+        else:
+            if self._delegation is None or self._delegation[1] < expiry:
+                with storage_errors("user delegation key"):
+                    key = await self._service.get_user_delegation_key(start, expiry + timedelta(hours=1))
+                self._delegation = (key, expiry + timedelta(hours=1))
+            signing = {"user_delegation_key": self._delegation[0]}
+        sas = generate_blob_sas(
+            account,
+            self.container_name,
+            name,
+            permission=BlobSasPermissions(read=True),
+            expiry=expiry,
+            start=start,
+            **signing,
+        )
+        return f"{blob.url}?{sas}"
 
     # --- staged block uploads -------------------------------------------
 

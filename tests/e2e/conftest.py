@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from tests.e2e.test_operations_cli import seeded  # noqa: F401 - an archive the pipeline wrote, for test_export.py
 from tests.support.event_receiver import EventReceiver
 
 

@@ -21,6 +21,7 @@ from recording_pipeline.cli import main
 from recording_pipeline.core.naming import FIXITY_CURSOR, fixity_name
 from tests.support.stack import REPO, LocalHost, Stack, post_events, wait_until
 from tests.support.telemetry import Captured
+from tests.support.terminal import Tty
 
 MIB = 1024 * 1024
 CALL = "f1f1f1f1-0000-0000-0000-000000000000"
@@ -118,11 +119,6 @@ async def fixity_run(stack: Stack, *args: str) -> dict[str, Any]:
     return dict(json.loads(out))
 
 
-class _Tty(io.StringIO):
-    def isatty(self) -> bool:
-        return True
-
-
 async def test_the_walk_resumes_where_the_last_run_stopped_by_hand_or_by_the_timer(
     stack: Stack, blob_service: BlobServiceClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -145,7 +141,7 @@ async def test_the_walk_resumes_where_the_last_run_stopped_by_hand_or_by_the_tim
     }
     for name, value in stack.env.items():
         monkeypatch.setenv(name, value)
-    tty = _Tty()
+    tty = Tty()
     monkeypatch.setattr("sys.stderr", tty)
     assert await asyncio.to_thread(main, ["fixity", "run", "--bytes", "1MiB"]) == 0  # the third, with progress
     assert tty.getvalue().startswith("\rfixity [") and "1.0 MiB / 1.0 MiB" in tty.getvalue()
@@ -159,7 +155,7 @@ async def test_the_walk_resumes_where_the_last_run_stopped_by_hand_or_by_the_tim
     checks = (await read_json(blob_service, stack, fixity_name(CALL, "r-recF")))["chunks"]
     assert sorted(checks) == [f"{c.chunk_index:05d}-{c.document_id}" for c in chunks]
     assert {c["passNumber"] for c in checks.values()} == {1} and {c["result"] for c in checks.values()} == {"ok"}
-    quiet, out = _Tty(), io.StringIO()
+    quiet, out = Tty(), io.StringIO()
     monkeypatch.setattr("sys.stderr", quiet)
     monkeypatch.setattr("sys.stdout", out)
     assert await asyncio.to_thread(main, ["fixity", "status", CALL, "--json"]) == 0

@@ -27,9 +27,18 @@ from recording_pipeline.cli import main
 from recording_pipeline.cli import output as cli_output
 from recording_pipeline.cli.status import STATE_FILTERS
 from recording_pipeline.core.jobs import RecordingChunk, encode_job
-from recording_pipeline.core.naming import HOLDS_PREFIX, participant_prefix
+from recording_pipeline.core.naming import (
+    ACCESS_INDEX_PREFIX,
+    ACCESS_PREFIX,
+    CASES_PREFIX,
+    DAYS_PREFIX,
+    HOLDS_PREFIX,
+    day_prefix,
+    participant_prefix,
+)
 from recording_pipeline.edges.archive import BlobArchive
 from tests.support.stack import Stack
+from tests.support.terminal import Tty
 
 MIB = 1024 * 1024
 CALL_A = "aaaaaaaa-0000-0000-0000-00000000000a"  # complete: 2 of 2 chunks
@@ -154,6 +163,25 @@ async def run_cli(*args: str) -> int:
     return await asyncio.to_thread(run)
 
 
+def spy_on_lookups(monkeypatch: pytest.MonkeyPatch) -> tuple[list[tuple[str, str]], list[str]]:
+    """Every listing the edges make, as (container, prefix), and every JSON document they read, in order."""
+    listed: list[tuple[str, str]] = []
+    read: list[str] = []
+    real_list, real_read = BlobArchive.list_names, BlobArchive.read_json
+
+    def list_names(self: BlobArchive, prefix: str) -> AsyncIterator[str]:
+        listed.append((self.container_name, prefix))
+        return real_list(self, prefix)
+
+    async def read_json(self: BlobArchive, name: str) -> tuple[Any, str] | None:
+        read.append(name)
+        return await real_read(self, name)
+
+    monkeypatch.setattr(BlobArchive, "list_names", list_names)
+    monkeypatch.setattr(BlobArchive, "read_json", read_json)
+    return listed, read
+
+
 def table(text: str) -> tuple[str, list[list[str]]]:
     """(header line, rows split into cells on runs of 2+ spaces)."""
     lines = text.rstrip("\n").splitlines()
@@ -232,6 +260,52 @@ async def test_status_json_and_filters(seeded: Seeded, capsys: pytest.CaptureFix
     assert await run_cli("status", "--since", "2026-13-45") == 2  # argparse refuses it
     assert "not an ISO 8601 date" in capsys.readouterr().err
     assert set(STATE_FILTERS) == {"incomplete", "lost", "complete", "external", "failed"}
+
+    day_of_b = seeded.started[CALL_B].date().isoformat()
+    assert await calls("--since", day_of_b, "--until", day_of_b) == [CALL_B]  # a date alone: that whole day
+    until = seeded.started[CALL_C].isoformat()
+    assert await calls("--until", until) == [CALL_A, CALL_B]  # a time: exclusive
+    assert await calls("--since", seeded.started[CALL_B].isoformat(), "--until", until) == [CALL_B]
+
+
+async def test_status_lists_only_the_days_asked_for_and_reads_only_their_manifests(
+    seeded: Seeded, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    listed, read = spy_on_lookups(monkeypatch)
+    day = seeded.started[CALL_B].date()
+    assert await run_cli("status", "--since", day.isoformat(), "--until", day.isoformat(), "--json") == 0
+    assert [d["callId"] for d in json.loads(capsys.readouterr().out)] == [CALL_B]
+    assert listed == [(seeded.stack.container, day_prefix(day)), (seeded.stack.state_container, HOLDS_PREFIX)]
+    assert read == [f"{CALL_B}/r-recB/manifest.json"]
+
+
+async def test_reindex_makes_the_day_index_again_and_status_finds_every_recording(
+    seeded: Seeded, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As after an upgrade from a version without the day index: status finds nothing until reindex has run. On a
+    terminal reindex counts the recordings it reaches; with --json it draws nothing and prints the counts."""
+    entries = [name async for name in seeded.container.list_blob_names(name_starts_with=DAYS_PREFIX)]
+    assert len(entries) == 5
+    for name in entries:
+        seeded.write_once.allow(seeded.stack.container, name)
+        await seeded.container.get_blob_client(name).delete_blob()
+    assert await run_cli("status", "--json") == 0
+    assert json.loads(capsys.readouterr().out) == []
+    tty = Tty()
+    monkeypatch.setattr("sys.stderr", tty)
+    assert await run_cli("reindex") == 0
+    out = capsys.readouterr().out
+    assert "read 4 recording(s) in the archive; created index entries: 5 day, 0 participant" in out  # D: quarantined
+    assert tty.getvalue().startswith("\rreindex: 1 recording(s) reached") and tty.getvalue().endswith("\n")
+    assert sorted([n async for n in seeded.container.list_blob_names(name_starts_with=DAYS_PREFIX)]) == sorted(entries)
+    quiet = Tty()
+    monkeypatch.setattr("sys.stderr", quiet)
+    assert await run_cli("reindex", "--json") == 0
+    again = json.loads(capsys.readouterr().out)
+    assert again["recordings"] == 4 and sum(again["created"].values()) == 0 and again["unreadable"] == []
+    assert quiet.getvalue() == ""
+    assert await run_cli("status", "--json") == 0
+    assert [d["callId"] for d in json.loads(capsys.readouterr().out)] == [CALL_A, CALL_B, CALL_C, CALL_D, CALL_E]
 
 
 # --- verify ------------------------------------------------------------------
@@ -353,24 +427,19 @@ async def test_verify_named_recordings_and_exit_codes(seeded: Seeded, capsys: py
     assert "recordingKey has characters outside [A-Za-z0-9_=.:-]: ' '" in capsys.readouterr().err
 
 
-class _Tty(io.StringIO):
-    def isatty(self) -> bool:
-        return True
-
-
 async def test_verify_draws_progress_only_on_a_tty_and_never_with_json(
     seeded: Seeded, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     assert await run_cli("verify") == 0
     assert "verifying [" not in capsys.readouterr().err
-    tty = _Tty()
+    tty = Tty()
     monkeypatch.setattr("sys.stderr", tty)
     assert await run_cli("verify") == 0
     drawn = tty.getvalue()
     assert drawn.startswith("\rverifying [") and "\n" in drawn
     last = drawn.split("\r")[-1]
     assert "100%" in last and "5.5 MiB / 5.5 MiB" in last and "#" * 30 in last
-    quiet = _Tty()
+    quiet = Tty()
     monkeypatch.setattr("sys.stderr", quiet)
     assert await run_cli("verify", "--json") == 0
     assert quiet.getvalue() == ""  # --json is for scripts: no progress, terminal or not
@@ -382,7 +451,7 @@ def test_progress_bar_is_silent_off_a_tty_and_throttled_on_one() -> None:
     bar.update(5, 10)
     bar.close()
     assert plain.getvalue() == ""
-    tty = _Tty()
+    tty = Tty()
     bar = cli_output.ProgressBar("x", tty, width=10, interval=3600)
     bar.update(0, 10)
     bar.update(5, 10)  # within the interval: not drawn
@@ -397,20 +466,7 @@ def test_progress_bar_is_silent_off_a_tty_and_throttled_on_one() -> None:
 async def test_participant_lists_exactly_their_recordings_from_the_index(
     seeded: Seeded, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    listed: list[str] = []
-    read: list[str] = []
-    real_list, real_read = BlobArchive.list_names, BlobArchive.read_json
-
-    def list_names(self: BlobArchive, prefix: str) -> AsyncIterator[str]:
-        listed.append(prefix)
-        return real_list(self, prefix)
-
-    async def read_json(self: BlobArchive, name: str) -> tuple[Any, str] | None:
-        read.append(name)
-        return await real_read(self, name)
-
-    monkeypatch.setattr(BlobArchive, "list_names", list_names)
-    monkeypatch.setattr(BlobArchive, "read_json", read_json)
+    listed, read = spy_on_lookups(monkeypatch)
 
     async def recordings(participant: str) -> list[tuple[str, str]]:
         listed.clear()
@@ -419,7 +475,7 @@ async def test_participant_lists_exactly_their_recordings_from_the_index(
         doc = json.loads(capsys.readouterr().out)
         assert doc["participantId"] == participant
         # One listing of the participant's index prefix, one of the legal-hold registry; never the whole archive.
-        assert listed == [participant_prefix(participant), HOLDS_PREFIX]
+        assert [prefix for _container, prefix in listed] == [participant_prefix(participant), HOLDS_PREFIX]
         assert sorted(read) == sorted(r["manifest"] for r in doc["recordings"])  # and only their manifests
         return [(r["callId"], r["state"]) for r in doc["recordings"]]
 
@@ -518,7 +574,7 @@ async def test_rebuild_state_makes_every_manifest_again_from_the_write_once_reco
     assert await run_cli("rebuild-state", "--dry-run") == 0
     captured = capsys.readouterr()
     assert "would write 4 manifest(s)" in captured.out and "listed" not in captured.err  # not a terminal
-    tty = _Tty()
+    tty = Tty()
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr("sys.stderr", tty)
         assert await run_cli("rebuild-state", "--dry-run") == 0
@@ -557,6 +613,10 @@ async def test_hold_on_azurite_says_it_cannot_and_records_nothing(
     assert err.startswith("hold place: this storage does not implement legal holds (legal hold on ")
     assert "501" in err and err.rstrip().endswith("nothing was held or recorded") and err.count("\n") == 1
     assert [n async for n in seeded.state.list_blob_names(name_starts_with=HOLDS_PREFIX)] == []
+    for prefix in (CASES_PREFIX, ACCESS_PREFIX, ACCESS_INDEX_PREFIX):  # no case filed, no access recorded
+        assert [n async for n in seeded.container.list_blob_names(name_starts_with=prefix)] == []
+    assert await run_cli("hold", "list", "CASE-7") == 0
+    assert capsys.readouterr().out == "case CASE-7: no hold registered\nno recordings indexed\n"
     assert await run_cli("hold", "list", "--json") == 0
     assert json.loads(capsys.readouterr().out) == []
     assert await run_cli("status", "--json") == 0

@@ -27,6 +27,9 @@ COMMANDS = [
     ["hold", "list"],
     ["hold", "place", "CASE-1", "aaaa-1"],
     ["rebuild-state", "--dry-run"],
+    ["reindex"],
+    ["export", "--case", "CASE-1", "--to", "never-written"],
+    ["fixity", "status"],
     ["replay", "--poison"],
 ]
 

@@ -28,14 +28,14 @@ ONE_BLOCK_CHUNK = Counter(
     {
         ("queue", "put message"): 1,  # the webhook's job
         # The metadata document, the media (one Put Blob with its metadata and index tag), the custody record,
-        # 2 participant index entries, the source-deleted record: each created once.
-        ("archive", "put blob"): 6,
+        # 2 participant index entries, the source-deleted record, the recording's day index entry: each created once.
+        ("archive", "put blob"): 7,
         ("state", "put blob"): 1,  # the manifest, created
     }
 )
 
 
-async def test_the_first_delivery_of_a_one_block_chunk_costs_eight_storage_requests(
+async def test_the_first_delivery_of_a_one_block_chunk_costs_nine_storage_requests(
     stack: Stack, azurite: Azurite
 ) -> None:
     sim = stack.simulator

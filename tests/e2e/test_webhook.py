@@ -10,6 +10,7 @@ from azure.storage.blob.aio import BlobServiceClient
 
 from devtools.simulator import to_cloudevent
 from recording_pipeline.core.custody import ExternalRecord
+from recording_pipeline.core.naming import day_entry
 from recording_pipeline.runtime import Runtime
 from tests.support.stack import Stack, deliver, post_events
 
@@ -177,11 +178,13 @@ async def test_bring_your_own_storage_is_recorded_not_copied(
     assert (status, body["enqueued"], body["external"]) == (200, 0, 1)
     container = blob_service.get_container_client(stack.container)
     names = [n async for n in container.list_blob_names()]
-    assert names == [f"{CALL}/r-rec1/external.json"]  # the evidence, written once
+    external = f"{CALL}/r-rec1/external.json"
     record = ExternalRecord.model_validate_json(
-        await (await container.get_blob_client(names[0]).download_blob()).readall()
+        await (await container.get_blob_client(external).download_blob()).readall()
     )
     assert (record.call_id, record.recording_key, record.event_id) == (CALL, "r-rec1", event["id"])
+    # The evidence, written once, and the recording filed under the day it was received (it has no start time).
+    assert sorted(names) == sorted([external, day_entry(record.received_at.date(), CALL, "r-rec1")])
     manifest = await stack.manifest(CALL, "r-rec1")
     assert manifest is not None and manifest["state"] == "external"
 

@@ -18,6 +18,8 @@ COMMANDS = {
     ("verify",): "ARCHIVE_STORAGE_CONNECTION_STRING",
     ("participant",): "ARCHIVE_STATE_CONTAINER",
     ("rebuild-state",): "writes the state container",
+    ("reindex",): "creates entries in the archive's _index/",
+    ("export",): "writes the access record and its index entries in the archive",
     ("hold",): "ARCHIVE_CONTAINER",
     ("hold", "place"): "ARCHIVE_STORAGE_ACCOUNT_URL",
     ("hold", "clear"): "ARCHIVE_STORAGE_ACCOUNT_URL",
@@ -56,9 +58,28 @@ def test_the_hold_actions_each_have_their_own_help(capsys: pytest.CaptureFixture
 
 
 def test_verbose_is_taken_by_every_command() -> None:
-    for command in (["status"], ["verify"], ["hold", "list"], ["check"], ["rebuild-state"], ["fixity", "status"]):
+    for command in (
+        ["status"],
+        ["verify"],
+        ["hold", "list"],
+        ["check"],
+        ["rebuild-state"],
+        ["fixity", "status"],
+        ["reindex"],
+        ["export", "--case", "CASE-1", "--to", "bag"],
+    ):
         assert parse_args([*command, "--verbose"]).verbose is True
         assert parse_args(command).verbose is False
+
+
+def test_hold_list_takes_a_case_and_export_needs_one_target(capsys: pytest.CaptureFixture[str]) -> None:
+    assert parse_args(["hold", "list", "CASE-9"]).case == "CASE-9"
+    assert parse_args(["hold", "list"]).case == ""
+    for twice in (["--to", "bag", "--to-container", "c/f"], []):
+        with pytest.raises(SystemExit) as done:
+            parse_args(["export", "--case", "CASE-1", *twice])
+        assert done.value.code == 2
+    assert "--to" in capsys.readouterr().err
 
 
 TARGET = StorageTarget(account_url="https://archive.blob.core.windows.net", setting="ARCHIVE_STORAGE_ACCOUNT_URL")

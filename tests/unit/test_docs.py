@@ -3,6 +3,7 @@ code (the data path, the app layer's imports, the manifest's states, what the wo
 
 from __future__ import annotations
 
+import argparse
 import ast
 import re
 from pathlib import Path
@@ -173,7 +174,7 @@ def test_no_document_puts_a_state_container_prefix_in_the_archive_or_the_reverse
     from recording_pipeline.core import naming
 
     state = [naming.QUARANTINE_PREFIX, naming.HOLDS_PREFIX, naming.OUTBOX_PREFIX, naming.FIXITY_PREFIX, "_locks/"]
-    archive = [naming.LOST_PREFIX, "_rejected/", "_index/", "_check/"]
+    archive = [naming.LOST_PREFIX, "_rejected/", "_index/", "_check/", naming.ACCESS_PREFIX]
     for doc in [d for d in DOCS if (REPO / d).exists()]:
         text = " ".join((REPO / doc).read_text().split())
         for prefix in state:
@@ -192,3 +193,61 @@ def test_the_runbook_names_only_fields_that_status_json_has() -> None:
         text = " ".join((REPO / doc).read_text().split())
         for claim in re.findall(r"`status[^`]*--json`(?: / `status[^`]*--json`)? \(`(\w+)`\)", text):
             assert claim in camel, f"{doc} says status --json has {claim}"
+
+
+# --- what the documents say of the command line ---------------------------------------------------
+
+
+def _subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    found = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    return dict(found[0].choices) if found else {}
+
+
+def _options(parser: argparse.ArgumentParser) -> set[str]:
+    named = {o for a in parser._actions for o in a.option_strings if o.startswith("--")}
+    return named - {"--help", "--verbose"}
+
+
+def test_the_readme_lists_every_command_with_its_actions_and_options() -> None:
+    """Operating it has a line for each command the parser declares (check: its own section), naming each of its
+    actions and each option; a command added without its line, or an option without a word, fails here."""
+    from recording_pipeline.cli.arguments import build_parser
+
+    readme = (REPO / "README.md").read_text()
+    operating = readme.split("\n## Operating it", 1)[1].split("\n## ", 1)[0]
+    lines = {}
+    for item in re.split(r"\n(?=- )", operating):
+        if found := re.match(r"- `recording-archive ([\w-]+)", item):
+            lines[found.group(1)] = " ".join(item.split())
+    lines["check"] = " ".join(
+        readme.split("## Proving a deployment: `recording-archive check`", 1)[1].split("\n## ")[0].split()
+    )
+    commands = _subcommands(build_parser())
+    assert {"export", "reindex", "fixity", "hold", "replay"} <= set(commands)
+    assert set(lines) == set(commands), f"README's Operating it lists {sorted(lines)}, the CLI has {sorted(commands)}"
+    for name, parser in commands.items():
+        said = lines[name]
+        actions = _subcommands(parser)
+        for action in actions:
+            assert re.search(rf"`(recording-archive )?{name} {action}\b", said), f"README does not name {name} {action}"
+        for option in _options(parser).union(*(_options(p) for p in actions.values())):
+            assert f"{option}" in said, f"README's line for {name} does not name {option}"
+
+
+def test_the_architecture_and_the_repository_table_name_every_command() -> None:
+    from recording_pipeline.cli.arguments import build_parser
+
+    commands = set(_subcommands(build_parser()))
+    [row] = [line for line in ARCHITECTURE.splitlines() if line.startswith("| `recording_pipeline/cli/` |")]
+    modules = {p.stem for p in (REPO / "recording_pipeline" / "cli").glob("*.py")}
+    named = set(re.findall(r"`(\w+)`", row))
+    for name in named:
+        assert name in modules, f"ARCHITECTURE's cli row names {name}, not a module of cli/"
+    for command in commands:  # each command is its own module, hold's and rebuild-state's by another name
+        assert {"hold": "holds", "rebuild-state": "rebuild"}.get(command, command) in named, command
+    [table] = [
+        line
+        for line in (REPO / "README.md").read_text().splitlines()
+        if line.startswith("| `recording_pipeline/cli/` |")
+    ]
+    assert set(re.findall(r"[\w-]+", table.split("`recording-archive`:", 1)[1])) == commands

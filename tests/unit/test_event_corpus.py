@@ -22,6 +22,7 @@ from azure.eventgrid import EventGridEvent
 from recording_pipeline.app.audit import ArchiveAudit
 from recording_pipeline.app.webhook import WebhookConfig, WebhookRequest, WebhookResponse, handle_delivery
 from recording_pipeline.core.jobs import RecordingChunk, decode_job
+from recording_pipeline.core.naming import DAYS_PREFIX
 from tests.support.events import ACS_ENDPOINT, POLICY
 from tests.support.fakes import FakeArchive, FakeQueue
 from tests.support.stack import FIXTURES
@@ -140,7 +141,11 @@ async def test_an_accepted_variant_plans_its_jobs(name: str) -> None:
     assert edges.kept("_rejected/") == []
     jobs = [(j.chunk_index, j.document_id, j.end_reason) for j in edges.jobs()]
     if expected == "external":
-        assert jobs == [] and response.body["external"] == 1 and len(edges.kept("")) == 1
+        assert jobs == [] and response.body["external"] == 1
+        kept = [n for n in edges.archive.blobs if not n.startswith(DAYS_PREFIX)]
+        filed = [n for n in edges.archive.blobs if n.startswith(DAYS_PREFIX)]
+        assert len(kept) == 1 and kept[0].endswith("/external.json")  # the external record,
+        assert len(filed) == 1 and filed[0].endswith(kept[0].removesuffix("/external.json"))  # filed under its day
         return
     assert sorted(jobs, key=lambda j: (j[1], j[0])) == sorted(expected, key=lambda j: (j[1], j[0]))
 

@@ -19,7 +19,13 @@ from recording_pipeline.cli.holds import (
 )
 from recording_pipeline.cli.status import recording_status
 from recording_pipeline.core.errors import HoldRefusedError, OperatorInputError, StorageError
-from recording_pipeline.core.naming import hold_name, participant_entry
+from recording_pipeline.core.naming import (
+    ACCESS_INDEX_PREFIX,
+    ACCESS_PREFIX,
+    CASES_PREFIX,
+    hold_name,
+    participant_entry,
+)
 from tests.support.world import CALL, NOW, World, job
 
 OTHER = "beef0000-0000-0000-0000-000000000000"
@@ -43,6 +49,11 @@ def held(world: World) -> set[str]:
     return {name for name, blob in world.archive.blobs.items() if blob.legal_hold}
 
 
+def case_index_and_access_records(world: World) -> list[str]:
+    """What a hold the storage took leaves in the archive: the case's index entries and the access records."""
+    return [n for n in world.archive.blobs if n.startswith((CASES_PREFIX, ACCESS_PREFIX, ACCESS_INDEX_PREFIX))]
+
+
 async def test_a_hold_covers_every_blob_of_the_recording_and_nothing_else(world: World) -> None:
     recordings, blobs = await select_blobs(world.archive, [CALL])
     assert recordings == [(CALL, "r-rec1")]
@@ -61,9 +72,10 @@ async def test_placing_a_hold_holds_each_blob_and_names_the_case(world: World) -
     assert held(world) == set(hold.blobs) and len(hold.blobs) == 11
     assert hold_name("CASE-42") in world.state.blobs
     assert await held_recordings(world.state) == {(CALL, "r-rec1"): ("CASE-42",)}
-    report = await recording_status(world.state, now=NOW)
+    report = await recording_status(world.archive, world.state, now=NOW)
     assert {r.call_id: r.holds for r in report.recordings} == {CALL: ("CASE-42",), OTHER: ()}
     assert world.archive.changed == []  # a hold is not a change of the blob
+    assert any(n.startswith(CASES_PREFIX) for n in case_index_and_access_records(world))  # taken: the case filed
 
 
 async def test_placing_it_again_adds_what_was_archived_since(world: World) -> None:
@@ -109,6 +121,7 @@ async def test_a_hold_the_storage_refuses_is_recorded_nowhere(world: World, monk
     assert refused.value.status == 501 and "NotImplemented" in refusal(refused.value)
     assert hold_name("CASE-7") not in world.state.blobs and held(world) == set()
     assert await held_recordings(world.state) == {} and await active_holds(world.state) == []
+    assert case_index_and_access_records(world) == []  # no case filed, no access recorded
 
 
 async def test_no_answer_from_the_storage_is_not_called_a_refusal(
@@ -121,6 +134,7 @@ async def test_no_answer_from_the_storage_is_not_called_a_refusal(
     with pytest.raises(StorageError) as raised:
         await place_hold(world.archive, world.state, "CASE-7", [CALL], NOW)
     assert not isinstance(raised.value, HoldRefusedError) and hold_name("CASE-7") not in world.state.blobs
+    assert case_index_and_access_records(world) == []
 
 
 async def test_a_registry_that_cannot_be_written_leaves_no_blob_held(
@@ -132,13 +146,14 @@ async def test_a_registry_that_cannot_be_written_leaves_no_blob_held(
     monkeypatch.setattr(world.state, "update_json", broken)
     with pytest.raises(StorageError, match="ServerBusy"):
         await place_hold(world.archive, world.state, "CASE-7", [CALL], NOW)
-    assert held(world) == set()
+    assert held(world) == set() and case_index_and_access_records(world) == []
 
 
 async def test_clearing_a_hold_the_storage_will_not_release_keeps_the_case_open(
     world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     await place_hold(world.archive, world.state, "CASE-1", [CALL], NOW)
+    recorded = case_index_and_access_records(world)
 
     async def refuse(name: str, hold: bool) -> None:
         raise StorageError(f"legal hold on {name}: 403 AuthorizationPermissionMismatch", 403, "Authorization")
@@ -147,3 +162,4 @@ async def test_clearing_a_hold_the_storage_will_not_release_keeps_the_case_open(
     with pytest.raises(HoldRefusedError):
         await clear_hold(world.archive, world.state, "CASE-1", NOW)
     assert [h.case for h in await active_holds(world.state)] == ["CASE-1"]
+    assert case_index_and_access_records(world) == recorded  # no hold-clear access record for a refused clear

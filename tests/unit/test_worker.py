@@ -23,6 +23,7 @@ from recording_pipeline.core.jobs import encode_job
 from recording_pipeline.core.lifecycle import Step
 from recording_pipeline.core.naming import (
     custody_name,
+    day_entry,
     lock_name,
     lost_name,
     manifest_name,
@@ -295,6 +296,7 @@ async def test_the_first_delivery_of_a_one_block_chunk_asks_nothing_it_knows(wor
         ("put", participant_entry("8:acs:a", job().call_id, "r-rec1")),
         ("put", participant_entry("4:+1555", job().call_id, "r-rec1")),
         ("put", source_deleted_name(stem)),
+        ("put", day_entry(NOW.date(), job().call_id, "r-rec1")),  # filed with the recording's first manifest
     ]
     assert world.state.log == [("put", f"{job().call_id}/r-rec1/manifest.json")]
     assert world.acs.requests == [
@@ -380,13 +382,14 @@ async def test_a_manifest_written_elsewhere_meanwhile_is_read_before_it_is_writt
     assert sorted(str(c.document_id) for c in manifest.chunks.values()) == ["doc-a", "doc-b", "doc-c"]
 
 
-async def test_a_participant_is_indexed_once_per_recording_by_a_process(world: World) -> None:
+async def test_a_participant_and_a_day_are_indexed_once_per_recording_by_a_process(world: World) -> None:
     """Index entries are write-once: one this process wrote is there for good, so later chunks skip it."""
     for index, doc in enumerate(("doc-a", "doc-b")):
         world.add(doc, size=BLOCK)
         await archive_chunk(job(doc, index, last=index == 1), world.worker, first_delivery=True)
     index_writes = [name for kind, name in world.archive.log if kind == "put" and name.startswith("_index/")]
-    assert sorted(index_writes) == sorted(participant_entry(p, job().call_id, "r-rec1") for p in ("8:acs:a", "4:+1555"))
+    expected = [participant_entry(p, job().call_id, "r-rec1") for p in ("8:acs:a", "4:+1555")]
+    assert sorted(index_writes) == sorted([*expected, day_entry(NOW.date(), job().call_id, "r-rec1")])
 
 
 @pytest.mark.parametrize(
